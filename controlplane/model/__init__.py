@@ -1,0 +1,70 @@
+"""The configuration model: what a config means, independent of any proxy.
+
+Nothing here imports a proxy or a compiler. `parse_config` and `load_file` give a
+validated `Config`; `check(config, target)` refuses what one proxy cannot express.
+"""
+
+from .cluster import Cluster, Endpoint, HashCookie, HashOn, HealthCheck
+from .config import DEFAULT_GROUP, Config, NodeGroup, referenced_clusters
+from .errors import ConfigError, Issue, format_path
+from .listener import Certificate, Listener, SniRoute
+from .loading import ConfigFileError, dump_yaml, load_file, load_text, parse_text
+from .precedence import ordered_routes, precedence_order
+from .route import (
+    DirectResponse,
+    HeaderMutation,
+    Match,
+    PathMatch,
+    Redirect,
+    Retries,
+    Route,
+    ValueMatch,
+    VirtualHost,
+    WeightedBackend,
+)
+from .targets import TARGETS, Target, check, target_issues
+from .types import format_duration, split_address
+from .validate import parse_config, validate_config
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "TARGETS",
+    "Certificate",
+    "Cluster",
+    "Config",
+    "ConfigError",
+    "ConfigFileError",
+    "DirectResponse",
+    "Endpoint",
+    "HashCookie",
+    "HashOn",
+    "HeaderMutation",
+    "HealthCheck",
+    "Issue",
+    "Listener",
+    "Match",
+    "NodeGroup",
+    "PathMatch",
+    "Redirect",
+    "Retries",
+    "Route",
+    "SniRoute",
+    "Target",
+    "ValueMatch",
+    "VirtualHost",
+    "WeightedBackend",
+    "check",
+    "dump_yaml",
+    "format_duration",
+    "format_path",
+    "load_file",
+    "load_text",
+    "ordered_routes",
+    "parse_config",
+    "parse_text",
+    "precedence_order",
+    "referenced_clusters",
+    "split_address",
+    "target_issues",
+    "validate_config",
+]

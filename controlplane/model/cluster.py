@@ -1,0 +1,109 @@
+"""Clusters: a named set of endpoints and how a proxy spreads traffic over them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .types import Address, Duration, HeaderName, Model, Name
+
+UpstreamProtocol = Literal["http1", "http2", "tcp"]
+LbPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "maglev"]
+HASHING_POLICIES: frozenset[str] = frozenset({"ring_hash", "maglev"})
+
+
+class Endpoint(Model):
+    """One server of a cluster. Its share of the cluster's traffic is weight / sum(weights)."""
+
+    address: Address
+    weight: int = Field(1, ge=1, le=256)
+
+
+class HashCookie(Model):
+    """A cookie the proxy generates on the first response and reads on later requests."""
+
+    name: HeaderName
+    ttl: Duration = Field(3_600_000, description="How long a client keeps the cookie.")
+    path: str = Field("/", pattern=r"^/[^\s;]*$")
+
+
+class HashOn(Model):
+    """The request key a hashing cluster maps to an endpoint; exactly one is set.
+
+    Requests with the same key reach the same endpoint while the set of healthy
+    endpoints stays the same (session affinity).
+    """
+
+    source_ip: bool = False
+    header: HeaderName | None = None
+    cookie: HashCookie | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HashOn:
+        chosen = [k for k in ("source_ip", "header", "cookie") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one of source_ip, header, cookie")
+        return self
+
+    @property
+    def needs_l7(self) -> bool:
+        """Whether the key lives in HTTP (a header or a cookie) rather than in the connection."""
+        return not self.source_ip
+
+
+class HealthCheck(Model):
+    """Active health checking: an endpoint receives traffic only while it passes.
+
+    `http` checks send GET `path` and pass on one of `expected_statuses`; `tcp` checks pass
+    when a connection opens. An endpoint turns unhealthy after `unhealthy_threshold`
+    consecutive failures and healthy again after `healthy_threshold` consecutive passes.
+    """
+
+    kind: Literal["http", "tcp"] = "http"
+    path: str = Field("/", pattern=r"^/\S*$")
+    expected_statuses: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    interval: Duration = 5_000
+    timeout: Duration = 2_000
+    healthy_threshold: int = Field(2, ge=1, le=100)
+    unhealthy_threshold: int = Field(3, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _statuses(self) -> HealthCheck:
+        for status in self.expected_statuses:
+            if not 100 <= status <= 599:
+                raise ValueError(f"expected_statuses: {status} is not an HTTP status")
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not exceed interval")
+        return self
+
+
+class Cluster(Model):
+    """A named group of endpoints speaking one upstream protocol.
+
+    `protocol`: `http1` and `http2` carry HTTP requests (`http2` balances each request or
+    gRPC call separately, even when many share one client connection); `tcp` carries the
+    bytes of L4 listeners. `lb_policy` chooses an endpoint per request (L7) or per
+    connection (L4); `ring_hash` and `maglev` need `hash_on`, the key that keeps a client on
+    one endpoint.
+    """
+
+    name: Name
+    endpoints: list[Endpoint] = Field(min_length=1)
+    protocol: UpstreamProtocol = "http1"
+    lb_policy: LbPolicy = "round_robin"
+    hash_on: HashOn | None = None
+    health_check: HealthCheck | None = None
+    connect_timeout: Duration = 5_000
+    send_proxy_protocol: bool = Field(
+        False, description="Send a PROXY protocol v2 header to endpoints on each connection."
+    )
+
+    @model_validator(mode="after")
+    def _hashing(self) -> Cluster:
+        hashing = self.lb_policy in HASHING_POLICIES
+        if hashing and self.hash_on is None:
+            raise ValueError(f"lb_policy {self.lb_policy} needs hash_on")
+        if not hashing and self.hash_on is not None:
+            raise ValueError("hash_on needs lb_policy ring_hash or maglev")
+        return self

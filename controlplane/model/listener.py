@@ -1,0 +1,91 @@
+"""Listeners: where a proxy accepts connections and what it does with them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .route import VirtualHost
+from .types import BindAddress, Model, Name
+
+Protocol = Literal["http", "https", "tcp", "tls"]
+L7_PROTOCOLS: frozenset[str] = frozenset({"http", "https"})
+
+
+class Certificate(Model):
+    """A certificate chain and its key, each a file path or inline PEM text.
+
+    The certificate is served to clients whose SNI matches one of `server_names` (exact or
+    `*.suffix`); the listener's first certificate is served when no name matches.
+    """
+
+    server_names: list[str] = Field(default_factory=list)
+    cert: str = Field(min_length=1, description="PEM text, or the path of a PEM file.")
+    key: str = Field(min_length=1, description="PEM text, or the path of a PEM file.")
+
+
+class SniRoute(Model):
+    """An L4 route of a `tls` listener: connections whose SNI is one of `server_names` go to
+    `cluster`, still encrypted (TLS passthrough)."""
+
+    server_names: list[str] = Field(min_length=1)
+    cluster: Name
+
+
+class Listener(Model):
+    """An address a proxy listens on, and what it sees there.
+
+    - `http`: plain HTTP; routes by host, path, method, headers, query and cookies.
+    - `https`: as `http`, after terminating TLS with `certificates` (chosen by SNI).
+    - `tcp`: L4; every connection goes to `default_cluster`; nothing of the payload is seen.
+    - `tls`: L4 with TLS passthrough: the proxy reads only the SNI of the ClientHello and
+      routes by `sni_routes`, else to `default_cluster`; the backend terminates TLS.
+
+    `accept_proxy_protocol` makes the listener require a PROXY protocol (v1 or v2) header,
+    taking the client address from it: the setting for an L7 tier behind an L4 tier.
+    For L7 listeners (L4 listeners ignore both), `forwarded_for` appends the client address to X-Forwarded-For and
+    `request_id` gives each request an `x-request-id` header when it has none.
+    """
+
+    name: Name
+    address: BindAddress
+    protocol: Protocol
+    accept_proxy_protocol: bool = False
+    certificates: list[Certificate] = Field(default_factory=list)
+    virtual_hosts: list[VirtualHost] = Field(default_factory=list)
+    sni_routes: list[SniRoute] = Field(default_factory=list)
+    default_cluster: Name | None = None
+    forwarded_for: bool = True
+    request_id: bool = False
+
+    @model_validator(mode="after")
+    def _fields_fit_protocol(self) -> Listener:
+        l7 = self.protocol in L7_PROTOCOLS
+        if l7 and not self.virtual_hosts:
+            raise ValueError(f"a {self.protocol} listener needs virtual_hosts")
+        if not l7 and self.virtual_hosts:
+            raise ValueError(f"a {self.protocol} listener is L4 and cannot have virtual_hosts")
+        if self.protocol == "https" and not self.certificates:
+            raise ValueError("an https listener needs certificates")
+        if self.protocol != "https" and self.certificates:
+            raise ValueError(
+                f"certificates are for https listeners; a {self.protocol} listener "
+                "does not terminate TLS"
+            )
+        if self.protocol != "tls" and self.sni_routes:
+            raise ValueError("sni_routes are for tls (passthrough) listeners")
+        if l7 and self.default_cluster is not None:
+            raise ValueError("default_cluster is for tcp and tls listeners; use a route")
+        if self.protocol == "tcp" and self.default_cluster is None:
+            raise ValueError("a tcp listener needs default_cluster")
+        if self.protocol == "tls" and not self.sni_routes and self.default_cluster is None:
+            raise ValueError("a tls listener needs sni_routes or default_cluster")
+        if not l7 and self.request_id:
+            raise ValueError("request_id is an HTTP feature; an L4 listener cannot see headers")
+        return self
+
+    @property
+    def is_l7(self) -> bool:
+        """Whether the listener parses HTTP."""
+        return self.protocol in L7_PROTOCOLS

@@ -1,0 +1,178 @@
+"""L7 routes: which requests a route takes and what it does with them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from .types import Duration, HeaderName, HeaderValue, Model, Name
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"]
+PATH_PATTERN = r"^/[^\s?#]*$"
+
+
+def _one_of(obj: Model, fields: tuple[str, ...]) -> None:
+    chosen = [f for f in fields if getattr(obj, f) is not None]
+    if len(chosen) != 1:
+        raise ValueError(f"set exactly one of {', '.join(fields)}")
+
+
+class PathMatch(Model):
+    """How the request path (without its query string) must look; exactly one is set.
+
+    `prefix` matches whole path elements: `/api` matches `/api`, `/api/` and `/api/x`,
+    never `/apix`; a trailing `/` is ignored (`/api/` means `/api`). `regex` must match the
+    whole path.
+    """
+
+    exact: str | None = Field(None, pattern=PATH_PATTERN, max_length=1024)
+    prefix: str | None = Field(None, pattern=PATH_PATTERN, max_length=1024)
+    regex: str | None = Field(None, min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _one(self) -> PathMatch:
+        _one_of(self, ("exact", "prefix", "regex"))
+        return self
+
+    @property
+    def normalized_prefix(self) -> str | None:
+        """The prefix without a trailing `/` (`/` itself stays `/`)."""
+        if self.prefix is None:
+            return None
+        return self.prefix.rstrip("/") or "/"
+
+
+class ValueMatch(Model):
+    """A named value (header, query parameter or cookie) and the condition on it.
+
+    Exactly one of `exact` (the whole value), `regex` (must match the whole value) or
+    `present` (`true`: the name appears with any value; `false`: it does not appear).
+    Header names are case-insensitive; query parameter and cookie names are not.
+    """
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\s;=&%]+$")
+    exact: HeaderValue | None = None
+    regex: str | None = Field(None, min_length=1, max_length=1024)
+    present: bool | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ValueMatch:
+        _one_of(self, ("exact", "regex", "present"))
+        return self
+
+
+class Match(Model):
+    """The conditions a request must meet, all of them, for a route to take it."""
+
+    path: PathMatch = Field(default_factory=lambda: PathMatch(prefix="/"))
+    method: Method | None = None
+    headers: list[ValueMatch] = Field(default_factory=list)
+    query: list[ValueMatch] = Field(default_factory=list)
+    cookies: list[ValueMatch] = Field(default_factory=list)
+
+
+class WeightedBackend(Model):
+    """A cluster and its weight; each request picks one backend with probability weight/sum."""
+
+    cluster: Name
+    weight: int = Field(1, ge=1, le=10_000)
+
+
+class HeaderMutation(Model):
+    """Header changes applied in the order remove, set (replace or create), add (append)."""
+
+    set: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
+    add: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
+    remove: list[HeaderName] = Field(default_factory=list)
+
+
+RetryOn = Literal["connect_failure", "reset", "gateway_error", "5xx"]
+
+
+class Retries(Model):
+    """Retry a failed attempt up to `attempts` more times, on another endpoint when one exists.
+
+    Conditions: `connect_failure` (no connection could be made), `reset` (the connection
+    closed before a response), `gateway_error` (502, 503 or 504), `5xx` (any 5xx status,
+    plus connect failures and resets).
+    """
+
+    attempts: int = Field(1, ge=1, le=10)
+    retry_on: list[RetryOn] = Field(default_factory=lambda: ["connect_failure"], min_length=1)
+
+
+class Redirect(Model):
+    """Answer with a redirect; parts left unset keep the request's own value."""
+
+    scheme: Literal["http", "https"] | None = None
+    host: str | None = Field(None, pattern=r"^[a-zA-Z0-9.-]+$")
+    port: int | None = Field(None, ge=1, le=65535)
+    path: str | None = Field(None, pattern=PATH_PATTERN, max_length=1024)
+    status: Literal[301, 302, 303, 307, 308] = 302
+
+
+class DirectResponse(Model):
+    """Answer from the proxy itself, without any backend."""
+
+    status: int = Field(ge=200, le=599)
+    body: str = Field("", max_length=4096)
+    content_type: str = Field("text/plain", pattern=r"^[\w.+-]+/[\w.+-]+$")
+
+
+class Route(Model):
+    """A rule of a virtual host: when `match` holds, do exactly one action.
+
+    Actions: `backends` (forward to weighted clusters), `redirect`, or `direct_response`.
+    Forwarding options (`timeout`, `retries`, `prefix_rewrite`, `websocket`, header
+    mutations) apply to forwarded requests only; `response_headers` apply to every answer.
+    Which route takes a request is decided by precedence, not by list order alone; see
+    `controlplane.model.precedence`.
+    """
+
+    name: Name | None = None
+    match: Match = Field(default_factory=Match)
+    backends: list[WeightedBackend] | None = Field(None, min_length=1)
+    redirect: Redirect | None = None
+    direct_response: DirectResponse | None = None
+    timeout: Duration = Field(15_000, description="Whole-request timeout, retries included.")
+    retries: Retries | None = None
+    prefix_rewrite: str | None = Field(
+        None,
+        pattern=PATH_PATTERN,
+        description="Replace the matched path prefix with this (prefix matches only).",
+    )
+    websocket: bool = Field(False, description="Allow WebSocket upgrades on this route.")
+    request_headers: HeaderMutation = Field(default_factory=HeaderMutation)
+    response_headers: HeaderMutation = Field(default_factory=HeaderMutation)
+
+    @model_validator(mode="after")
+    def _action(self) -> Route:
+        _one_of(self, ("backends", "redirect", "direct_response"))
+        if self.prefix_rewrite is not None and self.match.path.prefix is None:
+            raise ValueError("prefix_rewrite needs a prefix path match")
+        return self
+
+
+Domain = Annotated[
+    str,
+    Field(
+        pattern=r"^(\*|(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?)$",
+        description="A lower-case host name, '*.suffix' or '*'.",
+    ),
+]
+
+
+class VirtualHost(Model):
+    """Routes for a set of host names.
+
+    `domains`: exact names (`api.example.com`), a leading wildcard (`*.example.com`, one or
+    more labels) or `*` (any host). A request's Host is compared without its port and
+    case-insensitively; the most specific domain wins: exact, then the longest wildcard,
+    then `*`.
+    """
+
+    name: Name
+    domains: list[Domain] = Field(min_length=1)
+    routes: list[Route] = Field(min_length=1)

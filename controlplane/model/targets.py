@@ -1,0 +1,63 @@
+"""What each proxy cannot express: `check(config, target)` refuses it by field and proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+from .config import Config
+from .errors import ConfigError, Issue
+
+Target = Literal["envoy", "haproxy"]
+TARGETS: tuple[Target, ...] = ("envoy", "haproxy")
+TargetRule = Callable[[Config], Iterator[Issue]]
+
+
+def _haproxy_has_no_maglev(config: Config) -> Iterator[Issue]:
+    for ci, cluster in enumerate(config.clusters):
+        if cluster.lb_policy == "maglev":
+            yield Issue(
+                ("clusters", ci, "lb_policy"),
+                "haproxy has no maglev hashing; use ring_hash (consistent hashing)",
+            )
+
+
+def _envoy_cannot_match_absent_query(config: Config) -> Iterator[Issue]:
+    for li, listener in enumerate(config.listeners):
+        for vi, vhost in enumerate(listener.virtual_hosts):
+            for ri, route in enumerate(vhost.routes):
+                for qi, query in enumerate(route.match.query):
+                    if query.present is False:
+                        yield Issue(
+                            (
+                                "listeners",
+                                li,
+                                "virtual_hosts",
+                                vi,
+                                "routes",
+                                ri,
+                                "match",
+                                "query",
+                                qi,
+                                "present",
+                            ),
+                            "envoy cannot match an absent query parameter",
+                        )
+
+
+RULES_BY_TARGET: dict[Target, tuple[TargetRule, ...]] = {
+    "envoy": (_envoy_cannot_match_absent_query,),
+    "haproxy": (_haproxy_has_no_maglev,),
+}
+
+
+def target_issues(config: Config, target: Target) -> list[Issue]:
+    """What `target` cannot express in `config`; each message names the proxy."""
+    return [issue for rule in RULES_BY_TARGET[target] for issue in rule(config)]
+
+
+def check(config: Config, target: Target) -> None:
+    """Raise ConfigError when `target` cannot express `config`."""
+    issues = target_issues(config, target)
+    if issues:
+        raise ConfigError(issues)
