@@ -44,8 +44,9 @@ class Listener(Model):
 
     `accept_proxy_protocol` makes the listener require a PROXY protocol (v1 or v2) header,
     taking the client address from it: the setting for an L7 tier behind an L4 tier.
-    For L7 listeners (L4 listeners ignore both), `forwarded_for` appends the client address to X-Forwarded-For and
-    `request_id` gives each request an `x-request-id` header when it has none.
+    On L7 listeners `forwarded_for` appends the client address to X-Forwarded-For and
+    `request_id` gives each request an `x-request-id` header when it has none; L4
+    listeners see no headers and ignore `forwarded_for`.
     """
 
     name: Name

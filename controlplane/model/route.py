@@ -91,6 +91,10 @@ class HeaderMutation(Model):
 RetryOn = Literal["connect_failure", "reset", "gateway_error", "5xx"]
 
 
+def _connect_failure_only() -> list[RetryOn]:
+    return ["connect_failure"]
+
+
 class Retries(Model):
     """Retry a failed attempt up to `attempts` more times, on another endpoint when one exists.
 
@@ -100,7 +104,7 @@ class Retries(Model):
     """
 
     attempts: int = Field(1, ge=1, le=10)
-    retry_on: list[RetryOn] = Field(default_factory=lambda: ["connect_failure"], min_length=1)
+    retry_on: list[RetryOn] = Field(default_factory=_connect_failure_only, min_length=1)
 
 
 class Redirect(Model):

@@ -7,7 +7,6 @@ Every rule yields `Issue`s naming the field's path; `parse_config` runs the stru
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ from pydantic import ValidationError
 
 from .config import Config
 from .errors import ConfigError, Issue, PathPart, issues_from_pydantic
-from .listener import Listener
+from .listener import Certificate, Listener, SniRoute
 from .regex import regex_problem
 from .route import Route
 from .tls import certificate_problem
@@ -82,10 +81,11 @@ def unique_domains(config: Config) -> Iterator[Issue]:
 
 def unique_server_names(config: Config) -> Iterator[Issue]:
     for li, listener in enumerate(config.listeners):
-        for field, items in (
+        named: tuple[tuple[str, Sequence[Certificate | SniRoute]], ...] = (
             ("certificates", listener.certificates),
             ("sni_routes", listener.sni_routes),
-        ):
+        )
+        for field, items in named:
             seen: set[str] = set()
             for ii, item in enumerate(items):
                 for ni, name in enumerate(item.server_names):
@@ -224,14 +224,14 @@ def certificates_load(config: Config) -> Iterator[Issue]:
 
 def endpoints_distinct(config: Config) -> Iterator[Issue]:
     for ci, cluster in enumerate(config.clusters):
-        names = Counter(e.address for e in cluster.endpoints)
+        seen: set[str] = set()
         for ei, endpoint in enumerate(cluster.endpoints):
-            if names[endpoint.address] > 1:
+            if endpoint.address in seen:
                 yield Issue(
                     ("clusters", ci, "endpoints", ei, "address"),
                     f"{endpoint.address} is listed more than once; raise its weight instead",
                 )
-                names[endpoint.address] = 0
+            seen.add(endpoint.address)
 
 
 RULES: tuple[Rule, ...] = (

@@ -1,0 +1,104 @@
+"""The `controlplane` command: exit 0 when valid, 2 with one line per problem, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(str(p) for p in (ROOT / "examples").glob("*.yaml"))
+
+
+def controlplane(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_validate_accepts_every_example() -> None:
+    result = controlplane("validate", *EXAMPLES)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": valid") == len(EXAMPLES)
+
+
+@pytest.mark.parametrize("target", ["envoy", "haproxy"])
+def test_validate_for_a_target_accepts_the_examples(target: str) -> None:
+    result = controlplane("validate", "--target", target, *EXAMPLES)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_invalid_config_gives_exit_2_and_one_line_per_problem(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "listeners:\n"
+        "  - {name: web, address: 127.0.0.1:8080, protocol: http, virtual_hosts: [\n"
+        "      {name: a, domains: ['*'], routes: [{backends: [{cluster: apii}]}]}]}\n"
+        "clusters:\n"
+        "  - {name: api, endpoints: [{address: 127.0.0.1:1}]}\n"
+        "  - {name: api, endpoints: [{address: 127.0.0.1:2}]}\n"
+    )
+    result = controlplane("validate", str(path))
+    assert result.returncode == 2
+    assert sorted(result.stderr.splitlines()) == [
+        f"{path}: clusters[1].name: another cluster is already named 'api'",
+        f"{path}: listeners[0].virtual_hosts[0].routes[0].backends[0].cluster: "
+        "no cluster named 'apii'",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_target_it_cannot_express_gives_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "maglev.yaml"
+    path.write_text(
+        "listeners: [{name: db, address: 127.0.0.1:5432, protocol: tcp, default_cluster: pg}]\n"
+        "clusters: [{name: pg, protocol: tcp, lb_policy: maglev, hash_on: {source_ip: true},\n"
+        "            endpoints: [{address: 127.0.0.1:1}]}]\n"
+    )
+    assert controlplane("validate", str(path)).returncode == 0
+    result = controlplane("validate", "--target", "haproxy", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"{path}: clusters[0].lb_policy: haproxy has no maglev hashing; "
+        "use ring_hash (consistent hashing)"
+    )
+
+
+def test_a_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("listeners: [\n")
+    result = controlplane("validate", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{path}:2:1: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_missing_file_gives_exit_2(tmp_path: Path) -> None:
+    result = controlplane("validate", str(tmp_path / "none.yaml"))
+    assert result.returncode == 2
+    assert "No such file" in result.stderr
+
+
+def test_an_unknown_target_gives_exit_2() -> None:
+    result = controlplane("validate", "--target", "nginx", EXAMPLES[0])
+    assert result.returncode == 2
+    assert "choose one of envoy, haproxy" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_prints_the_published_schema() -> None:
+    result = controlplane("schema")
+    assert result.returncode == 0
+    published = json.loads((ROOT / "schemas" / "config.schema.json").read_text())
+    assert json.loads(result.stdout) == published, "run `make schema` to refresh it"
+
+
+def test_version() -> None:
+    result = controlplane("version")
+    assert result.returncode == 0 and result.stdout.strip()
