@@ -42,7 +42,7 @@ def test_a_json_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigFileError, match="nope.yaml: No such file"):
+    with pytest.raises(ConfigFileError, match=r"nope\.yaml: No such file"):
         load_file(tmp_path / "nope.yaml")
 
 
