@@ -1,0 +1,1 @@
+"""HAProxy data plane: rendered configuration bundles, the runtime API, and the instance manager."""

@@ -1,0 +1,461 @@
+"""One HAProxy instance kept on the bundle it is given, without dropping a request.
+
+The manager owns a working directory and the HAProxy running from it in master-worker mode:
+
+    haproxy -W -db -S <workdir>/master.sock -f <workdir>/manager.cfg -f <workdir>/haproxy.cfg
+
+`manager.cfg` is the manager's own `global` section: the runtime API socket
+(`stats socket <workdir>/admin.sock level admin expose-fd listeners`, which also hands the
+listening sockets to the next worker on reload), `hard-stop-after`, `mworker-max-reloads` and
+`default-path config`. `haproxy.cfg` and the map files beside it are the bundle, byte for byte,
+so HAProxy's messages point at the renderer's own line numbers. HAProxy runs (and checks) with
+the configuration's directory as its working directory: HAProxy 2.6 opens the map files of
+converters such as `map_beg(paths.map)` after parsing, from its working directory, where
+`default-path config` no longer applies.
+
+The bundle's configuration must leave those settings to the manager (it must not declare
+`stats socket`, `master-worker`, `mworker-max-reloads`, `hard-stop-after` or `daemon` in
+`global`) and must open with a `defaults` section before any proxy, every `defaults` section
+carrying `option idle-close-on-response` (HAProxy 2.6 needs it so that keep-alive clients are
+not cut when an old worker leaves). A bundle breaking these rules is rejected like one HAProxy
+rejects.
+
+Applying a bundle: it is checked with `haproxy -c` in a staging directory inside the working
+directory; a rejected bundle changes nothing (files and running processes stay as they were).
+A valid one is moved into place file by file with atomic renames, then either pushed through the
+runtime API, when the change is runtime-updatable (see `controlplane.haproxy.changes`), or
+loaded by a reload through the master CLI, confirmed by `show proc` (the reload counter grew,
+a new worker serves the runtime API, the previous workers are leaving). Since files are written
+in both cases, a later reload or restart runs exactly what the runtime API was told. If a
+runtime update fails midway, the manager reloads instead.
+"""
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+from controlplane.haproxy.bundle import Bundle
+from controlplane.haproxy.changes import SECTION_KEYWORDS, ChangePlan, plan_change
+from controlplane.haproxy.runtime import (
+    CommandError,
+    MasterCLI,
+    ProcessList,
+    RuntimeAPI,
+    parse_map_text,
+)
+
+log = logging.getLogger(__name__)
+
+ApplyMode = Literal["start", "runtime", "reload", "unchanged", "rejected"]
+
+CONFIG_FILE = "haproxy.cfg"
+MANAGER_CONFIG_FILE = "manager.cfg"
+MASTER_SOCKET = "master.sock"
+RUNTIME_SOCKET = "admin.sock"
+LOG_FILE = "haproxy.log"
+_MANAGER_FILES = frozenset(
+    {CONFIG_FILE, MANAGER_CONFIG_FILE, MASTER_SOCKET, RUNTIME_SOCKET, LOG_FILE}
+)
+_MAP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+RESERVED_GLOBAL_KEYWORDS = (
+    "stats socket",
+    "master-worker",
+    "mworker-max-reloads",
+    "hard-stop-after",
+    "daemon",
+)
+_PROXY_SECTIONS = frozenset({"frontend", "backend", "listen"})
+_UNIX_PATH_MAX = 107
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What happened when a bundle was applied.
+
+    `mode` says how: "start" (HAProxy was started on it), "runtime" (runtime API, no reload),
+    "reload", "unchanged" (that version already runs) or "rejected" (invalid; nothing changed).
+    `reason` says why that mode was chosen; `error` carries HAProxy's own message when `ok` is
+    false. `duration` is wall time in seconds.
+    """
+
+    version: str
+    ok: bool
+    mode: ApplyMode
+    reason: str
+    duration: float
+    error: str | None = None
+
+
+class HAProxyError(Exception):
+    """HAProxy did not start or reload as asked."""
+
+
+class _RuntimeUnavailable(Exception):
+    """A runtime-updatable change that this running worker cannot take after all."""
+
+
+def contract_problems(bundle: Bundle) -> list[str]:
+    """Why the manager cannot run this bundle (empty when it can); see the module docstring."""
+    problems = [
+        f"map file name {name!r} must be a plain file name other than {sorted(_MANAGER_FILES)}"
+        for name in bundle.maps
+        if not _MAP_NAME.match(name) or name in _MANAGER_FILES
+    ]
+    section = ""
+    defaults_seen = False
+    defaults_ok = True
+    for number, line in enumerate(bundle.cfg.split("\n"), start=1):
+        text = line.split("#", 1)[0].strip()
+        words = text.split()
+        if not words:
+            continue
+        if words[0] in SECTION_KEYWORDS:
+            if section == "defaults" and not defaults_ok:
+                problems.append("a defaults section lacks 'option idle-close-on-response'")
+            section = words[0]
+            if section == "defaults":
+                defaults_seen, defaults_ok = True, False
+            elif section in _PROXY_SECTIONS and not defaults_seen:
+                problems.append(f"line {number}: '{text}' comes before any defaults section")
+                defaults_seen = True
+            continue
+        if section == "defaults" and words[:2] == ["option", "idle-close-on-response"]:
+            defaults_ok = True
+        if section == "global":
+            for keyword in RESERVED_GLOBAL_KEYWORDS:
+                if words[: keyword.count(" ") + 1] == keyword.split():
+                    problems.append(f"line {number}: '{keyword}' is set by the manager")
+    if section == "defaults" and not defaults_ok:
+        problems.append("a defaults section lacks 'option idle-close-on-response'")
+    return problems
+
+
+class HAProxyManager:
+    """Runs one HAProxy (master-worker) from `workdir` and keeps it on the latest bundle."""
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        haproxy_bin: str = "haproxy",
+        instance_id: str | None = None,
+        group: str = "default",
+        on_apply: Callable[[ApplyResult], None] | None = None,
+        hard_stop_after: str = "30s",
+        max_reloads: int = 10,
+        timeout: float = 10.0,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.haproxy_bin = haproxy_bin
+        self.instance_id = instance_id or f"{socket.gethostname()}:{self.workdir}"
+        self.group = group
+        self.on_apply = on_apply
+        self.hard_stop_after = hard_stop_after
+        self.max_reloads = max_reloads
+        self.timeout = timeout
+        if len(str(self.workdir / MASTER_SOCKET)) > _UNIX_PATH_MAX:
+            raise ValueError(f"workdir path too long for unix sockets: {self.workdir}")
+        self.master = MasterCLI(str(self.workdir / MASTER_SOCKET))
+        self.runtime = RuntimeAPI(str(self.workdir / RUNTIME_SOCKET))
+        self._lock = threading.RLock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._current: Bundle | None = None
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def current(self) -> Bundle | None:
+        """The bundle HAProxy runs, or None when not running or after a failed reload."""
+        return self._current
+
+    @property
+    def running(self) -> bool:
+        """Whether the master process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, bundle: Bundle) -> ApplyResult:
+        """Validate the bundle, write it and start HAProxy on it."""
+        with self._lock:
+            if self.running:
+                raise RuntimeError("HAProxy is already running; use apply()")
+            began = time.monotonic()
+            result = self._start(bundle, began)
+            return self._report(result)
+
+    def apply(self, bundle: Bundle) -> ApplyResult:
+        """Make HAProxy run `bundle`: start, runtime update, reload, nothing, or reject."""
+        with self._lock:
+            began = time.monotonic()
+            if not self.running:
+                result = self._start(bundle, began)
+            elif self._current is not None and self._current.version == bundle.version:
+                result = self._result(
+                    bundle, True, "unchanged", "version already running", began=began
+                )
+            else:
+                result = self._change(bundle, began)
+            return self._report(result)
+
+    def stop(self) -> None:
+        """Stop the master and every worker (fast stop, then SIGKILL); safe to call twice."""
+        with self._lock:
+            process, self._process = self._process, None
+            self._current = None
+            if process is not None:
+                _stop_group(process, self.timeout)
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+
+    def reload_count(self) -> int:
+        """How many times the master has reloaded since it started (from `show proc`)."""
+        return self.master.show_proc().reloads
+
+    def processes(self) -> ProcessList:
+        """The master's `show proc`: current and leaving workers."""
+        return self.master.show_proc()
+
+    def __enter__(self) -> "HAProxyManager":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _start(self, bundle: Bundle, began: float) -> ApplyResult:
+        self.stop()  # what a master that died may have left: workers, an open log
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._write_manager_config()
+        refusal = self._validate_and_install(bundle)
+        if refusal is not None:
+            return self._result(bundle, False, "rejected", *refusal, began=began)
+        for name in (MASTER_SOCKET, RUNTIME_SOCKET):
+            (self.workdir / name).unlink(missing_ok=True)
+        self._log = open(self.workdir / LOG_FILE, "ab")  # noqa: SIM115 (closed by stop())
+        self._process = subprocess.Popen(
+            [
+                self.haproxy_bin,
+                "-W",
+                "-db",
+                "-S",
+                str(self.workdir / MASTER_SOCKET),
+                "-f",
+                str(self.workdir / MANAGER_CONFIG_FILE),
+                "-f",
+                str(self.workdir / CONFIG_FILE),
+            ],
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            self._wait_for_worker(previous=None)
+        except HAProxyError as exc:
+            self.stop()
+            return self._result(
+                bundle, False, "start", "HAProxy did not start", str(exc), began=began
+            )
+        self._current = bundle
+        return self._result(bundle, True, "start", "started", began=began)
+
+    def _change(self, bundle: Bundle, began: float) -> ApplyResult:
+        refusal = self._validate_and_install(bundle)
+        if refusal is not None:
+            return self._result(bundle, False, "rejected", *refusal, began=began)
+        plan = (
+            plan_change(self._current, bundle)
+            if self._current is not None
+            else ChangePlan(True, "running configuration unknown")
+        )
+        reason = plan.reason
+        if not plan.reload:
+            try:
+                self._apply_runtime(plan)
+                self._current = bundle
+                return self._result(bundle, True, "runtime", reason, began=began)
+            except (_RuntimeUnavailable, CommandError, OSError) as exc:
+                reason = f"{reason}; runtime update failed ({exc}), reloaded instead"
+        try:
+            self._reload()
+        except HAProxyError as exc:
+            self._current = None
+            return self._result(bundle, False, "reload", reason, str(exc), began=began)
+        self._current = bundle
+        return self._result(bundle, True, "reload", reason, began=began)
+
+    def _validate_and_install(self, bundle: Bundle) -> tuple[str, str] | None:
+        """Check the bundle in a staging directory and install it; if invalid, (reason, error)."""
+        problems = contract_problems(bundle)
+        if problems:
+            return "bundle breaks the manager's contract", "; ".join(problems)
+        stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=self.workdir))
+        try:
+            (stage / CONFIG_FILE).write_text(bundle.cfg)
+            for name, content in bundle.maps.items():
+                (stage / name).write_text(content)
+            check = subprocess.run(
+                [
+                    self.haproxy_bin,
+                    "-c",
+                    "-f",
+                    str(self.workdir / MANAGER_CONFIG_FILE),
+                    "-f",
+                    str(stage / CONFIG_FILE),
+                ],
+                cwd=stage,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            if check.returncode != 0:
+                message = _haproxy_message(check.stdout + check.stderr, f"{stage}/")
+                return "haproxy -c rejected the configuration", message
+            previous = set(self._current.maps) if self._current is not None else set()
+            for name in bundle.maps:
+                os.replace(stage / name, self.workdir / name)
+            os.replace(stage / CONFIG_FILE, self.workdir / CONFIG_FILE)
+            for name in previous - set(bundle.maps):
+                (self.workdir / name).unlink(missing_ok=True)
+            return None
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _apply_runtime(self, plan: ChangePlan) -> None:
+        for update in plan.servers:
+            if update.address is not None and update.port is not None:
+                self.runtime.set_server_addr(
+                    update.backend, update.server, update.address, update.port
+                )
+            if update.weight is not None:
+                self.runtime.set_server_weight(update.backend, update.server, update.weight)
+        if not plan.maps:
+            return
+        loaded = self.runtime.show_maps()
+        for change in plan.maps:
+            refs = [ref for ref in loaded if self._names_map_file(ref.file, change.name)]
+            if not refs:
+                raise _RuntimeUnavailable(f"map file {change.name} is not loaded as a map")
+            entries = parse_map_text(change.content)
+            for ref in refs:
+                self.runtime.replace_map(f"#{ref.id}", entries)
+
+    def _names_map_file(self, loaded: str, name: str) -> bool:
+        path = Path(loaded)
+        return path.name == name and str(path.parent) in (".", str(self.workdir))
+
+    def _reload(self) -> None:
+        try:
+            before = self.master.show_proc()
+            self.master.reload()
+        except (OSError, CommandError, ValueError) as exc:
+            raise HAProxyError(f"master CLI: {exc}") from exc
+        self._wait_for_worker(previous=before)
+
+    def _wait_for_worker(self, previous: ProcessList | None) -> None:
+        """Wait until a new worker serves the runtime API and the previous ones are leaving."""
+        deadline = time.monotonic() + self.timeout
+        old_pids = {w.pid for w in previous.workers} if previous is not None else set()
+        last_problem = "no answer from the master CLI"
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise HAProxyError(f"HAProxy exited: {self._log_tail()}")
+            try:
+                procs = self.master.show_proc()
+                if previous is not None and procs.failed_reloads > previous.failed_reloads:
+                    raise HAProxyError(f"reload failed: {self._log_tail()}")
+                current = {w.pid for w in procs.workers}
+                if (previous is None or procs.reloads > previous.reloads) and not (
+                    current & old_pids
+                ):
+                    fresh = current - old_pids
+                    pid = self.runtime.show_info().get("Pid", "")
+                    if pid.isdigit() and int(pid) in fresh:
+                        return
+                    last_problem = f"runtime API answered from pid {pid}, waiting for {fresh}"
+            except (OSError, CommandError, ValueError) as exc:
+                last_problem = str(exc)
+            time.sleep(0.01)
+        raise HAProxyError(f"no new worker within {self.timeout}s ({last_problem})")
+
+    def _write_manager_config(self) -> None:
+        text = (
+            "# Written by controlplane's HAProxyManager: the settings it owns.\n"
+            "global\n"
+            f"    stats socket {self.workdir / RUNTIME_SOCKET} level admin expose-fd listeners\n"
+            f"    hard-stop-after {self.hard_stop_after}\n"
+            f"    mworker-max-reloads {self.max_reloads}\n"
+            "    default-path config\n"
+        )
+        target = self.workdir / MANAGER_CONFIG_FILE
+        temporary = target.with_suffix(".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, target)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (self.workdir / LOG_FILE).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _result(
+        self,
+        bundle: Bundle,
+        ok: bool,
+        mode: ApplyMode,
+        reason: str,
+        error: str | None = None,
+        *,
+        began: float,
+    ) -> ApplyResult:
+        return ApplyResult(bundle.version, ok, mode, reason, time.monotonic() - began, error)
+
+    def _report(self, result: ApplyResult) -> ApplyResult:
+        log.info(
+            "haproxy %s apply %s: %s (%s)",
+            self.instance_id,
+            result.version,
+            result.mode,
+            result.reason,
+        )
+        if self.on_apply is not None:
+            try:
+                self.on_apply(result)
+            except Exception:
+                log.exception("on_apply callback failed")
+        return result
+
+
+def _haproxy_message(output: str, stage_prefix: str) -> str:
+    """HAProxy's alerts (or its whole output) with staging paths shown as plain file names."""
+    lines = [line for line in output.splitlines() if "[NOTICE]" not in line and line.strip()]
+    alerts = [line for line in lines if "[ALERT]" in line]
+    return "\n".join(alerts or lines).replace(stage_prefix, "") or "haproxy -c failed"
+
+
+def _stop_group(process: "subprocess.Popen[bytes]", timeout: float) -> None:
+    """Stop a process group: SIGTERM (HAProxy's fast stop), then SIGKILL for what remains."""
+    pgid = process.pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    process.wait()

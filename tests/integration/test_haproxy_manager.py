@@ -1,0 +1,299 @@
+"""The HAProxy manager against a real HAProxy 2.6: reloads, runtime updates, rejected configs."""
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from controlplane.haproxy.bundle import Bundle
+from controlplane.haproxy.manager import ApplyResult, HAProxyManager
+from tests.harness.backends import BackendFleet, BackendSpec
+from tests.harness.clients import HttpSession, http
+from tests.harness.ports import free_port
+
+pytestmark = pytest.mark.haproxy
+
+LOOPBACK = "127.0.0.1"
+
+
+def config(port: int, servers: str, *, frontend_extra: str = "", backends_extra: str = "") -> str:
+    """A hand-written HAProxy configuration that honours the manager's contract."""
+    return f"""\
+global
+    default-path config
+
+defaults
+    mode http
+    option idle-close-on-response
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+
+frontend fe
+    bind {LOOPBACK}:{port}
+{frontend_extra}    default_backend be
+
+backend be
+    balance roundrobin
+{servers}
+{backends_extra}"""
+
+
+@dataclass
+class Instance:
+    """A running manager, the port its frontend listens on, and every result it reported."""
+
+    manager: HAProxyManager
+    port: int
+    results: list[ApplyResult] = field(default_factory=list)
+
+    def backends_seen(self, count: int, path: str = "/") -> Counter[str | None]:
+        """Which backends answer `count` requests, each on a fresh connection."""
+        return Counter(http(LOOPBACK, self.port, path).backend for _ in range(count))
+
+
+@pytest.fixture
+def fleet() -> Iterator[BackendFleet]:
+    with BackendFleet() as backends:
+        for name in ("a", "b", "c"):
+            backends.start(BackendSpec(name))
+        yield backends
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[Instance]:
+    results: list[ApplyResult] = []
+    manager = HAProxyManager(tmp_path / "hx", instance_id="test", on_apply=results.append)
+    try:
+        yield Instance(manager, free_port(), results)
+    finally:
+        manager.stop()
+
+
+def servers(fleet: BackendFleet, *lines: tuple[str, str, int]) -> str:
+    return "\n".join(
+        f"    server {name} {fleet[backend].address} weight {weight}"
+        for name, backend, weight in lines
+    )
+
+
+def test_hitless_reloads_under_load(fleet: BackendFleet, instance: Instance) -> None:
+    """20 reloads while clients send requests on new and on keep-alive connections: none fails."""
+    backend_lines = servers(fleet, ("s1", "a", 1), ("s2", "b", 1))
+
+    def bundle(revision: int) -> Bundle:
+        rule = f"    http-response set-header x-config-revision {revision}\n"
+        return Bundle.of(config(instance.port, backend_lines, frontend_extra=rule))
+
+    assert instance.manager.start(bundle(0)).ok
+    stop = threading.Event()
+    counts: Counter[str] = Counter()
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def record(kind: str, outcome: str | None) -> None:
+        with lock:
+            counts[kind] += 1
+            if outcome is not None:
+                failures.append(f"{kind}: {outcome}")
+
+    def new_connections() -> None:
+        while not stop.is_set():
+            try:
+                response = http(LOOPBACK, instance.port)
+                ok = response.status == 200 and response.backend in ("a", "b")
+                record("new", None if ok else f"status {response.status}")
+            except Exception as exc:
+                record("new", repr(exc))
+
+    def keep_alive() -> None:
+        session = HttpSession(LOOPBACK, instance.port)
+        try:
+            while not stop.is_set():
+                try:
+                    response = session.request("/")
+                    ok = response.status == 200 and response.backend in ("a", "b")
+                    record("keep-alive", None if ok else f"status {response.status}")
+                except Exception as exc:
+                    record("keep-alive", repr(exc))
+            with lock:
+                counts["keep-alive connections"] += session.connections_opened
+        finally:
+            session.close()
+
+    clients = [threading.Thread(target=f) for f in (new_connections, new_connections)]
+    clients += [threading.Thread(target=keep_alive) for _ in range(2)]
+    for client in clients:
+        client.start()
+    try:
+        reloads_before = instance.manager.reload_count()
+        for revision in range(1, 21):
+            result = instance.manager.apply(bundle(revision))
+            assert (result.ok, result.mode) == (True, "reload"), result
+            assert http(LOOPBACK, instance.port).headers["x-config-revision"] == str(revision)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(10)
+    assert instance.manager.reload_count() == reloads_before + 20
+    durations = [r.duration for r in instance.results if r.mode == "reload"]
+    print(
+        f"\nhitless reloads: 20 reloads, requests {dict(counts)}, failures {len(failures)}, "
+        f"reload apply median {sorted(durations)[len(durations) // 2] * 1000:.0f} ms"
+    )
+    assert failures == []
+    assert counts["new"] > 0 and counts["keep-alive"] > 0
+
+
+def test_weight_and_address_changes_go_through_runtime(
+    fleet: BackendFleet, instance: Instance
+) -> None:
+    manager = instance.manager
+    first = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 1))))
+    assert manager.start(first).mode == "start"
+    assert set(instance.backends_seen(10)) == {"a", "b"}
+    reloads = manager.reload_count()
+
+    drained = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 0))))
+    result = manager.apply(drained)
+    assert (result.ok, result.mode) == (True, "runtime"), result
+    assert "be/s2 weight 0" in result.reason
+    assert instance.backends_seen(10) == Counter({"a": 10})
+
+    moved = Bundle.of(config(instance.port, servers(fleet, ("s1", "c", 1), ("s2", "b", 0))))
+    result = manager.apply(moved)
+    assert (result.ok, result.mode) == (True, "runtime"), result
+    assert instance.backends_seen(10) == Counter({"c": 10})
+    state = {s.server: s for s in manager.runtime.show_servers_state("be")}
+    assert (state["s1"].address, state["s1"].port) == (LOOPBACK, fleet["c"].port)
+
+    assert manager.apply(moved).mode == "unchanged"
+    assert manager.reload_count() == reloads
+    assert (manager.workdir / "haproxy.cfg").read_text() == moved.cfg
+    assert [r.mode for r in instance.results] == ["start", "runtime", "runtime", "unchanged"]
+
+
+def test_runtime_refusal_falls_back_to_reload(fleet: BackendFleet, instance: Instance) -> None:
+    """A static balancing algorithm refuses weight changes at runtime; the manager reloads."""
+    cfg = config(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 1)))
+    static = cfg.replace("balance roundrobin", "balance static-rr")
+    manager = instance.manager
+    assert manager.start(Bundle.of(static)).ok
+    reloads = manager.reload_count()
+    result = manager.apply(
+        Bundle.of(
+            static.replace(f"{fleet['b'].address} weight 1", f"{fleet['b'].address} weight 3")
+        )
+    )
+    assert (result.ok, result.mode) == (True, "reload"), result
+    assert "static LB algorithm" in result.reason
+    assert manager.reload_count() == reloads + 1
+    state = {s.server: s for s in manager.runtime.show_servers_state("be")}
+    assert state["s2"].weight == 3
+
+
+def test_map_content_change_goes_through_runtime(fleet: BackendFleet, instance: Instance) -> None:
+    routing = "    use_backend %[path,map_beg(paths.map,be)]\n"
+    extra = f"backend be_b\n    server b1 {fleet['b'].address} weight 1\n"
+    cfg = config(
+        instance.port,
+        servers(fleet, ("s1", "a", 1)),
+        frontend_extra=routing,
+        backends_extra=extra,
+    )
+    manager = instance.manager
+    assert manager.start(Bundle.of(cfg, {"paths.map": "/b be_b\n"})).ok
+    assert instance.backends_seen(3, "/x/1") == Counter({"a": 3})
+    assert instance.backends_seen(3, "/b/1") == Counter({"b": 3})
+    reloads = manager.reload_count()
+
+    updated = Bundle.of(cfg, {"paths.map": "# routes\n/b be_b\n/x be_b\n"})
+    result = manager.apply(updated)
+    assert (result.ok, result.mode) == (True, "runtime"), result
+    assert "paths.map" in result.reason
+    assert instance.backends_seen(3, "/x/1") == Counter({"b": 3})
+    assert instance.backends_seen(3, "/y") == Counter({"a": 3})
+    assert manager.reload_count() == reloads
+    assert (manager.workdir / "paths.map").read_text() == updated.maps["paths.map"]
+
+    # Large maps go in several payloads, each within HAProxy's CLI buffer.
+    many = "".join(f"/p{i} be_b\n" for i in range(5000)) + "/x be\n"
+    result = manager.apply(Bundle.of(cfg, {"paths.map": many}))
+    assert (result.ok, result.mode) == (True, "runtime"), result
+    [loaded] = manager.runtime.show_maps()
+    assert loaded.entries == 5001
+    assert instance.backends_seen(2, "/p4999") == Counter({"b": 2})
+    assert instance.backends_seen(2, "/x/1") == Counter({"a": 2})
+    assert manager.reload_count() == reloads
+
+
+def test_rejected_config_leaves_the_old_one_running(
+    fleet: BackendFleet, instance: Instance
+) -> None:
+    manager = instance.manager
+    good = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    assert manager.start(good).ok
+    reloads = manager.reload_count()
+
+    broken = Bundle.of(good.cfg.replace("    balance roundrobin\n", "    balance nosuchalgo\n"))
+    result = manager.apply(broken)
+    assert (result.ok, result.mode) == (False, "rejected")
+    bad_line = broken.cfg.split("\n").index("    balance nosuchalgo") + 1
+    assert result.error is not None
+    assert f"parsing [haproxy.cfg:{bad_line}] : balance only supports" in result.error
+    assert instance.backends_seen(3) == Counter({"a": 3})
+    assert manager.reload_count() == reloads
+    assert (manager.workdir / "haproxy.cfg").read_text() == good.cfg
+    assert not list(manager.workdir.glob(".stage-*"))
+    assert manager.current == good
+
+    owned = good.cfg.replace("global\n", "global\n    hard-stop-after 1s\n")
+    result = manager.apply(Bundle.of(owned))
+    assert result.mode == "rejected" and "hard-stop-after" in (result.error or "")
+
+
+def test_stop_ends_every_process(fleet: BackendFleet, instance: Instance) -> None:
+    manager = instance.manager
+    assert manager.start(Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))).ok
+    procs = manager.processes()
+    pids = [procs.master.pid, *(w.pid for w in procs.workers)]
+    manager.stop()
+    manager.stop()
+    assert not manager.running
+    deadline = time.monotonic() + 5
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(map(alive, pids))
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_apply_restarts_haproxy_whose_master_died(fleet: BackendFleet, instance: Instance) -> None:
+    """Workers left by a killed master are stopped and a new HAProxy starts on the bundle."""
+    manager = instance.manager
+    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    assert manager.start(bundle).ok
+    procs = manager.processes()
+    os.kill(procs.master.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while manager.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not manager.running
+
+    result = manager.apply(bundle)
+    assert (result.ok, result.mode) == (True, "start"), result
+    assert not any(alive(w.pid) for w in procs.workers)
+    assert instance.backends_seen(3) == Counter({"a": 3})

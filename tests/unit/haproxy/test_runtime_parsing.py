@@ -1,0 +1,92 @@
+"""Parsing of HAProxy CLI answers and map files, and the manager's bundle contract."""
+
+from controlplane.haproxy.bundle import Bundle, bundle_version
+from controlplane.haproxy.manager import contract_problems
+from controlplane.haproxy.runtime import (
+    PAYLOAD_CHUNK_BYTES,
+    MapEntry,
+    map_payloads,
+    parse_map_text,
+    parse_show_proc,
+)
+
+SHOW_PROC = """\
+#<PID>          <type>          <reloads>       <uptime>        <version>
+1162            master          5 [failed: 1]   0d00h02m07s     2.6.12-1+deb12u4
+# workers
+1271            worker          0               0d00h00m00s     2.6.12-1+deb12u4
+# old workers
+1233            worker          3               0d00h00m43s     2.6.12-1+deb12u4
+# programs
+"""
+
+
+def test_parse_show_proc() -> None:
+    procs = parse_show_proc(SHOW_PROC)
+    assert procs.master.pid == 1162
+    assert procs.reloads == 5
+    assert procs.failed_reloads == 1
+    assert [w.pid for w in procs.workers] == [1271]
+    assert [(w.pid, w.reloads) for w in procs.old_workers] == [(1233, 3)]
+
+
+def test_parse_map_text() -> None:
+    text = "# comment\n\n/api  be_api\n  /b\tbe b  \n/c\n"
+    assert parse_map_text(text) == [
+        MapEntry("/api", "be_api"),
+        MapEntry("/b", "be b"),
+        MapEntry("/c", ""),
+    ]
+
+
+def test_map_payloads_fit_the_cli_buffer_and_keep_order() -> None:
+    entries = [MapEntry(f"/path/{i}", f"backend_{i}") for i in range(3000)]
+    chunks = map_payloads(entries)
+    assert len(chunks) > 1
+    assert all(len(chunk) <= PAYLOAD_CHUNK_BYTES for chunk in chunks)
+    assert parse_map_text("".join(chunks)) == entries
+
+
+def test_bundle_version_is_a_content_hash() -> None:
+    a = Bundle.of("cfg", {"a.map": "x y\n"})
+    assert a.version == bundle_version("cfg", {"a.map": "x y\n"})
+    assert a.version == Bundle.of("cfg", {"a.map": "x y\n"}).version
+    assert a.version != Bundle.of("cfg", {"a.map": "x z\n"}).version
+    assert a.version != Bundle.of("cfg", {"b.map": "x y\n"}).version
+    assert Bundle.of("ab", {}).version != Bundle.of("a", {"b": ""}).version
+
+
+GOOD = """\
+global
+    default-path config
+defaults
+    mode http
+    option idle-close-on-response
+frontend fe
+    bind 127.0.0.1:8080
+"""
+
+
+def test_contract_accepts_a_conforming_config() -> None:
+    assert contract_problems(Bundle.of(GOOD, {"paths.map": ""})) == []
+
+
+def test_contract_rejects_settings_the_manager_owns() -> None:
+    cfg = GOOD.replace("global\n", "global\n    stats socket /tmp/x.sock level admin\n")
+    problems = contract_problems(Bundle.of(cfg))
+    assert any("stats socket" in p for p in problems)
+
+
+def test_contract_requires_idle_close_on_response_in_defaults() -> None:
+    cfg = GOOD.replace("    option idle-close-on-response\n", "")
+    assert any("idle-close-on-response" in p for p in contract_problems(Bundle.of(cfg)))
+
+
+def test_contract_requires_defaults_before_proxies() -> None:
+    cfg = "frontend early\n    bind 127.0.0.1:1\n" + GOOD
+    assert any("before any defaults" in p for p in contract_problems(Bundle.of(cfg)))
+
+
+def test_contract_rejects_map_names_with_paths() -> None:
+    assert contract_problems(Bundle.of(GOOD, {"../x.map": ""}))
+    assert contract_problems(Bundle.of(GOOD, {"haproxy.cfg": ""}))
