@@ -81,6 +81,60 @@ def validate(
         typer.echo(f"{path}: valid")
 
 
+render_app = typer.Typer(
+    help="Print what a proxy receives for a config: `render envoy`, `render haproxy`.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(render_app, name="render")
+
+GroupOption = Annotated[
+    str, typer.Option("--group", "-g", help="The node group to render (default: `default`).")
+]
+
+
+@render_app.command("envoy")
+def render_envoy(
+    file: Annotated[Path, typer.Argument(help="Config file (YAML or JSON).")],
+    group: GroupOption = "default",
+) -> None:
+    """Print the xDS resources a node group's Envoys receive, as JSON."""
+    from .envoy import translate
+
+    config = load_or_exit(file)
+    issues = target_issues(config, "envoy")
+    if issues:
+        fail([f"{file}: {issue}" for issue in issues])
+    if group not in config.group_names():
+        fail([f"{file}: no node group named {group!r} (groups: {', '.join(config.group_names())})"])
+    typer.echo(translate(config, group).to_json(), nl=False)
+
+
+@render_app.command("haproxy")
+def render_haproxy(
+    file: Annotated[Path, typer.Argument(help="Config file (YAML or JSON).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory for haproxy.cfg and its files.")
+    ],
+    group: GroupOption = "default",
+) -> None:
+    """Write the haproxy.cfg, map files and certificate files a node group's HAProxies run."""
+    from .haproxy.render import render
+
+    config = load_or_exit(file)
+    issues = target_issues(config, "haproxy")
+    if issues:
+        fail([f"{file}: {issue}" for issue in issues])
+    if group not in config.group_names():
+        fail([f"{file}: no node group named {group!r} (groups: {', '.join(config.group_names())})"])
+    bundle = render(config, group)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "haproxy.cfg").write_text(bundle.cfg)
+    for name, text in {**bundle.maps, **bundle.files}.items():
+        (output / name).write_text(text)
+    typer.echo(f"{output / 'haproxy.cfg'}: {1 + len(bundle.maps) + len(bundle.files)} files")
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the config format."""
@@ -91,6 +145,63 @@ def schema() -> None:
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+ServerOption = Annotated[
+    str,
+    typer.Option(
+        "--server", envvar="CONTROLPLANE_SERVER", help="The API, e.g. http://127.0.0.1:8080."
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token", envvar="CONTROLPLANE_TOKEN", help="Bearer token (or CONTROLPLANE_TOKEN)."
+    ),
+]
+
+
+@app.command()
+def apply(
+    file: Annotated[Path, typer.Argument(help="Config file (YAML or JSON).")],
+    server: ServerOption,
+    token: TokenOption = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every proxy to run it.")
+    ] = 30.0,
+    message: Annotated[str | None, typer.Option(help="Why: kept with the revision.")] = None,
+) -> None:
+    """Show the diff, make FILE the config, and wait until every proxy acks it.
+
+    Ends with "acked by N/N" (exit 0), or the NACKs or proxies still pending (exit 1);
+    exit 2 when the server refuses the config, one line per problem.
+    """
+    from . import client
+
+    config = load_or_exit(file)
+    api = client.ApiClient(server, token)
+    try:
+        code = client.apply(
+            api, config, str(file), typer.echo, lambda s: typer.echo(s, err=True), timeout, message
+        )
+    except client.ServerUnreachable as exc:
+        typer.echo(f"cannot reach {exc}", err=True)
+        code = client.EXIT_FAILED
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(server: ServerOption, token: TokenOption = None) -> None:
+    """Print the fleet: each proxy, its group, the revision it runs, its last NACK."""
+    from . import client
+
+    api = client.ApiClient(server, token)
+    try:
+        code = client.status(api, typer.echo, lambda s: typer.echo(s, err=True))
+    except client.ServerUnreachable as exc:
+        typer.echo(f"cannot reach {exc}", err=True)
+        code = client.EXIT_FAILED
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -2,14 +2,18 @@
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 
-def bundle_version(cfg: str, maps: Mapping[str, str]) -> str:
-    """Content hash of a configuration and its map files; equal content gives an equal version."""
+def bundle_version(
+    cfg: str, maps: Mapping[str, str], files: Mapping[str, str] | None = None
+) -> str:
+    """Content hash of a configuration, its map files and other files; equal content gives an
+    equal version."""
     digest = hashlib.sha256()
-    for name, text in [("haproxy.cfg", cfg), *sorted(maps.items())]:
+    extra = [(f"file:{name}", text) for name, text in sorted((files or {}).items())]
+    for name, text in [("haproxy.cfg", cfg), *sorted(maps.items()), *extra]:
         for part in (name, text):
             data = part.encode()
             digest.update(len(data).to_bytes(8, "big"))
@@ -28,15 +32,30 @@ class Bundle:
     every `defaults` section must carry `option idle-close-on-response`.
 
     `maps` maps a file name (no directory part) to its content, one `key value` entry a line.
-    `version` is `bundle_version(cfg, maps)`; build bundles with `Bundle.of` to get it right.
+    `files` holds the other files the configuration names the same way (certificate PEM files
+    and crt-lists of https listeners); they are written next to the configuration like maps,
+    and their names change with their content, so a changed file always changes `cfg`.
+    `version` is `bundle_version(cfg, maps, files)`; build bundles with `Bundle.of`.
     """
 
     cfg: str
     maps: Mapping[str, str]
     version: str
+    files: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
-    def of(cls, cfg: str, maps: Mapping[str, str] | None = None) -> "Bundle":
-        """A bundle whose version is the content hash of `cfg` and `maps`."""
+    def of(
+        cls,
+        cfg: str,
+        maps: Mapping[str, str] | None = None,
+        files: Mapping[str, str] | None = None,
+    ) -> "Bundle":
+        """A bundle whose version is the content hash of `cfg`, `maps` and `files`."""
         frozen = MappingProxyType(dict(maps or {}))
-        return cls(cfg=cfg, maps=frozen, version=bundle_version(cfg, frozen))
+        frozen_files = MappingProxyType(dict(files or {}))
+        return cls(
+            cfg=cfg,
+            maps=frozen,
+            version=bundle_version(cfg, frozen, frozen_files),
+            files=frozen_files,
+        )

@@ -133,6 +133,8 @@ def plan_change(old: Bundle, new: Bundle) -> ChangePlan:
         return ChangePlan(
             True, f"configuration changed ({_first_difference(old_lines, new_lines)})"
         )
+    if old.files != new.files:
+        return ChangePlan(True, "certificate or crt-list files changed")
     if set(old.maps) != set(new.maps):
         added = sorted(set(new.maps) - set(old.maps))
         removed = sorted(set(old.maps) - set(new.maps))

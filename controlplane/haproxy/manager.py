@@ -106,11 +106,16 @@ class _RuntimeUnavailable(Exception):
     """A runtime-updatable change that this running worker cannot take after all."""
 
 
+def bundle_files(bundle: Bundle) -> dict[str, str]:
+    """Every file written next to the configuration: map files and the other files."""
+    return {**bundle.files, **bundle.maps}
+
+
 def contract_problems(bundle: Bundle) -> list[str]:
     """Why the manager cannot run this bundle (empty when it can); see the module docstring."""
     problems = [
-        f"map file name {name!r} must be a plain file name other than {sorted(_MANAGER_FILES)}"
-        for name in bundle.maps
+        f"file name {name!r} must be a plain file name other than {sorted(_MANAGER_FILES)}"
+        for name in bundle_files(bundle)
         if not _MAP_NAME.match(name) or name in _MANAGER_FILES
     ]
     section = ""
@@ -306,7 +311,7 @@ class HAProxyManager:
         stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=self.workdir))
         try:
             (stage / CONFIG_FILE).write_text(bundle.cfg)
-            for name, content in bundle.maps.items():
+            for name, content in bundle_files(bundle).items():
                 (stage / name).write_text(content)
             check = subprocess.run(
                 [
@@ -326,11 +331,12 @@ class HAProxyManager:
             if check.returncode != 0:
                 message = _haproxy_message(check.stdout + check.stderr, f"{stage}/")
                 return "haproxy -c rejected the configuration", message
-            previous = set(self._current.maps) if self._current is not None else set()
-            for name in bundle.maps:
+            previous = set(bundle_files(self._current)) if self._current is not None else set()
+            wanted = bundle_files(bundle)
+            for name in wanted:
                 os.replace(stage / name, self.workdir / name)
             os.replace(stage / CONFIG_FILE, self.workdir / CONFIG_FILE)
-            for name in previous - set(bundle.maps):
+            for name in previous - set(wanted):
                 (self.workdir / name).unlink(missing_ok=True)
             return None
         finally:

@@ -1,0 +1,226 @@
+"""HAProxy route tables: render, validate and reload time, and requests per second for 10
+versus 10,000 routes, the renderer's map design versus a plain ACL chain.
+
+    .venv/bin/python bench/haproxy_routes.py [--seconds 5]
+
+Needs haproxy, wrk and nginx (Debian's nginx-light) on PATH or in /usr/sbin. Everything runs
+on 127.0.0.1 with free ports; HAProxy runs one worker with one thread (`nbthread 1`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from controlplane.haproxy.bundle import Bundle  # noqa: E402
+from controlplane.haproxy.manager import HAProxyManager  # noqa: E402
+from controlplane.haproxy.render import render  # noqa: E402
+from controlplane.model import Config, parse_config  # noqa: E402
+from tests.harness.ports import free_port  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+WRK_SCRIPT = """
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/svc" .. math.random(0, {count} - 1) .. "/x")
+end
+"""
+
+
+def routes_config(count: int, listen: int, backend: str, conditional: float = 0.0) -> Config:
+    """`count` routes: `/svc<i>` prefixes to one cluster; a `conditional` share of them are
+    extra routes on existing paths with a header or method condition the benchmark's GETs
+    do not meet (so they are looked at and fall back)."""
+    extra = int(count * conditional)
+    plain = count - extra
+    routes: list[dict[str, Any]] = [
+        {"match": {"path": {"prefix": f"/svc{i}"}}, "backends": [{"cluster": "app"}]}
+        for i in range(plain)
+    ]
+    for j in range(extra):
+        match: dict[str, Any] = {"path": {"prefix": f"/svc{j * (plain // max(extra, 1))}"}}
+        if j % 2:
+            match["method"] = "POST"
+        else:
+            match["headers"] = [{"name": "x-tenant", "exact": f"t{j}"}]
+        routes.append({"match": match, "backends": [{"cluster": "app"}]})
+    return parse_config(
+        {
+            "listeners": [
+                {
+                    "name": "web",
+                    "address": f"{LOOPBACK}:{listen}",
+                    "protocol": "http",
+                    "forwarded_for": False,
+                    "virtual_hosts": [{"name": "site", "domains": ["*"], "routes": routes}],
+                }
+            ],
+            "clusters": [{"name": "app", "endpoints": [{"address": backend}]}],
+        }
+    )
+
+
+def one_thread(bundle: Bundle) -> Bundle:
+    """The bundle with `nbthread 1` in its global section."""
+    cfg = bundle.cfg.replace("global\n", "global\n    nbthread 1\n", 1)
+    return Bundle.of(cfg, bundle.maps, bundle.files)
+
+
+def acl_chain_bundle(count: int, listen: int, backend: str) -> Bundle:
+    """The same `count` prefix routes as a plain list of `use_backend ... if` rules."""
+    lines = [
+        "global",
+        "    nbthread 1",
+        "defaults",
+        "    mode http",
+        "    option idle-close-on-response",
+        "    timeout connect 5s",
+        "    timeout client 30s",
+        "    timeout server 30s",
+        "frontend web",
+        f"    bind {LOOPBACK}:{listen}",
+    ]
+    lines += [
+        f"    use_backend app if {{ path /svc{i} }} || {{ path_beg /svc{i}/ }}" for i in range(count)
+    ]
+    lines += ["backend app", f"    server ep1 {backend} weight 1"]
+    return Bundle.of("\n".join(lines) + "\n")
+
+
+@contextmanager
+def nginx(port: int) -> Iterator[None]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    with tempfile.TemporaryDirectory(prefix="nginx-") as prefix:
+        conf = Path(prefix) / "nginx.conf"
+        conf.write_text(
+            f"""worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  keepalive_requests 1000000;
+  server {{
+    listen {LOOPBACK}:{port};
+    location / {{ return 200 "ok"; }}
+  }}
+}}
+"""
+        )
+        process = subprocess.Popen(
+            [binary, "-p", prefix, "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_port(port)
+            yield
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex((LOOPBACK, port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def wrk(port: int, count: int, seconds: int) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT.replace("{count}", str(count)))
+    out = subprocess.run(
+        ["wrk", "-t1", "-c50", f"-d{seconds}s", "-s", script.name, f"http://{LOOPBACK}:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    Path(script.name).unlink()
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non_2xx:
+        raise RuntimeError(f"wrk saw {non_2xx.group(1)} error answers:\n{out}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert found, out
+    return float(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    random.seed(1)
+    backend_port, listen = free_port(), free_port()
+    backend = f"{LOOPBACK}:{backend_port}"
+    workdir = Path(tempfile.mkdtemp(prefix="hapb-", dir="/tmp"))
+    manager = HAProxyManager(workdir)
+    try:
+        print("## render, validate + reload (manager.apply), per table size")
+        print(f"{'routes':>8} {'render s':>9} {'cfg KB':>7} {'maps KB':>8} {'apply s':>8}  mode")
+        manager.start(one_thread(render(routes_config(1, listen, backend), "default")))
+        for count in (10, 1_000, 10_000):
+            config = routes_config(count, listen, backend)
+            began = time.perf_counter()
+            bundle = render(config, "default")
+            rendered = time.perf_counter() - began
+            result = manager.apply(one_thread(bundle))
+            assert result.ok, result.error
+            size = sum(len(t) for t in bundle.maps.values()) / 1024
+            print(
+                f"{count:>8} {rendered:>9.3f} {len(bundle.cfg) / 1024:>7.1f} {size:>8.0f} "
+                f"{result.duration:>8.3f}  {result.mode}"
+            )
+        print()
+        print(f"## requests/s, wrk -t1 -c50 -d{args.seconds}s, random /svc<i>/x, nbthread 1")
+        cases = [
+            ("map design, 10 routes", 10, routes_config(10, listen, backend)),
+            ("map design, 10,000 routes", 10_000, routes_config(10_000, listen, backend)),
+            (
+                "map design, 10,000 routes, 10% with header/method conditions",
+                9_000,
+                routes_config(10_000, listen, backend, conditional=0.1),
+            ),
+            ("ACL chain, 10 routes", 10, None),
+            ("ACL chain, 10,000 routes", 10_000, None),
+        ]
+        with nginx(backend_port):
+            for label, paths, config in cases:
+                bundle = (
+                    one_thread(render(config, "default"))
+                    if config is not None
+                    else acl_chain_bundle(paths, listen, backend)
+                )
+                result = manager.apply(bundle)
+                assert result.ok, result.error
+                print(f"{wrk(listen, paths, args.seconds):>10.0f}  {label}")
+    finally:
+        manager.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,444 @@
+"""xDS fan-out: many simulated ADS clients, one config change, how fast does everyone ACK.
+
+The config: 1,000 EDS clusters with their endpoints, one listener, and 10,000 routes (100
+virtual hosts of 100 routes). N simulated clients (many streams per gRPC channel) subscribe
+to everything as an Envoy would over ADS and ACK every response. Reported per N: the time
+until every client runs the config (initial sync), the time from a one-cluster change until
+each client ACKed it (first / p50 / last, from the server's ledger), and the server's RSS.
+
+The server and the clients run in separate processes so one GIL does not serialise both.
+`--baseline` runs the same load against the server in its per-stream-serialising mode.
+
+    .venv/bin/python bench/xds_fanout.py --clients 100 1000 5000 --baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+# The test harness builds the resources; make the repository importable in every process.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+GROUP = "bench"
+CLUSTERS = 1000
+VHOSTS = 100
+ROUTES_PER_VHOST = 100
+
+
+def cluster_names() -> list[str]:
+    return [f"cluster-{i:04d}" for i in range(CLUSTERS)]
+
+
+def build_snapshot(changed: int | None = None) -> Any:
+    """The bench config; `changed` alters cluster 0's connect timeout (a one-cluster change)."""
+    from envoy.config.route.v3 import route_components_pb2, route_pb2
+
+    from controlplane.xds.cache import Snapshot
+    from tests.harness.xds_resources import eds_cluster, http_listener, load_assignment
+
+    messages: list[Any] = [http_listener("http", 10000, "routes")]
+    for i, name in enumerate(cluster_names()):
+        timeout_ms = 1000 + (changed or 0) if i == 0 else 1000
+        messages.append(eds_cluster(name, timeout_ms))
+        messages.append(
+            load_assignment(name, [("127.0.0.1", 20000 + i % 1000), ("127.0.0.1", 30000 + i)])
+        )
+    vhosts = []
+    for v in range(VHOSTS):
+        routes = [
+            route_components_pb2.Route(
+                match=route_components_pb2.RouteMatch(prefix=f"/svc{v}/r{r}"),
+                route=route_components_pb2.RouteAction(
+                    cluster=f"cluster-{(v * ROUTES_PER_VHOST + r) % CLUSTERS:04d}"
+                ),
+            )
+            for r in range(ROUTES_PER_VHOST)
+        ]
+        vhosts.append(
+            route_components_pb2.VirtualHost(name=f"vh{v}", domains=[f"svc{v}.test"], routes=routes)
+        )
+    messages.append(route_pb2.RouteConfiguration(name="routes", virtual_hosts=vhosts))
+    return Snapshot.from_messages(messages)
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size of this process in MiB."""
+    fields: dict[str, float] = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+# --- server process ---
+
+
+def server_main(conn: Connection, naive: bool, delta: bool) -> None:
+    asyncio.run(_server(conn, naive, delta))
+
+
+async def _server(conn: Connection, naive: bool, delta: bool) -> None:
+    from controlplane.xds import types
+    from controlplane.xds.cache import SnapshotCache
+    from controlplane.xds.ledger import Ledger
+    from controlplane.xds.server import XdsServer
+
+    cache, ledger = SnapshotCache(), Ledger()
+    v1 = build_snapshot()
+    cache.set_snapshot(GROUP, v1)
+    server = XdsServer(cache, ledger, serialise_per_stream=naive)
+    port = await server.start("127.0.0.1", 0)
+    conn.send(port)
+    loop = asyncio.get_running_loop()
+    current = v1
+    changes = 0
+    while True:
+        command, arg = await loop.run_in_executor(None, conn.recv)
+        if command == "wait_synced":
+            expected, timeout = arg
+            done = await _wait(ledger, expected, current.version, list(types.PUSH_ORDER), timeout)
+            conn.send({"at": time.time(), "ok": done, "connected": ledger.count(GROUP)})
+        elif command == "change":
+            expected, timeout = arg
+            changes += 1
+            nxt = build_snapshot(changed=changes)
+            cpu0, t0 = time.process_time(), time.time()
+            cache.set_snapshot(GROUP, nxt)
+            current = nxt
+            done = await _wait(ledger, expected, nxt.version, [types.CLUSTER], timeout)
+            cpu = time.process_time() - cpu0
+            acks = [
+                s.acked_at - t0
+                for p in ledger.proxies(GROUP)
+                if (s := p.types.get(types.CLUSTER)) is not None
+                and s.acked_at is not None
+                and s.version_acked == nxt.type_version(types.CLUSTER)
+            ]
+            sends = [
+                s.sent_at - t0
+                for p in ledger.proxies(GROUP)
+                if (s := p.types.get(types.CLUSTER)) is not None
+                and s.sent_at is not None
+                and s.version_sent == nxt.type_version(types.CLUSTER)
+            ]
+            conn.send({"ok": done, "acks": acks, "cpu": cpu, "pushed": max(sends, default=0)})
+        elif command == "rss":
+            conn.send(rss_mb())
+        elif command == "stop":
+            await server.stop(None)
+            conn.send("stopped")
+            return
+
+
+async def _wait(ledger: Any, expected: int, version: str, kinds: list[str], timeout: float) -> bool:
+    start = time.monotonic()
+    report = start + 10
+    while time.monotonic() < start + timeout:
+        if ledger.count(GROUP) >= expected and ledger.group_runs(GROUP, version, kinds):
+            return True
+        if time.monotonic() > report:
+            report += 10
+            lagging = ledger.lagging(GROUP, version, kinds)
+            print(
+                f"  ... {time.monotonic() - start:.0f}s: {ledger.count(GROUP)} connected, "
+                f"{len(lagging)} not there yet",
+                file=sys.stderr,
+                flush=True,
+            )
+            if lagging:
+                p = ledger.get(lagging[0])
+                print(f"  e.g. {lagging[0]}: {p.types if p else None}", file=sys.stderr, flush=True)
+        await asyncio.sleep(0.05)
+    return False
+
+
+# --- client processes ---
+
+
+@dataclass
+class ClientStats:
+    streams: int
+    errors: int
+    responses: int
+
+
+def client_main(
+    conn: Connection, port: int, first: int, count: int, per_channel: int, delta: bool, wave: int
+) -> None:
+    stats = asyncio.run(_clients(conn, port, first, count, per_channel, delta, wave))
+    conn.send(stats)
+
+
+async def _clients(
+    conn: Connection,
+    port: int,
+    first: int,
+    count: int,
+    per_channel: int,
+    delta: bool,
+    wave_size: int,
+) -> ClientStats:
+    import grpc
+    from envoy.service.discovery.v3 import discovery_pb2
+
+    from controlplane.xds import types
+    from controlplane.xds.wire import field, text_field
+
+    names = cluster_names()
+    subscriptions = {
+        types.CLUSTER: [],
+        types.ENDPOINT: names,
+        types.LISTENER: [],
+        types.ROUTE: ["routes"],
+    }
+    # Requests are assembled from bytes: the clients must stay cheap to measure the server.
+    if delta:
+        method = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+        ack_prefix = {t: text_field(2, t) for t in subscriptions}
+        first_request = {
+            t: text_field(2, t) + b"".join(field(3, n.encode()) for n in subscriptions[t])
+            for t in subscriptions
+        }
+        parse = discovery_pb2.DeltaDiscoveryResponse.FromString
+        nonce_field = 6
+    else:
+        method = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+        ack_prefix = {
+            t: text_field(4, t) + b"".join(field(3, n.encode()) for n in subscriptions[t])
+            for t in subscriptions
+        }
+        first_request = ack_prefix
+        parse = discovery_pb2.DiscoveryResponse.FromString
+        nonce_field = 5
+    errors = 0
+    responses = 0
+
+    def node(i: int) -> bytes:
+        node_msg = field(1, f"client-{i}".encode()) + field(2, GROUP.encode())
+        return field(2 if not delta else 1, node_msg)
+
+    async def one(channel: grpc.aio.Channel, i: int, synced: asyncio.Event) -> None:
+        nonlocal errors, responses
+        call = channel.stream_stream(
+            method, request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )()
+        seen: set[str] = set()
+        try:
+            for n, t in enumerate(subscriptions):
+                await call.write((node(i) if n == 0 else b"") + first_request[t])
+            while True:
+                raw = await call.read()
+                if raw is grpc.aio.EOF:
+                    return
+                resp = parse(raw)
+                responses += 1
+                if not synced.is_set():
+                    seen.add(resp.type_url)
+                    if len(seen) == len(subscriptions):
+                        synced.set()
+                ack = ack_prefix[resp.type_url] + text_field(nonce_field, resp.nonce)
+                if not delta:
+                    ack += text_field(1, resp.version_info)
+                await call.write(ack)
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                errors += 1
+        finally:
+            call.cancel()
+
+    channels = []
+    tasks = []
+    wave: list[asyncio.Event] = []
+    for start in range(first, first + count, per_channel):
+        channel = grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}",
+            options=[
+                ("grpc.use_local_subchannel_pool", 1),
+                ("grpc.max_receive_message_length", 64 << 20),
+            ],
+        )
+        channels.append(channel)
+        for i in range(start, min(start + per_channel, first + count)):
+            synced = asyncio.Event()
+            wave.append(synced)
+            tasks.append(asyncio.create_task(one(channel, i, synced)))
+            if len(wave) >= wave_size:
+                await _settle(wave)
+    stuck = await _settle(wave)
+    if stuck:
+        print(f"  {stuck} streams of a wave never synced", file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+    while await loop.run_in_executor(None, conn.recv) == "cpu":
+        conn.send(time.process_time())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for channel in channels:
+        await channel.close()
+    return ClientStats(count, errors, responses)
+
+
+async def _settle(wave: list[asyncio.Event], timeout: float = 120.0) -> int:
+    """Wait for a wave of streams to receive everything; how many did not (then forgotten)."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in wave)), timeout)
+        stuck = 0
+    except TimeoutError:
+        stuck = sum(1 for e in wave if not e.is_set())
+    wave.clear()
+    return stuck
+
+
+# --- driver ---
+
+
+def _clients_cpu(clients: list[tuple[Any, Connection]]) -> float:
+    total = 0.0
+    for _, c in clients:
+        c.send("cpu")
+        total += c.recv()
+    return total
+
+
+def run_one(
+    n: int, naive: bool, delta: bool, per_channel: int, procs: int, wave: int
+) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    server_conn, server_end = ctx.Pipe()
+    server = ctx.Process(target=server_main, args=(server_end, naive, delta))
+    server.start()
+    clients: list[tuple[Any, Connection]] = []
+    try:
+        port = server_conn.recv()
+        share = -(-n // procs)
+        t_start = time.time()
+        for k in range(procs):
+            first, count = k * share, min(share, n - k * share)
+            if count <= 0:
+                break
+            mine, theirs = ctx.Pipe()
+            p = ctx.Process(
+                target=client_main,
+                args=(theirs, port, first, count, per_channel, delta, wave),
+            )
+            p.start()
+            clients.append((p, mine))
+        server_conn.send(("wait_synced", (n, 600.0)))
+        synced = server_conn.recv()
+        server_conn.send(("rss", None))
+        rss_synced = server_conn.recv()
+        client_cpu = _clients_cpu(clients)
+        server_conn.send(("change", (n, 120.0)))
+        change = server_conn.recv()
+        client_cpu = _clients_cpu(clients) - client_cpu
+        server_conn.send(("rss", None))
+        rss_after = server_conn.recv()
+        stats: list[ClientStats] = []
+        for _, c in clients:
+            c.send("stop")
+        for _, c in clients:
+            stats.append(c.recv())
+        acks = sorted(change["acks"])
+        return {
+            "n": n,
+            "mode": ("naive " if naive else "") + ("delta" if delta else "sotw"),
+            "synced": synced["ok"],
+            "sync_s": synced["at"] - t_start,
+            "changed_ok": change["ok"],
+            "acked": len(acks),
+            "first_ms": acks[0] * 1000 if acks else float("nan"),
+            "p50_ms": statistics.median(acks) * 1000 if acks else float("nan"),
+            "last_ms": acks[-1] * 1000 if acks else float("nan"),
+            "cpu_ms": change["cpu"] * 1000,
+            "pushed_ms": change["pushed"] * 1000,
+            "client_cpu_ms": client_cpu * 1000,
+            "rss_mb": rss_after[0],
+            "peak_mb": max(rss_synced[1], rss_after[1]),
+            "errors": sum(s.errors for s in stats),
+        }
+    finally:
+        if server.is_alive():
+            try:
+                server_conn.send(("stop", None))
+                server_conn.recv()
+            except (BrokenPipeError, EOFError):
+                pass
+        server.join(timeout=30)
+        if server.is_alive():
+            server.kill()
+        for p, _ in clients:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+
+
+COLUMNS: list[tuple[str, str, str]] = [
+    # (heading, result key, format)
+    ("mode", "mode", "<11"),
+    ("clients", "n", ">7"),
+    ("sync s", "sync_s", ">7.2f"),
+    ("acked", "acked", ">6"),
+    ("first ms", "first_ms", ">9.1f"),
+    ("p50 ms", "p50_ms", ">8.1f"),
+    ("last ms", "last_ms", ">8.1f"),
+    ("pushed ms", "pushed_ms", ">9.1f"),
+    ("srv cpu ms", "cpu_ms", ">10.0f"),
+    ("cli cpu ms", "client_cpu_ms", ">10.0f"),
+    ("rss MiB", "rss_mb", ">8.0f"),
+    ("peak MiB", "peak_mb", ">9.0f"),
+    ("errors", "errors", ">6"),
+    ("load", "load", ">5.1f"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--delta", action="store_true", help="incremental xDS instead of SotW")
+    parser.add_argument("--baseline", action="store_true", help="also run per-stream serialising")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration")
+    parser.add_argument("--streams-per-channel", type=int, default=100)
+    parser.add_argument("--client-procs", type=int, default=1)
+    parser.add_argument(
+        "--wave",
+        type=int,
+        default=500,
+        help="streams connecting together; the next wave starts once these received everything",
+    )
+    args = parser.parse_args()
+    print(
+        f"config: {CLUSTERS} clusters + endpoints, {VHOSTS * ROUTES_PER_VHOST} routes; "
+        f"{args.streams_per_channel} streams/channel, {args.client_procs} client process(es), "
+        f"connecting in waves of {args.wave}, "
+        f"{os.cpu_count()} cpus; pushed = last push written, cpu = during the change, "
+        "load = 1-min load average before the run",
+        flush=True,
+    )
+    print(" ".join(f"{h:{f.rstrip('.0123456789f')}}" for h, _, f in COLUMNS), flush=True)
+    for n in args.clients:
+        for _ in range(args.repeat):
+            for naive in [False, True] if args.baseline else [False]:
+                load = os.getloadavg()[0]
+                r = run_one(
+                    n, naive, args.delta, args.streams_per_channel, args.client_procs, args.wave
+                )
+                r["load"] = load
+                ok = "" if r["synced"] and r["changed_ok"] else "  (INCOMPLETE)"
+                print(" ".join(f"{r[k]:{f}}" for _, k, f in COLUMNS) + ok, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""What each request handler needs: the server's parts, the caller's identity, the body."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..model import Target
+from ..store import Store
+from .auth import Authorizer, Principal, Scope
+from .diff import DiffExplainer
+from .errors import ApiError, bad_input
+from .metrics import ApiMetrics, MetricsSource
+from .status import StatusSource
+from .writes import ConfigWriter
+
+log = logging.getLogger("controlplane.api")
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+
+@dataclass
+class ApiContext:
+    """The parts of a running API server."""
+
+    store: Store
+    writer: ConfigWriter
+    status: StatusSource
+    authorizer: Authorizer
+    explainer: DiffExplainer
+    targets: Sequence[Target]
+    metrics: ApiMetrics
+    metrics_sources: list[MetricsSource] = field(default_factory=list)
+
+
+def context(request: Request) -> ApiContext:
+    """The server's parts."""
+    ctx: ApiContext = request.app.state.context
+    return ctx
+
+
+_bearer = HTTPBearer(auto_error=False, description="A token with the `read` or `write` scope.")
+
+
+def require(scope: Scope) -> Callable[..., Principal]:
+    """A dependency admitting callers with `scope`: 401 without a valid token, 403 without
+    the scope."""
+
+    def dependency(
+        request: Request,
+        _credentials: HTTPAuthorizationCredentials | None = Security(_bearer),
+    ) -> Principal:
+        authorizer = context(request).authorizer
+        try:
+            principal = authorizer.principal(request.headers.get("authorization"))
+        except PermissionError as exc:
+            log.warning("refused %s %s: %s", request.method, request.url.path, exc)
+            raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        if principal is None:
+            principal = authorizer.local()
+        if principal is None:
+            raise ApiError(
+                401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if scope not in principal.scopes:
+            log.warning(
+                "refused %s %s to %s: needs scope %s",
+                request.method,
+                request.url.path,
+                principal.name,
+                scope,
+            )
+            raise ApiError(403, f"the token {principal.name!r} lacks the {scope!r} scope")
+        request.state.principal = principal.name
+        return principal
+
+    return dependency
+
+
+reader = require("read")
+writer = require("write")
+
+
+async def read_body(request: Request, allow_yaml: bool = False) -> Any:
+    """The request body as plain data: JSON, or YAML when allowed and the Content-Type says so."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "application/json")
+    media = content_type.split(";")[0].strip().lower()
+    if allow_yaml and media in YAML_TYPES:
+        try:
+            return yaml.safe_load(raw.decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            raise bad_input(("body",), f"the body is not valid YAML{at}") from None
+    if media not in JSON_TYPES and not media.endswith("+json"):
+        accepted = ", ".join((*JSON_TYPES, *(YAML_TYPES if allow_yaml else ())))
+        raise ApiError(415, f"unsupported Content-Type {media!r}; use one of {accepted}")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = (
+            f" at line {exc.lineno}, column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise bad_input(("body",), f"the body is not valid JSON{where}") from None
+
+
+def author_message(request: Request, default: str) -> tuple[str, str]:
+    """Who made a write (the token's name) and why (`X-Change-Message`, else `default`)."""
+    author = str(getattr(request.state, "principal", "unknown"))
+    message = request.headers.get("x-change-message", "").strip() or default
+    return author, message[:1000]

@@ -1,0 +1,175 @@
+"""The whole config: read it at any revision, replace it, dry-run a change, list revisions,
+roll back."""
+
+from __future__ import annotations
+
+import copy
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from ..model import Config, dump_yaml
+from ..store import Revision, RevisionMeta, RevisionNotFound
+from .deps import YAML_TYPES, author_message, context, read_body, reader, writer
+from .diff import model_diff
+from .errors import bad_input, not_found
+from .responses import ERRORS, errors, etag, json_at, shown
+from .writes import Precondition, head_number, plain
+
+CONFIG_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Config"}},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/Config"}},
+        },
+    }
+}
+
+
+def router() -> APIRouter:
+    """The config and revision endpoints under /v1."""
+    api = APIRouter(prefix="/v1", tags=["config"])
+    read = [Depends(reader)]
+    write = [Depends(writer)]
+    read_errors = errors(401, 403, 404, 422)
+
+    @api.get("/config", dependencies=read, responses=read_errors, operation_id="get_config")
+    async def get_config(
+        request: Request,
+        revision: Annotated[int | None, Query(ge=1, description="Default: the head.")] = None,
+    ) -> Response:
+        """The whole config at a revision: JSON, or YAML with `Accept: application/yaml`.
+
+        An empty store answers an empty config with ETag "0"."""
+        ctx = context(request)
+        found = await run_in_threadpool(_revision, ctx.store, revision)
+        config = found.config if found else Config()
+        number = head_number(found)
+        if any(t in request.headers.get("accept", "") for t in YAML_TYPES):
+            return Response(
+                dump_yaml(config), media_type="application/yaml", headers={"ETag": etag(number)}
+            )
+        return json_at(shown(config), number)
+
+    @api.put(
+        "/config",
+        dependencies=write,
+        responses=ERRORS,
+        openapi_extra=CONFIG_BODY,
+        operation_id="put_config",
+    )
+    async def put_config(request: Request) -> Response:
+        """Replace the whole config (JSON or YAML by Content-Type). 200 with the new ETag;
+        the ETag stays when the config equals the head (no new revision)."""
+        ctx = context(request)
+        body = await read_body(request, allow_yaml=True)
+        precondition = Precondition.parse(request.headers.get("if-match"))
+        author, message = author_message(request, "replace the config")
+
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise bad_input((), "a config is a mapping with listeners and clusters")
+
+        def change(data: dict[str, Any]) -> None:
+            data.clear()
+            data.update(copy.deepcopy(body))
+
+        result = await run_in_threadpool(ctx.writer.write, change, precondition, author, message)
+        return json_at({"revision": result.revision, "changed": result.changed}, result.revision)
+
+    @api.post(
+        "/config:validate",
+        dependencies=read,
+        responses=ERRORS,
+        openapi_extra=CONFIG_BODY,
+        operation_id="validate_config",
+    )
+    async def validate_config(request: Request) -> Response:
+        """Dry run of `PUT /v1/config`: 422 with the issues, or what the change would do."""
+        ctx = context(request)
+        body = await read_body(request, allow_yaml=True)
+        head = await run_in_threadpool(ctx.store.head)
+        config = await run_in_threadpool(ctx.writer.check, body)
+        old = head.config if head else None
+        return json_at(
+            {
+                "valid": True,
+                "revision": head_number(head),
+                "changes": [c.as_json() for c in model_diff(old, config)],
+                "proxies": ctx.explainer.explain(old, config),
+            },
+            head_number(head),
+        )
+
+    @api.get("/revisions", dependencies=read, responses=read_errors, operation_id="list_revisions")
+    async def list_revisions(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        before: Annotated[
+            int | None, Query(ge=1, description="Only revisions older than this.")
+        ] = None,
+    ) -> Response:
+        """Revisions, newest first (no configs: read one with `GET /v1/config?revision=N`)."""
+        ctx = context(request)
+        head = await run_in_threadpool(ctx.store.head)
+        metas = await run_in_threadpool(ctx.store.list, limit, before)
+        return json_at([_meta_json(m) for m in metas], head_number(head))
+
+    @api.get(
+        "/revisions/{n}", dependencies=read, responses=read_errors, operation_id="get_revision"
+    )
+    async def get_revision(request: Request, n: Annotated[int, Path(ge=1)]) -> Response:
+        """One revision's author, time, message and content hash."""
+        ctx = context(request)
+        found = await run_in_threadpool(_revision, ctx.store, n)
+        assert found is not None
+        return json_at(_meta_json(found.meta), n)
+
+    @api.post(
+        "/revisions/{n}:rollback", dependencies=write, responses=ERRORS, operation_id="rollback"
+    )
+    async def rollback(request: Request, n: Annotated[int, Path(ge=1)]) -> Response:
+        """Make a new revision whose config equals revision `n` (validated again, as any write)."""
+        ctx = context(request)
+        precondition = Precondition.parse(request.headers.get("if-match"))
+        author, message = author_message(request, f"rollback to revision {n}")
+        old = await run_in_threadpool(_revision, ctx.store, n)
+        assert old is not None
+        target = plain(old.config)
+
+        def change(data: dict[str, Any]) -> None:
+            data.clear()
+            data.update(target)
+
+        result = await run_in_threadpool(ctx.writer.write, change, precondition, author, message)
+        return json_at(
+            {"revision": result.revision, "changed": result.changed, "rolled_back_to": n},
+            result.revision,
+        )
+
+    return api
+
+
+def _revision(store: Any, number: int | None) -> Revision | None:
+    if number is None:
+        head: Revision | None = store.head()
+        return head
+    try:
+        found: Revision = store.get(number)
+    except RevisionNotFound:
+        raise not_found(f"revision {number}") from None
+    return found
+
+
+def _meta_json(meta: RevisionMeta) -> dict[str, Any]:
+    return {
+        "revision": meta.number,
+        "created_at": meta.created_at.isoformat(),
+        "author": meta.author,
+        "message": meta.message,
+        "content_hash": meta.content_hash,
+    }

@@ -1,0 +1,257 @@
+"""The REST API from the command line: `controlplane apply` and `controlplane status`.
+
+Uses only the standard library's HTTP client, so the commands need nothing beyond the
+package's own dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .model import Config
+
+Echo = Callable[[str], None]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+@dataclass
+class Reply:
+    """An HTTP answer: status, headers, body parsed as JSON (None when it is not JSON)."""
+
+    status: int
+    headers: dict[str, str]
+    data: Any
+    text: str = ""
+
+    @property
+    def revision(self) -> int | None:
+        tag = self.headers.get("etag", "").removeprefix("W/").strip('"')
+        return int(tag) if tag.isdigit() else None
+
+    @property
+    def error(self) -> str:
+        if isinstance(self.data, dict) and "error" in self.data:
+            return str(self.data["error"])
+        return self.text.strip() or f"HTTP {self.status}"
+
+    @property
+    def issues(self) -> list[dict[str, Any]]:
+        found = self.data.get("issues") if isinstance(self.data, dict) else None
+        return found if isinstance(found, list) else []
+
+
+class ServerUnreachable(Exception):
+    """No answer from the server."""
+
+
+@dataclass
+class ApiClient:
+    """Requests to a control-plane API at `server` (e.g. http://127.0.0.1:8080)."""
+
+    server: str
+    token: str | None = None
+    timeout: float = 30.0
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Send a request (a body is sent as JSON) and return the reply, whatever its status."""
+        all_headers = {"Accept": "application/json", **self.extra_headers, **(headers or {})}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        if self.token:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        url = self.server.rstrip("/") + path
+        req = urllib.request.Request(url, data=data, headers=all_headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as response:
+                return _reply(response.status, dict(response.headers), response.read())
+        except urllib.error.HTTPError as exc:
+            return _reply(exc.code, dict(exc.headers), exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ServerUnreachable(f"{self.server}: {reason}") from None
+
+
+def _reply(status: int, headers: dict[str, str], raw: bytes) -> Reply:
+    text = raw.decode("utf-8", "replace")
+    try:
+        data = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        data = None
+    return Reply(status, {k.lower(): v for k, v in headers.items()}, data, text)
+
+
+def issue_lines(reply: Reply, source: str) -> list[str]:
+    """One line per issue of a refused request (the error itself when it lists none)."""
+    lines = []
+    for issue in reply.issues:
+        proxy = f" [{issue['proxy']}]" if issue.get("proxy") else ""
+        lines.append(f"{source}: {issue.get('path', '')}: {issue.get('message', '')}{proxy}")
+    return lines or [f"{source}: {reply.error}"]
+
+
+def change_lines(changes: list[dict[str, Any]]) -> list[str]:
+    """A dry run's model-level changes, one per line: `+ route web/site/api`."""
+    mark = {"added": "+", "removed": "-", "changed": "~"}
+    return [f"  {mark.get(c['change'], '?')} {c['kind']} {c['name']}" for c in changes]
+
+
+def apply(
+    client: ApiClient,
+    config: Config,
+    source: str,
+    echo: Echo,
+    echo_err: Echo,
+    wait_seconds: float = 30.0,
+    message: str | None = None,
+) -> int:
+    """Show what `config` changes, make it the head (If-Match the head read first), then wait
+    for the fleet. Returns the exit code: 0 applied and acked by all, 1 NACKed, not acked in
+    time or refused by the server, 2 invalid."""
+    body = config.model_dump(mode="json")
+    current = client.request("GET", "/v1/config")
+    if current.status != 200:
+        echo_err(f"{client.server}: {current.error}")
+        return EXIT_FAILED
+    dry = client.request("POST", "/v1/config:validate", body)
+    if dry.status == 422:
+        for line in issue_lines(dry, source):
+            echo_err(line)
+        return EXIT_BAD_INPUT
+    if dry.status != 200:
+        echo_err(f"{client.server}: {dry.error}")
+        return EXIT_FAILED
+    changes = dry.data.get("changes", [])
+    if changes:
+        echo(f"changes against revision {dry.data.get('revision')}:")
+        for line in change_lines(changes):
+            echo(line)
+    else:
+        echo(f"no changes against revision {dry.data.get('revision')}")
+    headers = {"If-Match": f'"{current.revision or 0}"'}
+    if message:
+        headers["X-Change-Message"] = message
+    put = client.request("PUT", "/v1/config", body, headers=headers)
+    if put.status == 422:
+        for line in issue_lines(put, source):
+            echo_err(line)
+        return EXIT_BAD_INPUT
+    if put.status == 409:
+        echo_err(f"{client.server}: {put.error} (someone else changed the config; apply again)")
+        return EXIT_FAILED
+    if put.status != 200:
+        echo_err(f"{client.server}: {put.error}")
+        return EXIT_FAILED
+    revision = int(put.data["revision"])
+    echo(f"revision {revision}" + ("" if put.data.get("changed") else " (unchanged)"))
+    return wait(client, revision, echo, echo_err, wait_seconds)
+
+
+def wait(client: ApiClient, revision: int, echo: Echo, echo_err: Echo, seconds: float) -> int:
+    """Wait for every connected proxy to run `revision`, printing progress as it changes."""
+    deadline = time.monotonic() + seconds
+    shown: tuple[int, int] | None = None
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        step = min(left, 2.0)
+        reply = client.request(
+            "GET",
+            f"/v1/status/wait?revision={revision}&timeout={step:.3f}",
+            timeout=step + 10.0,
+        )
+        if reply.status != 200:
+            echo_err(f"{client.server}: {reply.error}")
+            return EXIT_FAILED
+        data = reply.data
+        progress = (int(data["acked"]), int(data["total"]))
+        if data["converged"]:
+            echo(f"acked by {progress[0]}/{progress[1]}")
+            return EXIT_OK
+        if data["refused"]:
+            echo_err(f"acked by {progress[0]}/{progress[1]}; refused (NACK) by:")
+            for proxy in data["refused"]:
+                echo_err(
+                    f"  {proxy['kind']} {proxy['id']} ({proxy['group']}): {proxy.get('error', '')}"
+                )
+            return EXIT_FAILED
+        if progress != shown:
+            echo(f"waiting for revision {revision}: acked by {progress[0]}/{progress[1]}")
+            shown = progress
+        if time.monotonic() >= deadline:
+            echo_err(
+                f"not acked by all within {seconds:g}s ({progress[0]}/{progress[1]}); pending:"
+            )
+            for proxy in data["pending"]:
+                echo_err(
+                    f"  {proxy['kind']} {proxy['id']} ({proxy['group']}): runs {proxy['revision']}"
+                )
+            return EXIT_FAILED
+
+
+def status_table(data: dict[str, Any], now: float | None = None) -> list[str]:
+    """The fleet as aligned text columns, one proxy per line."""
+    now = time.time() if now is None else now
+    head = data.get("revision", 0)
+    rows = [("ID", "KIND", "GROUP", "REVISION", "STATE", "LAST SEEN", "LAST NACK")]
+    for p in data.get("proxies", []):
+        nack = p.get("last_nack")
+        state = (
+            "disconnected"
+            if not p.get("connected")
+            else ("current" if p.get("current") else "behind")
+        )
+        rows.append(
+            (
+                str(p["id"]),
+                str(p["kind"]),
+                str(p["group"]),
+                "-" if p.get("revision") is None else str(p["revision"]),
+                state,
+                _ago(now - float(p["last_seen"])),
+                f"r{nack['revision']}: {nack['error']}" if nack else "",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"head revision {head}; {len(rows) - 1} proxies"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return lines
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 1:
+        return "now"
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return datetime.fromtimestamp(time.time() - seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def status(client: ApiClient, echo: Echo, echo_err: Echo) -> int:
+    """Print the fleet table; the exit code is 1 when the server cannot be asked."""
+    reply = client.request("GET", "/v1/status")
+    if reply.status != 200:
+        echo_err(f"{client.server}: {reply.error}")
+        return EXIT_FAILED
+    for line in status_table(reply.data):
+        echo(line)
+    return EXIT_OK

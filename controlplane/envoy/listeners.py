@@ -1,0 +1,145 @@
+"""Listeners: where Envoy accepts connections and the filter chains that handle them.
+
+- `http`: one chain with the HTTP connection manager, routes over RDS (ADS).
+- `https`: the same connection manager behind TLS: one chain per certificate chosen by SNI
+  (`server_names`), and a default chain with the first certificate.
+- `tcp`: one chain proxying every connection to `default_cluster`.
+- `tls`: TLS passthrough: the SNI read by `tls_inspector` picks a chain per SNI route; the
+  default chain goes to `default_cluster` when there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from google.protobuf import wrappers_pb2
+
+from ..model import Cluster, Listener
+from .common import ads_source, packed, socket_address
+from .tls import downstream_tls_socket
+
+HCM = "envoy.filters.network.http_connection_manager"
+TCP_PROXY = "envoy.filters.network.tcp_proxy"
+TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+PROXY_PROTOCOL = "envoy.filters.listener.proxy_protocol"
+ROUTER = "envoy.filters.http.router"
+
+Clusters = Mapping[str, Cluster]
+
+
+def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Listener:
+    """The Envoy Listener for a model listener."""
+    result = listener_pb2.Listener(name=listener.name, address=socket_address(listener.address))
+    if listener.accept_proxy_protocol:
+        result.listener_filters.append(
+            lc.ListenerFilter(
+                name=PROXY_PROTOCOL, typed_config=packed(proxy_protocol_pb2.ProxyProtocol())
+            )
+        )
+    if listener.protocol in ("https", "tls"):
+        result.listener_filters.append(
+            lc.ListenerFilter(
+                name=TLS_INSPECTOR, typed_config=packed(tls_inspector_pb2.TlsInspector())
+            )
+        )
+    if listener.protocol == "http":
+        result.filter_chains.append(lc.FilterChain(filters=[http_filter(listener)]))
+    elif listener.protocol == "https":
+        https_chains(result, listener)
+    elif listener.protocol == "tcp":
+        assert listener.default_cluster is not None
+        result.filter_chains.append(
+            lc.FilterChain(filters=[tcp_filter(listener.name, clusters[listener.default_cluster])])
+        )
+    else:
+        passthrough_chains(result, listener, clusters)
+    return result
+
+
+def https_chains(result: listener_pb2.Listener, listener: Listener) -> None:
+    """A chain per certificate that names servers, and the first certificate by default."""
+    for index, certificate in enumerate(listener.certificates):
+        if not certificate.server_names:
+            continue
+        result.filter_chains.append(
+            lc.FilterChain(
+                name=f"certificate-{index}",
+                filter_chain_match=lc.FilterChainMatch(server_names=certificate.server_names),
+                filters=[http_filter(listener)],
+                transport_socket=downstream_tls_socket(certificate),
+            )
+        )
+    result.default_filter_chain.CopyFrom(
+        lc.FilterChain(
+            name="default",
+            filters=[http_filter(listener)],
+            transport_socket=downstream_tls_socket(listener.certificates[0]),
+        )
+    )
+
+
+def passthrough_chains(
+    result: listener_pb2.Listener, listener: Listener, clusters: Clusters
+) -> None:
+    """A chain per SNI route, and one for `default_cluster` when it is set."""
+    for index, sni_route in enumerate(listener.sni_routes):
+        result.filter_chains.append(
+            lc.FilterChain(
+                name=f"sni-{index}",
+                filter_chain_match=lc.FilterChainMatch(server_names=sni_route.server_names),
+                filters=[tcp_filter(listener.name, clusters[sni_route.cluster])],
+            )
+        )
+    if listener.default_cluster is not None:
+        result.default_filter_chain.CopyFrom(
+            lc.FilterChain(
+                name="default",
+                filters=[tcp_filter(listener.name, clusters[listener.default_cluster])],
+            )
+        )
+
+
+def tcp_filter(stat_prefix: str, cluster: Cluster) -> lc.Filter:
+    """Proxy the connection's bytes to `cluster`, hashing the client address when it hashes."""
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster.name)
+    if cluster.hash_on is not None:
+        proxy.hash_policy.add().source_ip.SetInParent()
+    return lc.Filter(name=TCP_PROXY, typed_config=packed(proxy))
+
+
+def http_filter(listener: Listener) -> lc.Filter:
+    """The HTTP connection manager of an L7 listener, routes from RDS named after it.
+
+    Envoy adds no header HAProxy would not: no `x-envoy-*` upstream (the router suppresses
+    them, the route configuration removes the client-address ones), no `server` header of its
+    own, and `x-request-id` only when `request_id` is set (a client's own id is kept). The
+    client address is the connection's (or PROXY protocol's): no X-Forwarded-For is trusted,
+    and the route configuration appends to it when `forwarded_for` is set.
+    """
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=listener.name,
+        codec_type=hcm.HttpConnectionManager.AUTO,
+        rds=hcm.Rds(config_source=ads_source(), route_config_name=listener.name),
+        http_filters=[
+            hcm.HttpFilter(
+                name=ROUTER, typed_config=packed(router_pb2.Router(suppress_envoy_headers=True))
+            )
+        ],
+        strip_any_host_port=True,
+        server_header_transformation=hcm.HttpConnectionManager.PASS_THROUGH,
+        generate_request_id=wrappers_pb2.BoolValue(value=listener.request_id),
+        preserve_external_request_id=True,
+        use_remote_address=wrappers_pb2.BoolValue(value=True),
+        xff_num_trusted_hops=0,
+        skip_xff_append=True,
+    )
+    return lc.Filter(name=HCM, typed_config=packed(manager))

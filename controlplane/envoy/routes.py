@@ -1,0 +1,216 @@
+"""Route tables: one RouteConfiguration per HTTP listener, one VirtualHost per model host.
+
+Routes are listed in `ordered_routes` order, since Envoy takes the first route that matches.
+Large hosts are compiled into a matcher tree instead (see `matcher_tree`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.type.matcher.v3 import regex_pb2
+from google.protobuf import wrappers_pb2
+
+from ..model import Cluster, HashOn, Listener, Route, VirtualHost, ordered_routes
+from . import matcher_tree
+from .common import duration, packed
+from .headers import HOST, header_options, set_header
+from .matches import re2_escape, route_match
+
+_RETRY_ON = {
+    "connect_failure": "connect-failure",
+    "reset": "reset",
+    "gateway_error": "gateway-error",
+    "5xx": "5xx",
+}
+_REDIRECT_CODES = {
+    301: rc.RedirectAction.MOVED_PERMANENTLY,
+    302: rc.RedirectAction.FOUND,
+    303: rc.RedirectAction.SEE_OTHER,
+    307: rc.RedirectAction.TEMPORARY_REDIRECT,
+    308: rc.RedirectAction.PERMANENT_REDIRECT,
+}
+HOST_SELECTION_ATTEMPTS = 5
+"""How often Envoy re-picks an endpoint for a retry before settling for one already tried."""
+
+Clusters = Mapping[str, Cluster]
+
+
+ENVOY_ADDRESS_HEADERS = ("x-envoy-external-address", "x-envoy-internal")
+"""What Envoy's connection manager adds about the client that HAProxy would not send."""
+
+CLIENT_ADDRESS = "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+"""The client's address: the peer's, or the one a PROXY protocol header gave."""
+
+
+def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.RouteConfiguration:
+    """The routes of an HTTP listener, named after it.
+
+    X-Forwarded-For is appended here rather than by the connection manager, which appends
+    the host's own address instead of a loopback client's.
+    """
+    result = route_pb2.RouteConfiguration(
+        name=listener.name,
+        virtual_hosts=[virtual_host(vhost, clusters) for vhost in listener.virtual_hosts],
+        request_headers_to_remove=list(ENVOY_ADDRESS_HEADERS),
+    )
+    if listener.forwarded_for:
+        result.request_headers_to_add.append(
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key="x-forwarded-for", value=CLIENT_ADDRESS),
+                append_action=base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
+            )
+        )
+    return result
+
+
+def virtual_host(vhost: VirtualHost, clusters: Clusters) -> rc.VirtualHost:
+    """A model virtual host: a plain route list, or a matcher tree when it is large."""
+    names = {id(r): route_name(vhost, i, r) for i, r in enumerate(vhost.routes)}
+
+    def build(model_route: Route) -> rc.Route:
+        return route(model_route, names[id(model_route)], clusters)
+
+    result = rc.VirtualHost(name=vhost.name, domains=list(vhost.domains))
+    tree = matcher_tree.tree_for(vhost, build, matcher_tree.TREE_MIN_ROUTES)
+    if tree is not None:
+        result.matcher.CopyFrom(tree)
+    else:
+        result.routes.extend(build(r) for r in ordered_routes(vhost.routes))
+    return result
+
+
+def route_name(vhost: VirtualHost, index: int, model_route: Route) -> str:
+    """A route's name in Envoy: its own, or its host and position when it has none."""
+    return model_route.name or f"{vhost.name}/{index}"
+
+
+def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:
+    """One Envoy route: the match, one action and the header mutations."""
+    result = rc.Route(name=name, match=route_match(model_route.match))
+    if model_route.backends is not None:
+        result.route.CopyFrom(route_action(model_route, clusters))
+        result.request_headers_to_remove.extend(model_route.request_headers.remove)
+        result.request_headers_to_add.extend(
+            header_options(model_route.request_headers, request=True)
+        )
+    elif model_route.redirect is not None:
+        result.redirect.CopyFrom(redirect_action(model_route))
+    elif model_route.direct_response is not None:
+        answer = model_route.direct_response
+        result.direct_response.status = answer.status
+        if answer.body:
+            result.direct_response.body.inline_string = answer.body
+        result.response_headers_to_add.append(set_header("content-type", answer.content_type))
+    # On the route, not the cluster: response mutations apply to every answer, redirects and
+    # direct responses included.
+    result.response_headers_to_remove.extend(model_route.response_headers.remove)
+    result.response_headers_to_add.extend(
+        header_options(model_route.response_headers, request=False)
+    )
+    return result
+
+
+def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
+    """Forwarding: weighted clusters, hashing, timeout, retries, rewrite and upgrades."""
+    backends = model_route.backends or []
+    action = rc.RouteAction(timeout=duration(model_route.timeout))
+    if len(backends) == 1:
+        action.cluster = backends[0].cluster
+    else:
+        action.weighted_clusters.clusters.extend(
+            rc.WeightedCluster.ClusterWeight(
+                name=b.cluster, weight=wrappers_pb2.UInt32Value(value=b.weight)
+            )
+            for b in backends
+        )
+    hash_on = next((clusters[b.cluster].hash_on for b in backends if b.cluster in clusters), None)
+    if hash_on is not None:
+        action.hash_policy.append(hash_policy(hash_on))
+    if model_route.retries is not None:
+        action.retry_policy.CopyFrom(retry_policy(model_route))
+    if model_route.prefix_rewrite is not None:
+        prefix_rewrite(action, model_route)
+    host = model_route.request_headers.set.get(HOST)
+    if host is not None:
+        action.host_rewrite_literal = host
+    if model_route.websocket:
+        action.upgrade_configs.append(
+            rc.RouteAction.UpgradeConfig(
+                upgrade_type="websocket", enabled=wrappers_pb2.BoolValue(value=True)
+            )
+        )
+    return action
+
+
+def hash_policy(hash_on: HashOn) -> rc.RouteAction.HashPolicy:
+    """The request key of a hashing cluster; Envoy sets a missing cookie on the response."""
+    if hash_on.cookie is not None:
+        cookie = hash_on.cookie
+        return rc.RouteAction.HashPolicy(
+            cookie=rc.RouteAction.HashPolicy.Cookie(
+                name=cookie.name, ttl=duration(cookie.ttl), path=cookie.path
+            )
+        )
+    if hash_on.header is not None:
+        return rc.RouteAction.HashPolicy(
+            header=rc.RouteAction.HashPolicy.Header(header_name=hash_on.header)
+        )
+    return rc.RouteAction.HashPolicy(
+        connection_properties=rc.RouteAction.HashPolicy.ConnectionProperties(source_ip=True)
+    )
+
+
+def retry_policy(model_route: Route) -> rc.RetryPolicy:
+    """Retries on the listed conditions, each on an endpoint not tried yet when one exists."""
+    assert model_route.retries is not None
+    retries = model_route.retries
+    conditions = sorted({_RETRY_ON[c] for c in retries.retry_on})
+    return rc.RetryPolicy(
+        retry_on=",".join(conditions),
+        num_retries=wrappers_pb2.UInt32Value(value=retries.attempts),
+        retry_host_predicate=[
+            rc.RetryPolicy.RetryHostPredicate(
+                name="envoy.retry_host_predicates.previous_hosts",
+                typed_config=packed(previous_hosts_pb2.PreviousHostsPredicate()),
+            )
+        ],
+        host_selection_retry_max_attempts=HOST_SELECTION_ATTEMPTS,
+    )
+
+
+def prefix_rewrite(action: rc.RouteAction, model_route: Route) -> None:
+    """Replace the matched prefix, element by element (the Gateway API's ReplacePrefixMatch):
+    with prefix `/api` and rewrite `/v2`, `/api/x` → `/v2/x`; with rewrite `/`, → `/x`."""
+    assert model_route.prefix_rewrite is not None
+    prefix = model_route.match.path.normalized_prefix or "/"
+    rewrite = model_route.prefix_rewrite.rstrip("/") or "/"
+    if prefix == "/":
+        action.prefix_rewrite = rewrite if rewrite == "/" else rewrite + "/"
+    elif rewrite == "/":
+        action.regex_rewrite.pattern.CopyFrom(
+            regex_pb2.RegexMatcher(regex=f"^{re2_escape(prefix)}/*")
+        )
+        action.regex_rewrite.substitution = "/"
+    else:
+        action.prefix_rewrite = rewrite
+
+
+def redirect_action(model_route: Route) -> rc.RedirectAction:
+    """A redirect that keeps the request's own scheme, host, port and path where unset."""
+    assert model_route.redirect is not None
+    redirect = model_route.redirect
+    action = rc.RedirectAction(response_code=_REDIRECT_CODES[redirect.status])
+    if redirect.scheme is not None:
+        action.scheme_redirect = redirect.scheme
+    if redirect.host is not None:
+        action.host_redirect = redirect.host
+    if redirect.port is not None:
+        action.port_redirect = redirect.port
+    if redirect.path is not None:
+        action.path_redirect = redirect.path
+    return action

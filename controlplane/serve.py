@@ -1,0 +1,181 @@
+"""Running the REST API in-process: open the store, seed it, serve on HOST:PORT (asyncio).
+
+`controlplane serve` wires these pieces together with the xDS server and the HAProxy
+managers; `ApiServer` runs beside them on the same event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from .api import (
+    DiffExplainer,
+    MetricsSource,
+    Propagator,
+    StatusSource,
+    TokenSet,
+    create_app,
+    is_loopback,
+)
+from .model import TARGETS, ConfigError, Issue, Target, load_file, target_issues
+from .model.types import split_address
+from .store import Conflict, Revision, SQLiteStore, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API = "127.0.0.1:8080"
+
+
+class ServeError(ValueError):
+    """The server cannot start as asked; the message says why."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (or `[v6]:PORT`) to listen on; port 0 lets the system choose."""
+    try:
+        if text.endswith(":0"):
+            return split_address(text[:-2] + ":1")[0], 0
+        return split_address(text)
+    except ValueError as exc:
+        raise ServeError(f"{text!r}: {exc}") from None
+
+
+def seed(store: Store, path: str | Path, targets: Sequence[Target] = TARGETS) -> Revision | None:
+    """Make the config in `path` revision 1 when the store is empty; None when it is not.
+
+    The file must be valid and expressible by every served proxy kind (ConfigError).
+    """
+    if store.head() is not None:
+        return None
+    config = load_file(path)
+    issues: list[Issue] = [i for t in targets for i in target_issues(config, t)]
+    if issues:
+        raise ConfigError(issues)
+    try:
+        return store.commit(config, None, "serve", f"seeded from {path}")
+    except Conflict:
+        return None  # another replica seeded it first
+
+
+def build_app(
+    store: Store,
+    host: str,
+    *,
+    tokens: TokenSet | None = None,
+    insecure_local: bool = False,
+    targets: Sequence[Target] = TARGETS,
+    propagator: Propagator | None = None,
+    status: StatusSource | None = None,
+    explainer: DiffExplainer | None = None,
+    metrics_sources: Sequence[MetricsSource] = (),
+) -> FastAPI:
+    """The API app for a server bound on `host`; refuses `insecure_local` off loopback."""
+    if insecure_local and not is_loopback(host):
+        raise ServeError(
+            f"--insecure-local admits requests without a token; it needs a loopback address, "
+            f"not {host!r}"
+        )
+    if not insecure_local and not tokens:
+        log.warning("no tokens configured: every API request will be refused (401)")
+    return create_app(
+        store,
+        propagator=propagator,
+        status=status,
+        tokens=tokens,
+        targets=targets,
+        insecure_local=insecure_local,
+        explainer=explainer,
+        metrics_sources=metrics_sources,
+    )
+
+
+class ApiServer:
+    """Uvicorn serving an app on the running event loop, started and stopped by the caller."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.host = host
+        config = uvicorn.Config(
+            app, host=host, port=port, log_config=None, lifespan="on", access_log=True
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (the chosen one when started with port 0)."""
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return int(self._server.config.port)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Serve in a task; return once listening (ServeError when it could not start)."""
+        self._task = asyncio.create_task(self._server.serve())
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._server.started:
+            if self._task.done():
+                raise ServeError(
+                    f"the API could not listen on {self.host}:{self._server.config.port}"
+                )
+            if asyncio.get_running_loop().time() > deadline:
+                await self.stop()
+                raise ServeError("the API did not start in time")
+            await asyncio.sleep(0.01)
+        log.info("API listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop accepting requests, finish the ones in flight, and end the task."""
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, SystemExit):
+                await self._task
+            self._task = None
+
+    async def serve_forever(self) -> None:
+        """Start, then run until the task ends (SIGINT or SIGTERM) or is cancelled."""
+        await self.start()
+        try:
+            assert self._task is not None
+            await self._task
+        finally:
+            await self.stop()
+
+
+def open_store(db: str | Path) -> SQLiteStore:
+    """The SQLite store at `db` (created when missing)."""
+    return SQLiteStore(db)
+
+
+async def run_api(
+    db: str | Path,
+    listen: str = DEFAULT_API,
+    config: str | Path | None = None,
+    tokens_file: str | Path | None = None,
+    insecure_local: bool = False,
+    targets: Sequence[Target] = TARGETS,
+) -> None:
+    """The API alone: open the store, seed it from `config` when empty, serve until stopped."""
+    host, port = parse_listen(listen)
+    store = open_store(db)
+    try:
+        if config is not None:
+            seeded = seed(store, config, targets)
+            if seeded is None:
+                log.info("the store holds revision(s) already; %s not loaded", config)
+        tokens = TokenSet.load(tokens_file)
+        app = build_app(store, host, tokens=tokens, insecure_local=insecure_local, targets=targets)
+        await ApiServer(app, host, port).serve_forever()
+    finally:
+        store.close()

@@ -1,0 +1,105 @@
+"""The store interface: what every implementation (SQLite, PostgreSQL) promises its callers."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..model import Config
+
+Listener = Callable[[int], None]
+"""Told the number of a new head revision; see `Store.subscribe`."""
+
+
+@dataclass(frozen=True)
+class RevisionMeta:
+    """Who made a revision, when, why, and the hash of its content."""
+
+    number: int
+    created_at: datetime
+    author: str
+    message: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Revision(RevisionMeta):
+    """A revision with the whole config it holds (validated when it was committed)."""
+
+    config: Config
+
+    @property
+    def meta(self) -> RevisionMeta:
+        """The revision without its config."""
+        return RevisionMeta(
+            self.number, self.created_at, self.author, self.message, self.content_hash
+        )
+
+
+class Conflict(Exception):
+    """A commit expected a head revision that is no longer the head; nothing was written."""
+
+    def __init__(self, expected: int | None, head: int | None) -> None:
+        self.expected = expected
+        self.head = head
+        super().__init__(f"expected head revision {expected}, the head is {head}")
+
+
+class RevisionNotFound(KeyError):
+    """No revision has this number."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        super().__init__(number)
+
+    def __str__(self) -> str:
+        return f"no revision {self.number}"
+
+
+class Store(abc.ABC):
+    """Numbered revisions of the whole config, kept for ever; the highest number is the head.
+
+    Numbers start at 1 and only grow; a rollback is a new revision whose config equals an
+    older one. A commit is all or nothing. Implementations are safe to call from several
+    threads.
+    """
+
+    @abc.abstractmethod
+    def head(self) -> Revision | None:
+        """The newest revision, None while the store is empty."""
+
+    @abc.abstractmethod
+    def get(self, number: int) -> Revision:
+        """Revision `number` (RevisionNotFound when there is none)."""
+
+    @abc.abstractmethod
+    def list(self, limit: int = 50, before: int | None = None) -> list[RevisionMeta]:
+        """Up to `limit` revisions, newest first, all older than `before` when it is given."""
+
+    @abc.abstractmethod
+    def commit(
+        self, config: Config, expected: int | None, author: str, message: str = ""
+    ) -> Revision:
+        """Make `config` the new head revision, only if the head is still `expected`.
+
+        `expected` is the head's number as the caller read it (None: the store is empty).
+        When another commit came first, raise Conflict and write nothing. The caller has
+        validated `config`; the store keeps it as it is.
+        """
+
+    @abc.abstractmethod
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(number)` after each new head revision; returns an unsubscribe.
+
+        Guarantees, for every implementation: a listener is called after the revision is
+        durable and readable through `get`; numbers reach one listener in increasing order;
+        several quick commits may be told as just the newest (read `get(number)` or `head()`,
+        never count calls). Listeners may be called from any thread (SQLite: the committing
+        thread; PostgreSQL: the thread that receives NOTIFY, including commits made by other
+        replicas), and an exception from a listener is logged, never raised to the committer.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional for implementations holding nothing
+        """Release connections; the store is not used afterwards."""

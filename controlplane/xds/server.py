@@ -1,0 +1,183 @@
+"""The gRPC xDS server: ADS (state of the world and delta) and the per-type services.
+
+Responses are written as bytes assembled from the cache (see `cache.Selection`), so the
+response serialiser is the identity: a push costs each stream a byte concatenation and a
+write, never a protobuf serialisation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+
+from controlplane.xds import types
+from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.ledger import Ledger
+from controlplane.xds.stream import DeltaStream, DiscoveryStream, SotwStream
+
+log = logging.getLogger("controlplane.xds")
+
+SERVICES: dict[str, tuple[str | None, str, str]] = {
+    "envoy.service.discovery.v3.AggregatedDiscoveryService": (
+        None,
+        "StreamAggregatedResources",
+        "DeltaAggregatedResources",
+    ),
+    "envoy.service.cluster.v3.ClusterDiscoveryService": (
+        types.CLUSTER,
+        "StreamClusters",
+        "DeltaClusters",
+    ),
+    "envoy.service.endpoint.v3.EndpointDiscoveryService": (
+        types.ENDPOINT,
+        "StreamEndpoints",
+        "DeltaEndpoints",
+    ),
+    "envoy.service.listener.v3.ListenerDiscoveryService": (
+        types.LISTENER,
+        "StreamListeners",
+        "DeltaListeners",
+    ),
+    "envoy.service.route.v3.RouteDiscoveryService": (
+        types.ROUTE,
+        "StreamRoutes",
+        "DeltaRoutes",
+    ),
+}
+"""gRPC service → (the one type it serves, None for all; SotW method; delta method)."""
+
+
+def _as_is(payload: bytes) -> bytes:
+    return payload
+
+
+class XdsServer:
+    """Serves the snapshots of a `SnapshotCache` to Envoys and records them in a `Ledger`."""
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        ledger: Ledger | None = None,
+        *,
+        serialise_per_stream: bool = False,
+        grpc_options: list[tuple[str, Any]] | None = None,
+    ) -> None:
+        """`serialise_per_stream` turns off shared encodings (a baseline for benchmarks)."""
+        self.cache = cache
+        self.ledger = ledger if ledger is not None else Ledger()
+        self.serialise_per_stream = serialise_per_stream
+        self._grpc_options = grpc_options or []
+        self._server: grpc.aio.Server | None = None
+        self._streams: set[DiscoveryStream] = set()
+        self.port: int | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen on host:port (0: any free port); returns the bound port."""
+        server = grpc.aio.server(options=self._grpc_options)
+        server.add_generic_rpc_handlers(self._handlers())
+        bound = server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot listen on {host}:{port}")
+        await server.start()
+        self._server, self.port = server, bound
+        log.info("xDS server listening on %s:%d", host, bound)
+        return bound
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop listening and end every stream (after `grace` seconds, if given)."""
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    @property
+    def stream_count(self) -> int:
+        """Streams currently open."""
+        return len(self._streams)
+
+    def _handlers(self) -> list[grpc.GenericRpcHandler]:
+        services: list[grpc.GenericRpcHandler] = []
+        for service, (only_type, sotw, delta) in SERVICES.items():
+            methods = {
+                sotw: grpc.stream_stream_rpc_method_handler(
+                    self._sotw_handler(only_type),
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=_as_is,
+                ),
+                delta: grpc.stream_stream_rpc_method_handler(
+                    self._delta_handler(only_type),
+                    request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                    response_serializer=_as_is,
+                ),
+            }
+            services.append(grpc.method_handlers_generic_handler(service, methods))
+        return services
+
+    def _sotw_handler(self, only_type: str | None) -> Callable[..., Any]:
+        async def handler(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+            await self._serve(SotwStream, only_type, requests, context)
+
+        return handler
+
+    def _delta_handler(self, only_type: str | None) -> Callable[..., Any]:
+        async def handler(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> None:
+            await self._serve(DeltaStream, only_type, requests, context)
+
+        return handler
+
+    async def _serve(
+        self,
+        kind: type[SotwStream] | type[DeltaStream],
+        only_type: str | None,
+        requests: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        # Requests are handled in this task as they arrive; a snapshot change runs a refresh
+        # in its own task. The lock keeps the two from interleaving on the stream's state.
+        lock = asyncio.Lock()
+        refreshes: set[asyncio.Task[None]] = set()
+        refresh_queued = False
+
+        async def refresh() -> None:
+            nonlocal refresh_queued
+            async with lock:
+                refresh_queued = False
+                try:
+                    await stream.refresh()
+                except Exception:
+                    # The stream is most likely gone; its handler ends it.
+                    log.exception("stream %d: push failed", stream.number)
+
+        def wake() -> None:
+            nonlocal refresh_queued
+            if not refresh_queued:
+                refresh_queued = True
+                task = asyncio.get_running_loop().create_task(refresh())
+                refreshes.add(task)
+                task.add_done_callback(refreshes.discard)
+
+        stream = kind(
+            self.cache,
+            self.ledger,
+            context.write,
+            wake,
+            only_type,
+            serialise_per_stream=self.serialise_per_stream,
+        )
+        self._streams.add(stream)
+        try:
+            async for request in requests:
+                async with lock:
+                    await stream.handle(request)
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        finally:
+            for task in list(refreshes):
+                task.cancel()
+            await asyncio.gather(*refreshes, return_exceptions=True)
+            stream.close()
+            self._streams.discard(stream)

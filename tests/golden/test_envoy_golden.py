@@ -1,0 +1,37 @@
+"""The Envoy resources of each golden input, as `controlplane render envoy` prints them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controlplane.envoy import translate
+from controlplane.model import load_file
+
+from .conftest import GOLDEN_DIR, check_golden, golden_inputs
+
+
+def envoy_outputs(source: Path) -> dict[Path, str]:
+    """Golden file → expected text: `envoy/<feature>.json` for a config without node groups,
+    `envoy/<feature>.<group>.json` for each group otherwise. Absolute paths of files next to
+    the inputs are written relative to tests/golden, so the files do not depend on the checkout.
+    """
+    config = load_file(source)
+    outputs = {}
+    for group in config.group_names():
+        suffix = "" if not config.node_groups else f".{group}"
+        text = translate(config, group).to_json().replace(str(GOLDEN_DIR.parent), "tests")
+        outputs[GOLDEN_DIR / "envoy" / f"{source.stem}{suffix}.json"] = text
+    return outputs
+
+
+@pytest.mark.parametrize("source", golden_inputs(), ids=lambda p: p.stem)
+def test_envoy_golden(source: Path, update_golden: bool) -> None:
+    for path, text in envoy_outputs(source).items():
+        check_golden(path, text, update_golden)
+
+
+def test_every_envoy_golden_has_an_input() -> None:
+    expected = {path for source in golden_inputs() for path in envoy_outputs(source)}
+    assert set((GOLDEN_DIR / "envoy").glob("*.json")) <= expected

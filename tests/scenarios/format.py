@@ -1,0 +1,204 @@
+"""The scenario format: a config, the backends it needs, and requests with what a client sees.
+
+A scenario never names a proxy: the same expectations hold on every target. Fields are
+documented in tests/scenarios/README.md; this module is their single definition.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from controlplane.model import DEFAULT_GROUP
+from controlplane.model.types import Duration
+
+BackendKind = Literal["http1", "http2", "websocket", "tcp", "tls", "closed", "silent"]
+"""Harness backends, plus two made by the runner: `closed` (a port held but not listening:
+connections are refused) and `silent` (accepts connections and never answers)."""
+
+StepKind = Literal["http", "websocket", "grpc", "tcp", "tls"]
+ProxyName = Literal["envoy", "haproxy"]
+CertName = Literal["example.com", "api.example.com", "other.test"]
+
+
+class Strict(BaseModel):
+    """Unknown fields are errors; a scenario is read, never changed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendDecl(Strict):
+    """A backend the scenario starts; it answers with its name."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    kind: BackendKind = "http1"
+    status: int = Field(200, ge=100, le=599, description="The status an http1 backend answers.")
+    proxy_protocol: bool = Field(False, description="Expect a PROXY header on each connection.")
+    cert: CertName | None = Field(None, description="A tests/certs certificate (tls backends).")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra response headers of an http1/websocket backend."
+    )
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> BackendDecl:
+        if self.kind == "tls" and self.cert is None:
+            raise ValueError("a tls backend needs cert")
+        if self.proxy_protocol and self.kind not in ("http1", "websocket", "tcp"):
+            raise ValueError("proxy_protocol is for http1, websocket and tcp backends")
+        if self.cert is not None and self.kind != "tls":
+            raise ValueError("cert is for tls backends")
+        if self.headers and self.kind not in ("http1", "websocket"):
+            raise ValueError("headers are for http1 and websocket backends")
+        return self
+
+
+class Condition(Strict):
+    """A header condition other than an exact value: present or absent, or containing text."""
+
+    present: bool | None = None
+    contains: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Condition:
+        if (self.present is None) == (self.contains is None):
+            raise ValueError("set exactly one of present, contains")
+        return self
+
+
+HeaderExpectation = Annotated[
+    str | Condition | None,
+    Field(description="The exact value (repeated headers joined by ', '), a condition, or null "),
+]
+"""null means the header is absent."""
+
+
+class BodyContains(Strict):
+    contains: str
+
+
+class Expect(Strict):
+    """What the client must observe, for every one of the step's `count` requests unless the
+    field is about all of them together (`shares`, `sticky`, `backends_seen`)."""
+
+    backend: str | None = None
+    backend_in: list[str] | None = Field(None, min_length=1)
+    backends_seen: list[str] | None = Field(
+        None, min_length=1, description="Each of these backends answered at least once."
+    )
+    status: int | None = Field(None, ge=100, le=599)
+    headers: dict[str, HeaderExpectation] = Field(default_factory=dict)
+    upstream_headers: dict[str, HeaderExpectation] = Field(default_factory=dict)
+    upstream_path: str | None = None
+    body: str | BodyContains | None = None
+    shares: dict[str, float] | None = None
+    tolerance: float = Field(0.05, gt=0, lt=1)
+    sticky: bool = False
+    upgraded: bool | None = Field(None, description="websocket steps: whether the upgrade won.")
+    certificate: str | None = Field(
+        None, description="A name the certificate the client was shown covers (CN or SAN)."
+    )
+    proxy_source: str | None = Field(
+        None, description="What a PROXY-protocol backend read: 'ip' (any port) or 'ip:port'."
+    )
+    error: str | None = Field(
+        None,
+        description="The request fails at the client (no HTTP answer, gRPC status code, "
+        "closed connection); the failure's text contains this.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Expect:
+        if self.backend is not None and self.backend_in is not None:
+            raise ValueError("set at most one of backend, backend_in")
+        if self.shares is not None:
+            total = sum(self.shares.values())
+            if total > 1.0 + 1e-9 or any(not 0 <= share <= 1 for share in self.shares.values()):
+                raise ValueError(f"shares are fractions adding up to at most 1, not {total}")
+        if self.error is not None:
+            answered = ("backend", "backend_in", "backends_seen", "status", "shares", "body")
+            if any(getattr(self, f) for f in answered) or self.sticky:
+                raise ValueError("error excludes expectations about an answer")
+        return self
+
+    def named_backends(self) -> set[str]:
+        """Every backend name the expectation mentions."""
+        names = set(self.backend_in or ()) | set(self.backends_seen or ())
+        names |= set(self.shares or ())
+        if self.backend is not None:
+            names.add(self.backend)
+        return names
+
+
+class Step(Strict):
+    """One or more identical requests sent to a listener, and what each must observe."""
+
+    listener: str
+    kind: StepKind = "http"
+    method: str = Field("GET", pattern=r"^[A-Z]+$")
+    path: str = Field("/", pattern=r"^/\S*$")
+    host: str | None = Field(None, description="Host header (http, websocket) or :authority.")
+    headers: dict[str, str] = Field(default_factory=dict)
+    sni: str | None = None
+    body: str | None = Field(None, description="HTTP request body, or tcp/tls payload.")
+    proxy_protocol: str | None = Field(
+        None,
+        pattern=r"^\d+\.\d+\.\d+\.\d+:\d+$",
+        description="Send a PROXY v1 header claiming this client 'ip:port'.",
+    )
+    count: int = Field(1, ge=1, le=5000)
+    session: bool = Field(False, description="Keep cookies across the count, as a browser.")
+    within: Duration | None = Field(
+        None, description="Repeat the step until it passes, at most this long (convergence)."
+    )
+    expect: Expect = Field(default_factory=Expect)
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> Step:
+        http_only = {
+            "method": self.method != "GET",
+            "headers": bool(self.headers),
+            "session": self.session,
+        }
+        if self.kind in ("tcp", "tls", "grpc", "websocket"):
+            extra = [name for name, used in http_only.items() if used]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} not for {self.kind} steps")
+        if self.sni is not None and self.kind not in ("http", "tls"):
+            raise ValueError("sni is for http (to https listeners) and tls steps")
+        if self.proxy_protocol is not None and self.kind not in ("http", "tcp"):
+            raise ValueError("proxy_protocol is for http and tcp steps")
+        if self.expect.upgraded is not None and self.kind != "websocket":
+            raise ValueError("expect.upgraded is for websocket steps")
+        if self.expect.sticky and self.count < 2:
+            raise ValueError("sticky needs count of at least 2")
+        if self.expect.shares is not None and self.count < 100:
+            raise ValueError("shares need count of at least 100")
+        return self
+
+
+class RejectedBy(Strict):
+    """The proxy that cannot express the config, and the issue it must be refused with."""
+
+    target: ProxyName
+    path: str = Field(description="The field, written as format_path writes it.")
+    message_contains: str
+
+
+class Scenario(Strict):
+    """A behaviour both proxies must show: the config, its backends, requests and answers."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = Field(min_length=10)
+    group: str = DEFAULT_GROUP
+    backends: list[BackendDecl] = Field(default_factory=list)
+    config: dict[str, Any]
+    requests: list[Step] = Field(min_length=1)
+    rejected_by: RejectedBy | None = None
+
+    def backend(self, name: str) -> BackendDecl:
+        """The backend declared as `name` (KeyError if none)."""
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise KeyError(name)

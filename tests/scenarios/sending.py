@@ -1,0 +1,239 @@
+"""Sending a step's requests through a proxy and recording what the client observed."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from websockets.exceptions import WebSocketException
+
+from tests.harness import clients
+from tests.harness.clients import CookieJar, Headers, HttpSession, PeerCert, Response
+
+from .format import Step
+
+LOOPBACK = "127.0.0.1"
+TIMEOUT = 5.0
+CLIENT_ERRORS = (OSError, http.client.HTTPException, WebSocketException, ssl.SSLError)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one request showed the client. `error` is set when no answer came at all."""
+
+    backend: str | None = None
+    status: int | None = None
+    headers: Headers | None = None
+    upstream: dict[str, Any] | None = None
+    body: str | None = None
+    certificate: PeerCert | None = None
+    proxy_source: str | None = None
+    upgraded: bool | None = None
+    error: str | None = None
+
+    def summary(self) -> str:
+        """A short description for failure messages."""
+        if self.error is not None:
+            return f"error {self.error!r}"
+        parts = [f"status {self.status}"] if self.status is not None else []
+        parts.append(f"backend {self.backend!r}")
+        if self.upgraded is not None:
+            parts.append(f"upgraded {self.upgraded}")
+        if self.certificate is not None:
+            parts.append(f"certificate {self.certificate.common_name!r}")
+        if self.proxy_source is not None:
+            parts.append(f"proxy_source {self.proxy_source!r}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class ListenerAt:
+    """Where a listener of the running config accepts connections, and what it speaks."""
+
+    port: int
+    protocol: str
+
+
+def send(step: Step, listener: ListenerAt) -> list[Observation]:
+    """Sends the step's `count` requests; one observation per request, in order."""
+    if step.kind == "http":
+        return _http(step, listener)
+    if step.kind == "websocket":
+        return [_websocket(step, listener) for _ in range(step.count)]
+    if step.kind == "grpc":
+        return _grpc(step, listener)
+    return [_stream(step, listener) for _ in range(step.count)]
+
+
+def _from_response(response: Response) -> Observation:
+    upstream = None
+    try:
+        report = json.loads(response.body)
+    except ValueError:
+        report = None
+    if isinstance(report, dict) and isinstance(report.get("backend"), str):
+        upstream = report
+    return Observation(
+        backend=response.backend,
+        status=response.status,
+        headers=response.headers,
+        upstream=upstream,
+        body=response.text,
+        certificate=response.peer_cert,
+        proxy_source=upstream.get("proxy_source") if upstream else None,
+    )
+
+
+def _http(step: Step, listener: ListenerAt) -> list[Observation]:
+    tls = listener.protocol == "https"
+    session: HttpSession | _ProxyProtocolSession
+    if step.proxy_protocol is not None:
+        session = _ProxyProtocolSession(listener.port, step, tls)
+    else:
+        session = HttpSession(
+            LOOPBACK, listener.port, host_header=step.host, tls=tls, sni=step.sni, timeout=TIMEOUT
+        )
+    body = step.body.encode() if step.body is not None else None
+    observations = []
+    try:
+        for _ in range(step.count):
+            if not step.session:
+                session.cookies = CookieJar()
+            try:
+                response = session.request(step.path, step.method, step.headers, body)
+            except CLIENT_ERRORS as exc:
+                observations.append(Observation(error=_describe(exc)))
+            else:
+                observations.append(_from_response(response))
+    finally:
+        session.close()
+    return observations
+
+
+class _ProxyProtocolConnection(http.client.HTTPConnection):
+    """An HTTP/1.1 connection that opens with a PROXY v1 header, then TLS when asked."""
+
+    def __init__(self, port: int, source: str, tls: bool, sni: str | None) -> None:
+        super().__init__(LOOPBACK, port, timeout=TIMEOUT)
+        self._source = source
+        self._sni = sni
+        self._tls = tls
+        self.peer_cert: PeerCert | None = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.sendall(clients.proxy_v1_header(self._source, (LOOPBACK, self.port)))
+        if self._tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self.sock = context.wrap_socket(self.sock, server_hostname=self._sni)
+            self.peer_cert = clients.peer_cert(self.sock)
+
+
+class _ProxyProtocolSession:
+    """HttpSession's interface over a connection that starts with a PROXY header.
+
+    (The harness's HttpSession cannot send one; this stays here until it can.)
+    """
+
+    def __init__(self, port: int, step: Step, tls: bool) -> None:
+        assert step.proxy_protocol is not None
+        self.cookies = CookieJar()
+        self._host = step.host or f"{LOOPBACK}:{port}"
+        sni = step.sni or (step.host.rsplit(":", 1)[0] if step.host else None)
+        self._connection = _ProxyProtocolConnection(port, step.proxy_protocol, tls, sni)
+
+    def request(
+        self, path: str, method: str, headers: dict[str, str], body: bytes | None
+    ) -> Response:
+        conn = self._connection
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", self._host)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        if (cookie := self.cookies.header()) is not None:
+            conn.putheader("Cookie", cookie)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        try:
+            conn.endheaders(body)
+            raw = conn.getresponse()
+            response = Response(raw.status, Headers(raw.getheaders()), raw.read(), conn.peer_cert)
+        except BaseException:
+            conn.close()
+            raise
+        self.cookies.update(response.set_cookies)
+        return response
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def _websocket(step: Step, listener: ListenerAt) -> Observation:
+    try:
+        reply = clients.websocket(
+            LOOPBACK, listener.port, step.path, step.body or "hello", step.host, TIMEOUT
+        )
+    except CLIENT_ERRORS as exc:
+        return Observation(error=_describe(exc))
+    return Observation(
+        backend=reply.backend, status=reply.status, body=reply.text, upgraded=reply.status == 101
+    )
+
+
+def _grpc(step: Step, listener: ListenerAt) -> list[Observation]:
+    method = clients.DEFAULT_GRPC_METHOD if step.path == "/" else step.path
+    if step.expect.error is None:
+        try:
+            names = clients.grpc_names_over_one_channel(
+                LOOPBACK, listener.port, step.count, method, step.host, TIMEOUT
+            )
+        except grpc.RpcError as exc:
+            return [Observation(error=_grpc_error(exc))]
+        return [Observation(backend=name, body=name) for name in names]
+    observations = []
+    for _ in range(step.count):
+        try:
+            name, _ = clients.grpc_unary(LOOPBACK, listener.port, method, step.host, TIMEOUT)
+        except grpc.RpcError as exc:
+            observations.append(Observation(error=_grpc_error(exc)))
+        else:
+            observations.append(Observation(backend=name, body=name))
+    return observations
+
+
+def _grpc_error(exc: grpc.RpcError) -> str:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    return f"{code.name if code else 'UNKNOWN'}: {details}"
+
+
+def _stream(step: Step, listener: ListenerAt) -> Observation:
+    payload = (step.body if step.body is not None else "hi").encode()
+    try:
+        if step.kind == "tls":
+            reply = clients.tls(LOOPBACK, listener.port, step.sni, payload, TIMEOUT)
+        else:
+            reply = clients.tcp(LOOPBACK, listener.port, payload, step.proxy_protocol, TIMEOUT)
+    except CLIENT_ERRORS as exc:
+        return Observation(error=_describe(exc))
+    if not reply.line:
+        return Observation(error="connection closed before the backend's greeting")
+    return Observation(
+        backend=reply.backend,
+        body=reply.echo.decode(errors="replace"),
+        certificate=reply.peer_cert,
+        proxy_source=reply.proxy_source,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return f"timeout: {exc}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,63 @@
+"""Every scenario loads and validates; then each plays on real Envoy (SotW, Delta) and HAProxy.
+
+One proxy process per target serves the whole module: `apply` replaces its config for each
+scenario. A target whose module cannot be imported fails each of its tests, never skips.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.target import Target
+
+from .loading import load_scenario, scenario_files
+from .runner import play
+
+CASES = Path(__file__).parent / "cases"
+FILES = scenario_files(CASES)
+
+TARGETS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "envoy-sotw": ("tests.harness.targets_envoy", "EnvoyTarget", {"mode": "sotw"}),
+    "envoy-delta": ("tests.harness.targets_envoy", "EnvoyTarget", {"mode": "delta"}),
+    "haproxy": ("tests.harness.targets_haproxy", "HAProxyTarget", {}),
+}
+MARKS = {"envoy-sotw": pytest.mark.envoy, "envoy-delta": pytest.mark.envoy}
+
+
+def test_there_are_enough_scenarios() -> None:
+    assert len(FILES) >= 14
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_scenario_loads_and_its_config_validates(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert scenario.requests
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=MARKS.get(name, pytest.mark.haproxy)) for name in TARGETS],
+)
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """One running proxy for every scenario of the module."""
+    module_name, class_name, arguments = TARGETS[request.param]
+    try:
+        factory = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        pytest.fail(f"target {request.param}: cannot import {module_name}.{class_name}: {exc}")
+    proxy: Target = factory(**arguments)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_scenario_plays(target: Target, path: Path) -> None:
+    play(load_scenario(path), target)

@@ -1,0 +1,1 @@
+"""Unit tests of the xDS cache, stream protocol and ledger."""

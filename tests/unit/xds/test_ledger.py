@@ -1,0 +1,58 @@
+"""The ledger: who runs what, ACKs, NACKs and HAProxy applies."""
+
+from __future__ import annotations
+
+from controlplane.xds import types
+from controlplane.xds.ledger import HAPROXY_TYPE, Ledger
+
+
+def test_group_runs_only_when_every_connected_proxy_matches() -> None:
+    ledger = Ledger()
+    assert not ledger.group_runs("g", "v1")
+    for node in ("e1", "e2"):
+        ledger.connect(node, "g")
+        ledger.subscribed(node, types.CLUSTER)
+        ledger.sent(node, types.CLUSTER, "c1")
+        ledger.acked(node, types.CLUSTER, "c1")
+        ledger.synced(node, types.CLUSTER, "v1")
+    ledger.record_apply("h1", "g", "haproxy", "v1", ok=True, detail={"reload": False})
+    assert ledger.group_runs("g", "v1")
+    assert ledger.lagging("g", "v1") == []
+
+    ledger.record_apply("h1", "g", "haproxy", "v2", ok=False, error="bad map")
+    h1 = ledger.get("h1")
+    assert h1 is not None and h1.kind == "haproxy"
+    applied = h1.types[HAPROXY_TYPE]
+    assert applied.version_acked == "v1" and applied.last_nack is not None
+    assert applied.last_nack.error == "bad map"
+    assert ledger.lagging("g", "v2") == ["e1", "e2", "h1"]
+
+    ledger.disconnect("e2")
+    assert [p.node_id for p in ledger.proxies("g")] == ["e1", "h1"]
+    assert [p.node_id for p in ledger.proxies("g", connected_only=False)] == ["e1", "e2", "h1"]
+    assert ledger.group_runs("g", "v1")
+
+
+def test_nack_keeps_the_last_good_version_and_the_error() -> None:
+    ledger = Ledger()
+    ledger.connect("e1", "g")
+    ledger.sent("e1", types.ROUTE, "r1")
+    ledger.acked("e1", types.ROUTE, "r1")
+    ledger.sent("e1", types.ROUTE, "r2")
+    ledger.nacked("e1", types.ROUTE, "r2", "invalid regex")
+    status = ledger.get("e1")
+    assert status is not None
+    rds = status.types[types.ROUTE]
+    assert rds.version_acked == "r1" and rds.version_sent == "r2"
+    assert rds.last_nack is not None and rds.last_nack.version == "r2"
+    assert [e.action for e in status.events] == ["sent", "ack", "sent", "nack"]
+
+
+def test_several_streams_of_one_node_count_once() -> None:
+    ledger = Ledger()
+    ledger.connect("e1", "g")
+    ledger.connect("e1", "g")
+    ledger.disconnect("e1")
+    assert ledger.count("g") == 1
+    ledger.disconnect("e1")
+    assert ledger.count("g") == 0
