@@ -4,15 +4,19 @@ versus 10,000 routes, the renderer's map design versus a plain ACL chain.
     .venv/bin/python bench/haproxy_routes.py [--seconds 5]
 
 Needs haproxy, wrk and nginx (Debian's nginx-light) on PATH or in /usr/sbin. Everything runs
-on 127.0.0.1 with free ports; HAProxy runs one worker with one thread (`nbthread 1`).
+on 127.0.0.1 with free ports; HAProxy runs one worker with one thread (`nbthread 1`), pinned to
+CPU 0 while nginx and wrk share CPU 1. Cases are played in interleaved rounds and the median
+is printed, since other work on the machine moves single figures by tens of percent.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,11 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controlplane.haproxy.bundle import Bundle  # noqa: E402
-from controlplane.haproxy.manager import HAProxyManager  # noqa: E402
-from controlplane.haproxy.render import render  # noqa: E402
-from controlplane.model import Config, parse_config  # noqa: E402
-from tests.harness.ports import free_port  # noqa: E402
+from controlplane.haproxy.bundle import Bundle
+from controlplane.haproxy.manager import HAProxyManager
+from controlplane.haproxy.render import render
+from controlplane.model import Config, parse_config
+from tests.harness.ports import free_port
 
 LOOPBACK = "127.0.0.1"
 WRK_SCRIPT = """
@@ -93,7 +97,8 @@ def acl_chain_bundle(count: int, listen: int, backend: str) -> Bundle:
         f"    bind {LOOPBACK}:{listen}",
     ]
     lines += [
-        f"    use_backend app if {{ path /svc{i} }} || {{ path_beg /svc{i}/ }}" for i in range(count)
+        f"    use_backend app if {{ path /svc{i} }} || {{ path_beg /svc{i}/ }}"
+        for i in range(count)
     ]
     lines += ["backend app", f"    server ep1 {backend} weight 1"]
     return Bundle.of("\n".join(lines) + "\n")
@@ -126,7 +131,7 @@ http {{
 """
         )
         process = subprocess.Popen(
-            [binary, "-p", prefix, "-c", str(conf)],
+            ["taskset", "-c", "1", binary, "-p", prefix, "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -155,7 +160,18 @@ def wrk(port: int, count: int, seconds: int) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("{count}", str(count)))
     out = subprocess.run(
-        ["wrk", "-t1", "-c50", f"-d{seconds}s", "-s", script.name, f"http://{LOOPBACK}:{port}/"],
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            "-c50",
+            f"-d{seconds}s",
+            "-s",
+            script.name,
+            f"http://{LOOPBACK}:{port}/",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -171,34 +187,49 @@ def wrk(port: int, count: int, seconds: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    os.sched_setaffinity(0, {0})
     random.seed(1)
     backend_port, listen = free_port(), free_port()
     backend = f"{LOOPBACK}:{backend_port}"
     workdir = Path(tempfile.mkdtemp(prefix="hapb-", dir="/tmp"))
     manager = HAProxyManager(workdir)
     try:
-        print("## render, validate + reload (manager.apply), per table size")
-        print(f"{'routes':>8} {'render s':>9} {'cfg KB':>7} {'maps KB':>8} {'apply s':>8}  mode")
+        print("## render; manager.apply as a runtime map update and as a validated reload")
+        print(f"{'routes':>8} {'render s':>9} {'maps KB':>8} {'runtime s':>10} {'reload s':>9}")
         manager.start(one_thread(render(routes_config(1, listen, backend), "default")))
         for count in (10, 1_000, 10_000):
             config = routes_config(count, listen, backend)
             began = time.perf_counter()
             bundle = render(config, "default")
             rendered = time.perf_counter() - began
-            result = manager.apply(one_thread(bundle))
-            assert result.ok, result.error
+            runtime = manager.apply(one_thread(bundle))
+            assert runtime.ok and runtime.mode == "runtime", runtime
+            plain = one_thread(bundle)
+            reload = manager.apply(Bundle.of(plain.cfg + "# reload\n", plain.maps, plain.files))
+            assert reload.ok and reload.mode == "reload", reload
+            reload = manager.apply(plain)
+            assert reload.ok and reload.mode == "reload", reload
             size = sum(len(t) for t in bundle.maps.values()) / 1024
             print(
-                f"{count:>8} {rendered:>9.3f} {len(bundle.cfg) / 1024:>7.1f} {size:>8.0f} "
-                f"{result.duration:>8.3f}  {result.mode}"
+                f"{count:>8} {rendered:>9.3f} {size:>8.0f} {runtime.duration:>10.3f} "
+                f"{reload.duration:>9.3f}"
             )
         print()
-        print(f"## requests/s, wrk -t1 -c50 -d{args.seconds}s, random /svc<i>/x, nbthread 1")
+        print(
+            f"## requests/s, wrk -t1 -c50 -d{args.seconds}s, random /svc<i>/x, nbthread 1, "
+            f"median of {args.rounds} interleaved rounds"
+        )
         cases = [
             ("map design, 10 routes", 10, routes_config(10, listen, backend)),
             ("map design, 10,000 routes", 10_000, routes_config(10_000, listen, backend)),
+            (
+                "map design, 10 routes, 2 of them with header/method conditions",
+                8,
+                routes_config(10, listen, backend, conditional=0.2),
+            ),
             (
                 "map design, 10,000 routes, 10% with header/method conditions",
                 9_000,
@@ -207,16 +238,22 @@ def main() -> None:
             ("ACL chain, 10 routes", 10, None),
             ("ACL chain, 10,000 routes", 10_000, None),
         ]
+        bundles = [
+            one_thread(render(config, "default"))
+            if config is not None
+            else acl_chain_bundle(paths, listen, backend)
+            for _, paths, config in cases
+        ]
+        figures: list[list[float]] = [[] for _ in cases]
         with nginx(backend_port):
-            for label, paths, config in cases:
-                bundle = (
-                    one_thread(render(config, "default"))
-                    if config is not None
-                    else acl_chain_bundle(paths, listen, backend)
-                )
-                result = manager.apply(bundle)
-                assert result.ok, result.error
-                print(f"{wrk(listen, paths, args.seconds):>10.0f}  {label}")
+            for _ in range(args.rounds):
+                for i, (_, paths, _) in enumerate(cases):
+                    result = manager.apply(bundles[i])
+                    assert result.ok, result.error
+                    figures[i].append(wrk(listen, paths, args.seconds))
+        for (label, _, _), runs in zip(cases, figures, strict=True):
+            shown = " ".join(f"{r:.0f}" for r in runs)
+            print(f"{statistics.median(runs):>10.0f}  {label}  ({shown})")
     finally:
         manager.stop()
         shutil.rmtree(workdir, ignore_errors=True)

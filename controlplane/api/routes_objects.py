@@ -108,7 +108,6 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
 
     async def write(
         request: Request,
-        params: dict[str, Any],
         change: Callable[[dict[str, Any]], tuple[PathPart, ...] | None],
         message: str,
         status: int = 200,
@@ -142,7 +141,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
 
         name = body.get("name") if isinstance(body, dict) else None
         address = "/".join([*parents, str(name or "(unnamed)")])
-        return await write(request, params, change, f"create {label} {address}", 201)
+        return await write(request, change, f"create {label} {address}", 201)
 
     async def replace(request: Request, **params: Any) -> Response:
         body = await read_body(request)
@@ -152,7 +151,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             index = objects.replace(data, kind, parents, params[kind.name], copy.deepcopy(body))
             return (*locate(data, kind, parents).path, index)
 
-        return await write(request, params, change, f"replace {label} {_address(kind, params)}")
+        return await write(request, change, f"replace {label} {_address(kind, params)}")
 
     async def patch(request: Request, **params: Any) -> Response:
         body = await read_body(request)
@@ -162,7 +161,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             index = objects.patch(data, kind, parents, params[kind.name], copy.deepcopy(body))
             return (*locate(data, kind, parents).path, index)
 
-        return await write(request, params, change, f"patch {label} {_address(kind, params)}")
+        return await write(request, change, f"patch {label} {_address(kind, params)}")
 
     async def delete(request: Request, **params: Any) -> Response:
         parents = _parents(kind, params)
@@ -170,7 +169,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         def change(data: dict[str, Any]) -> None:
             objects.delete(data, kind, parents, params[kind.name])
 
-        return await write(request, params, change, f"delete {label} {_address(kind, params)}")
+        return await write(request, change, f"delete {label} {_address(kind, params)}")
 
     read = [Depends(reader)]
     write_ = [Depends(writer)]

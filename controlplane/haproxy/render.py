@@ -12,9 +12,13 @@ behind it (`# listener web (listeners[0])`, `# cluster api (clusters[1])`), map 
 - Clusters become backends, one more per other set of backend-level route options; see
   `controlplane.haproxy.render_backends`.
 
-Where HAProxy behaves differently from Envoy and the model cannot say so, `model/targets.py`
-refuses the config for haproxy; the remaining known differences are listed in
-`docs/haproxy.md`.
+Where HAProxy cannot express the model, `model/targets.py` refuses the config for haproxy
+(maglev; condition names that do not fit a sample fetch argument). Known remaining
+differences from Envoy: a repeated request header is matched by its last occurrence (Envoy
+joins the occurrences with ","); a route timeout bounds each attempt (`timeout server`, an
+inactivity timeout), not the whole request with its retries; the cookie of a `hash_on.cookie`
+cluster names the endpoint instead of holding a hash; errors HAProxy answers itself (403, 404,
+503) carry HAProxy's bodies.
 """
 
 from __future__ import annotations

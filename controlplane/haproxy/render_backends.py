@@ -37,7 +37,12 @@ _RETRY_ON = {
         "504",
     ),
 }
-_RETRY_ABBREVIATION = {"connect_failure": "conn", "reset": "reset", "gateway_error": "gw", "5xx": "5xx"}
+_RETRY_ABBREVIATION = {
+    "connect_failure": "conn",
+    "reset": "reset",
+    "gateway_error": "gw",
+    "5xx": "5xx",
+}
 _BALANCE = {
     "round_robin": "roundrobin",
     "least_request": "leastconn",

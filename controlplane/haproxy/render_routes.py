@@ -80,6 +80,17 @@ def _route_matches_path(route: Route, path: str) -> bool:
     return _element_prefix_of(spec.normalized_prefix or "/", path)
 
 
+def _above(prefix_groups: dict[str, list[RouteEntry]], path: str) -> list[RouteEntry]:
+    """Prefix routes taking `path`, longest prefix first (their precedence order)."""
+    chain: list[RouteEntry] = []
+    candidate = path
+    while True:
+        chain.extend(prefix_groups.get(candidate, ()))
+        if candidate == "/":
+            return chain
+        candidate = candidate.rsplit("/", 1)[0] or "/"
+
+
 class _Builder:
     def __init__(self, listener: Listener, index: int, backends: BackendSet) -> None:
         self.listener = listener
@@ -113,9 +124,7 @@ class _Builder:
                 else:
                     exact.append((domain, vhost.name))
         self.lines.append("# virtual host: exact name, then the longest *.suffix, then '*'")
-        self.lines.append(
-            "http-request set-var(txn.host) req.fhdr(host),lower,regsub(:[0-9]+$,)"
-        )
+        self.lines.append("http-request set-var(txn.host) req.fhdr(host),lower,regsub(:[0-9]+$,)")
         if exact:
             for domain, vhost_name in exact:
                 self.add("hosts", domain, vhost_name)
@@ -164,24 +173,14 @@ class _Builder:
                 else:
                     prefix_groups[spec.normalized_prefix or "/"].append(entry)
 
-            def above(path: str) -> list[RouteEntry]:
-                """Prefix routes taking `path`, longest prefix first (precedence order)."""
-                chain: list[RouteEntry] = []
-                candidate = path
-                while True:
-                    chain.extend(prefix_groups.get(candidate, ()))
-                    if candidate == "/":
-                        return chain
-                    candidate = candidate.rsplit("/", 1)[0] or "/"
-
             points: list[tuple[str, str, list[RouteEntry]]] = []
             for path in sorted(exact_groups):
                 regexes = [e for e in regex_routes if _route_matches_path(e.route, path)]
-                chain = exact_groups[path] + regexes + above(path)
+                chain = exact_groups[path] + regexes + _above(prefix_groups, path)
                 points.append(("exact", vhost.name + path, chain))
             for prefix in sorted(prefix_groups):
                 key = vhost.name + ("/" if prefix == "/" else prefix + "/")
-                points.append(("prefix", key, above(prefix)))
+                points.append(("prefix", key, _above(prefix_groups, prefix)))
             for kind, key, chain in points:
                 decision_number += 1
                 point = f"D{decision_number}"
@@ -233,8 +232,7 @@ class _Builder:
         lines.append(f"http-request set-var(txn.rank) int({NO_RANK})")
         if self.map_name("fallback") in self.maps:
             lines.append(
-                "http-request set-var(txn.fb) "
-                f"var(txn.d),map_str({self.map_name('fallback')})"
+                f"http-request set-var(txn.fb) var(txn.d),map_str({self.map_name('fallback')})"
             )
             lines.append("http-request set-var(txn.rank) var(txn.fb),field(1,|)")
             lines.append("http-request set-var(txn.route) var(txn.fb),field(2,|)")
@@ -362,7 +360,9 @@ class _Builder:
         keyword = "http-request" if side == "request" else "http-after-response"
         ops: dict[str, dict[str, list[tuple[str, str]]]] = {"del": {}, "set": {}, "add": {}}
         for entry in entries:
-            mutation = entry.route.request_headers if side == "request" else entry.route.response_headers
+            mutation = (
+                entry.route.request_headers if side == "request" else entry.route.response_headers
+            )
             for name in mutation.remove:
                 ops["del"].setdefault(name, []).append((entry.id, "1"))
             for name, value in mutation.set.items():
@@ -442,5 +442,3 @@ def route_tables(listener: Listener, index: int, backends: BackendSet) -> RouteT
     builder.decisions()
     builder.actions()
     return builder.tables()
-
-

@@ -37,10 +37,8 @@ class HAProxyTarget:
             raise RuntimeError("start() the target first")
         check(config, "haproxy")
         bundle = render(config, group)
-        if self.manager.running:
-            result = self.manager.apply(bundle)
-        else:
-            result = self.manager.start(bundle)
+        start = self.manager.apply if self.manager.running else self.manager.start
+        result = start(bundle)
         if not result.ok:
             raise HAProxyApplyError(result.error or result.reason)
 

@@ -134,8 +134,10 @@ def test_tokens_from_a_file_and_the_environment(tmp_path: Path) -> None:
         "- {name: ci, token: ci-token-0123456789abc, scopes: [read, write]}\n"
         f"- {{name: ops, sha256: {digest('ops-token-0123456789abc')}, scopes: [read]}}\n"
     )
-    env = {"CONTROLPLANE_TOKENS": '[{"name": "env", "token": "env-token-0123456789", '
-           '"scopes": ["read"]}]'}
+    env = {
+        "CONTROLPLANE_TOKENS": '[{"name": "env", "token": "env-token-0123456789", '
+        '"scopes": ["read"]}]'
+    }
     tokens = TokenSet.load(path, env)
     ci = tokens.authenticate("ci-token-0123456789abc")
     assert ci is not None and ci.name == "ci" and ci.scopes == {"read", "write"}

@@ -140,6 +140,16 @@ def test_status_prints_the_fleet(server: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "head revision 1; 2 proxies"
-    assert lines[1].split() == ["ID", "KIND", "GROUP", "REVISION", "STATE", "LAST", "SEEN", "LAST", "NACK"]
+    assert lines[1].split() == [
+        "ID",
+        "KIND",
+        "GROUP",
+        "REVISION",
+        "STATE",
+        "LAST",
+        "SEEN",
+        "LAST",
+        "NACK",
+    ]
     assert lines[2].split()[:5] == ["envoy-a", "envoy", "default", "1", "current"]
     assert lines[3].split()[:5] == ["haproxy-a", "haproxy", "default", "1", "current"]

@@ -17,7 +17,9 @@ from .conftest import ADMIN_TOKEN, TestClient, base_config, bearer, state
 
 def with_cluster(name: str, **fields: Any) -> dict[str, Any]:
     config = base_config()
-    config["clusters"].append({"name": name, "endpoints": [{"address": "127.0.0.1:18084"}], **fields})
+    config["clusters"].append(
+        {"name": name, "endpoints": [{"address": "127.0.0.1:18084"}], **fields}
+    )
     return config
 
 
@@ -47,7 +49,11 @@ def test_put_json_then_yaml(client: TestClient, propagator: RecordingPropagator)
     text = yaml.safe_dump(with_cluster("other"))
     reply = client.put("/v1/config", content=text, headers={"Content-Type": "application/yaml"})
     assert reply.json() == {"revision": 3, "changed": True}
-    assert [c["name"] for c in client.get("/v1/config").json()["clusters"]] == ["api", "web", "other"]
+    assert [c["name"] for c in client.get("/v1/config").json()["clusters"]] == [
+        "api",
+        "web",
+        "other",
+    ]
     assert [n for n, _ in propagator.published] == [1, 2, 3]
     same = client.put("/v1/config", json=with_cluster("other"))
     assert same.json() == {"revision": 3, "changed": False}
@@ -71,8 +77,12 @@ def test_get_an_older_revision(client: TestClient) -> None:
         (b"listeners: [", "application/yaml", 422, "body"),
         (b"{", "application/json", 422, "body"),
         (b"[1]", "application/json", 422, "(config)"),
-        (json.dumps({"clusters": [{"name": "a"}]}).encode(), "application/json", 422,
-         "clusters[0].endpoints"),
+        (
+            json.dumps({"clusters": [{"name": "a"}]}).encode(),
+            "application/json",
+            422,
+            "clusters[0].endpoints",
+        ),
         (json.dumps({"listenerz": []}).encode(), "application/json", 422, "listenerz"),
         (b"a: b", "text/plain", 415, None),
     ],
@@ -212,8 +222,12 @@ def test_a_fastapi_validation_error_has_the_common_shape(client: TestClient) -> 
     assert reply.status_code == 422
     assert reply.json() == {
         "error": "the request is invalid",
-        "issues": [{"path": "query.timeout", "message": "Input should be a valid number, "
-                    "unable to parse string as a number"}],
+        "issues": [
+            {
+                "path": "query.timeout",
+                "message": "Input should be a valid number, unable to parse string as a number",
+            }
+        ],
     }
 
 

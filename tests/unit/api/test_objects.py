@@ -86,12 +86,17 @@ def test_creating_a_taken_name_is_409(client: TestClient) -> None:
     reply = client.post("/v1/clusters", json={**CLUSTER, "name": "api"})
     assert reply.status_code == 409
     assert reply.json()["error"] == "a cluster named 'api' already exists"
-    assert client.post(ROUTES, json={"name": "api", "backends": [{"cluster": "web"}]}).status_code == 409
+    assert (
+        client.post(ROUTES, json={"name": "api", "backends": [{"cluster": "web"}]}).status_code
+        == 409
+    )
     assert state(client.app.state.context.store) == before
 
 
 def test_an_unnamed_route_is_addressed_by_position(client: TestClient) -> None:
-    reply = client.post(ROUTES, json={"match": {"path": {"exact": "/x"}}, "backends": [{"cluster": "web"}]})
+    reply = client.post(
+        ROUTES, json={"match": {"path": {"exact": "/x"}}, "backends": [{"cluster": "web"}]}
+    )
     assert reply.status_code == 201
     assert reply.headers["location"] == f"{ROUTES}/@2"
     assert client.get(f"{ROUTES}/@2").json()["match"] == {"path": {"exact": "/x"}}
@@ -166,21 +171,49 @@ def test_deleting_a_referenced_cluster_is_422_naming_the_reference(client: TestC
 @pytest.mark.parametrize(
     ("method", "url", "body", "path"),
     [
-        ("POST", "/v1/clusters", {"name": "x", "endpoints": [{"address": "nowhere"}]},
-         "clusters[2].endpoints[0].address"),
-        ("POST", "/v1/clusters", {"name": "Bad Name", "endpoints": [{"address": "a:1"}]},
-         "clusters[2].name"),
-        ("POST", "/v1/clusters", {"name": "x", "endpoints": [{"address": "a:1"}], "color": 1},
-         "clusters[2].color"),
-        ("PATCH", f"{ROUTES}/api", {"backends": [{"cluster": "missing"}]},
-         "listeners[0].virtual_hosts[0].routes[0].backends[0].cluster"),
+        (
+            "POST",
+            "/v1/clusters",
+            {"name": "x", "endpoints": [{"address": "nowhere"}]},
+            "clusters[2].endpoints[0].address",
+        ),
+        (
+            "POST",
+            "/v1/clusters",
+            {"name": "Bad Name", "endpoints": [{"address": "a:1"}]},
+            "clusters[2].name",
+        ),
+        (
+            "POST",
+            "/v1/clusters",
+            {"name": "x", "endpoints": [{"address": "a:1"}], "color": 1},
+            "clusters[2].color",
+        ),
+        (
+            "PATCH",
+            f"{ROUTES}/api",
+            {"backends": [{"cluster": "missing"}]},
+            "listeners[0].virtual_hosts[0].routes[0].backends[0].cluster",
+        ),
         ("PATCH", "/v1/listeners/web", {"protocol": "tcp"}, "listeners[0]"),
-        ("PUT", f"{ROUTES}/default", {"backends": [{"cluster": "web", "weight": 0}]},
-         "listeners[0].virtual_hosts[0].routes[1].backends[0].weight"),
-        ("POST", "/v1/listeners", {"name": "web", "address": "127.0.0.1:1", "protocol": "tcp"},
-         None),
-        ("POST", "/v1/node_groups", {"name": "edge", "listeners": ["nope"]},
-         "node_groups[0].listeners[0]"),
+        (
+            "PUT",
+            f"{ROUTES}/default",
+            {"backends": [{"cluster": "web", "weight": 0}]},
+            "listeners[0].virtual_hosts[0].routes[1].backends[0].weight",
+        ),
+        (
+            "POST",
+            "/v1/listeners",
+            {"name": "web", "address": "127.0.0.1:1", "protocol": "tcp"},
+            None,
+        ),
+        (
+            "POST",
+            "/v1/node_groups",
+            {"name": "edge", "listeners": ["nope"]},
+            "node_groups[0].listeners[0]",
+        ),
     ],
 )
 def test_invalid_writes_are_422_with_config_paths_and_change_nothing(
@@ -197,12 +230,17 @@ def test_invalid_writes_are_422_with_config_paths_and_change_nothing(
 
 
 def test_a_body_that_is_not_an_object_is_422(client: TestClient) -> None:
-    for method, url in (("POST", "/v1/clusters"), ("PUT", "/v1/clusters/api"),
-                        ("PATCH", "/v1/clusters/api")):
+    for method, url in (
+        ("POST", "/v1/clusters"),
+        ("PUT", "/v1/clusters/api"),
+        ("PATCH", "/v1/clusters/api"),
+    ):
         reply = client.request(method, url, json=[1, 2])
         assert reply.status_code == 422
         assert reply.json()["issues"] == [{"path": "body", "message": "expected a JSON object"}]
-    broken = client.post("/v1/clusters", content=b"{nope", headers={"Content-Type": "application/json"})
+    broken = client.post(
+        "/v1/clusters", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert broken.status_code == 422 and broken.json()["issues"][0]["path"] == "body"
     xml = client.post("/v1/clusters", content=b"<a/>", headers={"Content-Type": "application/xml"})
     assert xml.status_code == 415
@@ -216,12 +254,13 @@ def test_node_groups(client: TestClient) -> None:
 
 
 def test_virtual_hosts(client: TestClient) -> None:
-    vhost = {"name": "docs", "domains": ["docs.example.com"],
-             "routes": [{"backends": [{"cluster": "web"}]}]}
+    vhost = {
+        "name": "docs",
+        "domains": ["docs.example.com"],
+        "routes": [{"backends": [{"cluster": "web"}]}],
+    }
     assert client.post("/v1/listeners/web/virtual_hosts", json=vhost).status_code == 201
-    clash = client.patch(
-        "/v1/listeners/web/virtual_hosts/docs", json={"domains": ["*"]}
-    )
+    clash = client.patch("/v1/listeners/web/virtual_hosts/docs", json={"domains": ["*"]})
     assert clash.status_code == 422
     assert clash.json()["issues"][0]["path"] == "listeners[0].virtual_hosts[1].domains[0]"
     assert client.delete("/v1/listeners/web/virtual_hosts/docs").status_code == 204
@@ -251,9 +290,13 @@ def test_a_stale_if_match_is_409_and_changes_nothing(client: TestClient) -> None
         assert reply.headers["etag"] == '"2"'
         assert "head revision is 2" in reply.json()["error"]
     assert state(store) == before
-    ok = client.patch("/v1/clusters/api", json={"connect_timeout": "2s"}, headers={"If-Match": '"2"'})
+    ok = client.patch(
+        "/v1/clusters/api", json={"connect_timeout": "2s"}, headers={"If-Match": '"2"'}
+    )
     assert ok.status_code == 200 and ok.headers["etag"] == '"3"'
-    star = client.patch("/v1/clusters/api", json={"connect_timeout": "3s"}, headers={"If-Match": "*"})
+    star = client.patch(
+        "/v1/clusters/api", json={"connect_timeout": "3s"}, headers={"If-Match": "*"}
+    )
     assert star.status_code == 200
 
 

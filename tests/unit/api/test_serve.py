@@ -76,8 +76,10 @@ def test_serve_then_restart_keeps_the_store(tmp_path: Path) -> None:
             f"{url}/v1/clusters/web",
             data=json.dumps({"connect_timeout": "1s"}).encode(),
             method="PATCH",
-            headers={"Authorization": "Bearer ops-token-0123456789",
-                     "Content-Type": "application/json"},
+            headers={
+                "Authorization": "Bearer ops-token-0123456789",
+                "Content-Type": "application/json",
+            },
         )
         with urllib.request.urlopen(request, timeout=10) as reply:
             assert reply.headers["etag"] == '"2"'

@@ -65,7 +65,9 @@ def test_wait_returns_when_the_last_proxy_acks(client: TestClient, status: InMem
     assert body["converged"] is True and body["acked"] == 1
 
 
-def test_wait_stops_early_on_a_nack_and_says_why(client: TestClient, status: InMemoryStatus) -> None:
+def test_wait_stops_early_on_a_nack_and_says_why(
+    client: TestClient, status: InMemoryStatus
+) -> None:
     status.connect("e1", "envoy", "edge")
     status.connect("h1", "haproxy", "edge")
     status.ack("e1", 1)
@@ -73,8 +75,15 @@ def test_wait_stops_early_on_a_nack_and_says_why(client: TestClient, status: InM
     body = client.get("/v1/status/wait", params={"revision": 1, "timeout": 30}).json()
     assert body["converged"] is False and body["waited_seconds"] < 5
     assert body["refused"] == [
-        {"id": "h1", "kind": "haproxy", "group": "edge", "revision": None, "state": "refused",
-         "error": "bad config", "refused_revision": 1}
+        {
+            "id": "h1",
+            "kind": "haproxy",
+            "group": "edge",
+            "revision": None,
+            "state": "refused",
+            "error": "bad config",
+            "refused_revision": 1,
+        }
     ]
 
 
@@ -116,7 +125,10 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
     )
     assert 'route="/v1/clusters/{cluster}",status="404"} 1' in text
     assert "# TYPE controlplane_api_request_seconds histogram" in text
-    assert 'controlplane_api_request_seconds_bucket{method="GET",route="/v1/clusters/{cluster}",le="+Inf"} 2' in text
+    assert (
+        'controlplane_api_request_seconds_bucket{method="GET",route="/v1/clusters/{cluster}",'
+        'le="+Inf"} 2' in text
+    )
 
 
 def test_metrics_include_other_sources(seeded: object) -> None:
@@ -129,7 +141,7 @@ def test_metrics_include_other_sources(seeded: object) -> None:
         assert 'controlplane_xds_pushes_total{group="edge"} 3' in local.get("/metrics").text
 
 
-@pytest.mark.parametrize("value", ["a\"b", "a\\b", "a\nb"])
+@pytest.mark.parametrize("value", ['a"b', "a\\b", "a\nb"])
 def test_label_values_are_escaped(value: str) -> None:
     from controlplane.api import Counter
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db: Path) -> SQLiteStore:
+def store(db: Path) -> Iterator[SQLiteStore]:
     s = SQLiteStore(db)
     yield s
     s.close()
