@@ -13,7 +13,16 @@ from typing import Annotated, NoReturn
 import typer
 
 from . import __version__
-from .model import TARGETS, Config, ConfigError, ConfigFileError, load_file, target_issues
+from .model import (
+    TARGETS,
+    Config,
+    ConfigError,
+    ConfigFileError,
+    Target,
+    load_file,
+    split_address,
+    target_issues,
+)
 from .model.schema import config_schema
 
 app = typer.Typer(
@@ -42,6 +51,18 @@ def load_or_exit(path: Path) -> Config:
         fail([str(exc)])
     except ConfigError as exc:
         fail([f"{path}: {issue}" for issue in exc.issues])
+
+
+def load_for_target(path: Path, target: Target, group: str) -> Config:
+    """The config in `path`, checked for `target` and for having `group`; or exit 2."""
+    config = load_or_exit(path)
+    problems = [f"{path}: {issue}" for issue in target_issues(config, target)]
+    if group not in config.group_names():
+        groups = ", ".join(config.group_names())
+        problems.append(f"{path}: no node group named {group!r} (groups: {groups})")
+    if problems:
+        fail(problems)
+    return config
 
 
 def _target_choice(value: str | None) -> str | None:
@@ -101,12 +122,7 @@ def render_envoy(
     """Print the xDS resources a node group's Envoys receive, as JSON."""
     from .envoy import translate
 
-    config = load_or_exit(file)
-    issues = target_issues(config, "envoy")
-    if issues:
-        fail([f"{file}: {issue}" for issue in issues])
-    if group not in config.group_names():
-        fail([f"{file}: no node group named {group!r} (groups: {', '.join(config.group_names())})"])
+    config = load_for_target(file, "envoy", group)
     typer.echo(translate(config, group).to_json(), nl=False)
 
 
@@ -121,18 +137,34 @@ def render_haproxy(
     """Write the haproxy.cfg, map files and certificate files a node group's HAProxies run."""
     from .haproxy.render import render
 
-    config = load_or_exit(file)
-    issues = target_issues(config, "haproxy")
-    if issues:
-        fail([f"{file}: {issue}" for issue in issues])
-    if group not in config.group_names():
-        fail([f"{file}: no node group named {group!r} (groups: {', '.join(config.group_names())})"])
-    bundle = render(config, group)
+    bundle = render(load_for_target(file, "haproxy", group), group)
     output.mkdir(parents=True, exist_ok=True)
     (output / "haproxy.cfg").write_text(bundle.cfg)
     for name, text in {**bundle.maps, **bundle.files}.items():
         (output / name).write_text(text)
     typer.echo(f"{output / 'haproxy.cfg'}: {1 + len(bundle.maps) + len(bundle.files)} files")
+
+
+@app.command("envoy-bootstrap")
+def envoy_bootstrap(
+    node_id: Annotated[str, typer.Option("--node-id", help="The Envoy's node id.")],
+    xds: Annotated[str, typer.Option("--xds", help="The xDS server as HOST:PORT.")],
+    group: GroupOption = "default",
+    delta: Annotated[bool, typer.Option(help="Use incremental (Delta) xDS.")] = False,
+    admin_port: Annotated[
+        int, typer.Option(help="Port of the admin interface on 127.0.0.1.")
+    ] = 9901,
+) -> None:
+    """Print a bootstrap YAML that makes an Envoy fetch everything from the xDS server."""
+    from .envoy.bootstrap import bootstrap_yaml
+
+    try:
+        host, port = split_address(xds)
+    except ValueError as exc:
+        fail([f"--xds: {exc}"])
+    if not 1 <= admin_port <= 65535:
+        fail([f"--admin-port: {admin_port} is not a port"])
+    typer.echo(bootstrap_yaml(node_id, group, host, port, admin_port, delta), nl=False)
 
 
 @app.command()

@@ -102,3 +102,43 @@ def test_schema_prints_the_published_schema() -> None:
 def test_version() -> None:
     result = controlplane("version")
     assert result.returncode == 0 and result.stdout.strip()
+
+
+def test_envoy_bootstrap_is_accepted_by_envoy(tmp_path: Path) -> None:
+    result = controlplane(
+        "envoy-bootstrap",
+        "--node-id",
+        "edge-1",
+        "--group",
+        "l4",
+        "--xds",
+        "127.0.0.1:18000",
+        "--delta",
+    )
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(result.stdout)
+    envoy = Path(sys.executable).with_name("envoy")
+    check = subprocess.run(
+        [str(envoy), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "DELTA_GRPC" in result.stdout and "cluster: l4" in result.stdout
+
+
+def test_envoy_bootstrap_refuses_a_bad_xds_address() -> None:
+    result = controlplane("envoy-bootstrap", "--node-id", "n", "--xds", "nowhere")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "--xds: expected 'host:port'"
+
+
+@pytest.mark.parametrize("proxy", ["envoy", "haproxy"])
+def test_render_refuses_an_unknown_group(proxy: str, tmp_path: Path) -> None:
+    example = str(ROOT / "examples" / "two-tier.yaml")
+    output = ["-o", str(tmp_path)] if proxy == "haproxy" else []
+    result = controlplane("render", proxy, example, "--group", "l9", *output)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{example}: no node group named 'l9' (groups: l4, l7)"
