@@ -236,6 +236,66 @@ def status(server: ServerOption, token: TokenOption = None) -> None:
     raise typer.Exit(code)
 
 
+@app.command("haproxy-agent")
+def haproxy_agent(
+    server: ServerOption,
+    group: Annotated[str, typer.Option("--group", "-g", help="The node group to follow.")],
+    haproxy_bin: Annotated[
+        str, typer.Option("--haproxy-bin", help="The haproxy executable.")
+    ] = "haproxy",
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Directory for HAProxy's files (default: ./haproxy-agent-GROUP)."),
+    ] = None,
+    instance_id: Annotated[
+        str | None, typer.Option("--instance-id", help="Name in the status (default: host:dir).")
+    ] = None,
+    token: TokenOption = None,
+) -> None:
+    """Run a local HAProxy on the config the control plane renders for GROUP, reporting back.
+
+    Runs until interrupted (SIGINT or SIGTERM), then stops HAProxy.
+    """
+    import contextlib
+    import logging
+    import shutil
+    import signal
+
+    from .haproxy.agent import HAProxyAgent, check_server_url
+
+    problems: list[str] = []
+    try:
+        check_server_url(server)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if not group or "/" in group:
+        problems.append(f"--group {group!r}: expected a node group name")
+    if shutil.which(haproxy_bin) is None:
+        problems.append(f"--haproxy-bin {haproxy_bin!r}: not found or not executable")
+    if problems:
+        fail(problems)
+    try:
+        agent = HAProxyAgent(
+            server,
+            group,
+            workdir or Path(f"haproxy-agent-{group}"),
+            haproxy_bin=haproxy_bin,
+            instance_id=instance_id,
+            token=token,
+        )
+    except ValueError as exc:
+        fail([str(exc)])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        agent.run()
+
+
 def main() -> None:
     """Entry point of the `controlplane` console script."""
     app()

@@ -89,14 +89,45 @@ reader = require("read")
 writer = require("write")
 
 
+MAX_DEPTH = 32
+MAX_NODES = 2_000_000
+"""Bounds on a body's nesting and size once parsed (YAML aliases can multiply a small text)."""
+
+
 async def read_body(request: Request, allow_yaml: bool = False) -> Any:
-    """The request body as plain data: JSON, or YAML when allowed and the Content-Type says so."""
+    """The request body as plain data: JSON, or YAML when allowed and the Content-Type says so.
+
+    Bodies nested deeper than MAX_DEPTH or holding more than MAX_NODES values are refused."""
+    data = await _parse_body(request, allow_yaml)
+    _check_shape(data)
+    return data
+
+
+def _check_shape(data: Any) -> None:
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise bad_input(("body",), f"the body is nested more than {MAX_DEPTH} levels deep")
+        if nodes > MAX_NODES:
+            raise bad_input(("body",), f"the body holds more than {MAX_NODES} values")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+async def _parse_body(request: Request, allow_yaml: bool) -> Any:
     raw = await request.body()
     content_type = request.headers.get("content-type", "application/json")
     media = content_type.split(";")[0].strip().lower()
     if allow_yaml and media in YAML_TYPES:
         try:
             return yaml.safe_load(raw.decode("utf-8"))
+        except RecursionError:
+            raise bad_input(("body",), "the body is nested too deeply") from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -106,6 +137,8 @@ async def read_body(request: Request, allow_yaml: bool = False) -> Any:
         raise ApiError(415, f"unsupported Content-Type {media!r}; use one of {accepted}")
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise bad_input(("body",), "the body is nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = (
             f" at line {exc.lineno}, column {exc.colno}"

@@ -5,14 +5,14 @@ several control-plane replicas (PostgreSQL, notified of new revisions) implement
 interface.
 """
 
-from .base import Conflict, Listener, Revision, RevisionMeta, RevisionNotFound, Store
+from .base import Conflict, Revision, RevisionListener, RevisionMeta, RevisionNotFound, Store
 from .content import config_json, content_hash
 from .sqlite import SQLiteStore
 
 __all__ = [
     "Conflict",
-    "Listener",
     "Revision",
+    "RevisionListener",
     "RevisionMeta",
     "RevisionNotFound",
     "SQLiteStore",

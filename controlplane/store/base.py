@@ -9,7 +9,7 @@ from datetime import datetime
 
 from ..model import Config
 
-Listener = Callable[[int], None]
+RevisionListener = Callable[[int], None]
 """Told the number of a new head revision; see `Store.subscribe`."""
 
 
@@ -90,7 +90,7 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: RevisionListener) -> Callable[[], None]:
         """Call `listener(number)` after each new head revision; returns an unsubscribe.
 
         Guarantees, for every implementation: a listener is called after the revision is

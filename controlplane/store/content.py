@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from ..model import Config
 
 
 def config_json(config: Config) -> str:
-    """The canonical JSON text of a config: every field, keys sorted, no spaces.
+    """The JSON text of a config: every field, in the model's field order, no spaces.
 
-    Equal configs give equal text, so the text's hash identifies the content.
+    Equal configs give equal text (for one version of the model), so the text's hash
+    identifies the content.
     """
-    return json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return config.model_dump_json()
+
+
+def text_hash(text: str) -> str:
+    """The SHA-256 (hex) of a config's JSON text."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def content_hash(config: Config) -> str:
-    """The SHA-256 (hex) of the config's canonical JSON."""
-    return hashlib.sha256(config_json(config).encode()).hexdigest()
+    """The SHA-256 (hex) of the config's JSON text."""
+    return text_hash(config_json(config))

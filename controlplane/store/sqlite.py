@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..model import Config
-from .base import Conflict, Listener, Revision, RevisionMeta, RevisionNotFound, Store
-from .content import config_json, content_hash
+from .base import Conflict, Revision, RevisionListener, RevisionMeta, RevisionNotFound, Store
+from .content import config_json, text_hash
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS revisions (
     content_hash TEXT    NOT NULL
 )
 """
+
+MAX_NUMBER = 2**63 - 2
+"""The largest revision number SQLite's INTEGER holds (with room for `before` one above)."""
 
 _META_COLUMNS = "number, created_at, author, message, content_hash"
 
@@ -44,7 +47,7 @@ class SQLiteStore(Store):
         )
         self._lock = threading.RLock()
         self._notify_lock = threading.Lock()
-        self._listeners: list[Listener] = []
+        self._listeners: list[RevisionListener] = []
         self._cached: Revision | None = None
         self._announced = 0
         with self._lock:
@@ -70,6 +73,8 @@ class SQLiteStore(Store):
         cached = self._cached
         if cached is not None and cached.number == number:
             return cached
+        if not 0 < number <= MAX_NUMBER:
+            raise RevisionNotFound(number)
         with self._lock:
             row = self._db.execute(
                 f"SELECT {_META_COLUMNS}, config FROM revisions WHERE number = ?", (number,)
@@ -85,17 +90,17 @@ class SQLiteStore(Store):
         params: tuple[int, ...] = ()
         if before is not None:
             query += " WHERE number < ?"
-            params = (before,)
+            params = (min(before, MAX_NUMBER + 1),)
         query += " ORDER BY number DESC LIMIT ?"
         with self._lock:
-            rows = self._db.execute(query, (*params, max(0, limit))).fetchall()
+            rows = self._db.execute(query, (*params, min(max(0, limit), MAX_NUMBER))).fetchall()
         return [_meta(row) for row in rows]
 
     def commit(
         self, config: Config, expected: int | None, author: str, message: str = ""
     ) -> Revision:
         text = config_json(config)
-        digest = content_hash(config)
+        digest = text_hash(text)
         created_at = datetime.now(UTC)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -119,7 +124,7 @@ class SQLiteStore(Store):
         self._announce(number)
         return revision
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
+    def subscribe(self, listener: RevisionListener) -> Callable[[], None]:
         with self._notify_lock:
             self._listeners.append(listener)
 

@@ -247,3 +247,41 @@ def test_the_openapi_schema_describes_bodies_with_the_model(client: TestClient) 
     )
     assert "/v1/listeners/{listener}/virtual_hosts/{virtual_host}/routes/{route}" in schema["paths"]
     assert "/v1/revisions/{n}:rollback" in schema["paths"]
+
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "application/json", "nested too deeply"),
+        ("[" * 5000 + "]" * 5000, "application/yaml", "nested too deeply"),
+        ('{"a":' * 100 + "1" + "}" * 100, "application/json", "more than 32 levels"),
+        ("a: &a [*a]", "application/yaml", "more than 32 levels"),
+        (LAUGHS, "application/yaml", "more than 2000000 values"),
+    ],
+)
+def test_hostile_bodies_are_422(
+    client: TestClient, body: str, content_type: str, message: str
+) -> None:
+    before = state(client.app.state.context.store)
+    reply = client.put("/v1/config", content=body, headers={"Content-Type": content_type})
+    assert reply.status_code == 422 and message in reply.json()["error"]
+    assert state(client.app.state.context.store) == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/config?revision=99999999999999999999",
+        "/v1/revisions/99999999999999999999",
+        "/v1/status/wait?revision=99999999999999999999",
+    ],
+)
+def test_revision_numbers_beyond_any_integer_are_404(client: TestClient, url: str) -> None:
+    assert client.get(url).status_code == 404
+    assert client.post("/v1/revisions/99999999999999999999:rollback").status_code == 404
+    assert len(client.get("/v1/revisions", params={"before": 10**20}).json()) == 1

@@ -1,0 +1,143 @@
+"""The serving side of the HAProxy agent: where agents fetch their group's bundle and report.
+
+Two endpoints, meant to be mounted under `/v1` by the API (which also applies auth):
+
+- `GET /haproxy/{group}/bundle?known=V&wait=S`: the group's bundle as JSON
+  `{revision, version, cfg, maps, files}` with `ETag: "<version>"`, at once when its version
+  differs from `known` (or `known` is absent), otherwise as soon as it changes within `wait`
+  seconds (at most 60, default 0); `304 Not Modified` without a body when it did not.
+  `If-None-Match` may stand in for `known`. 404 for a group that has no bundle.
+  `instance=ID` (optional) marks the agent as seen in the ledger while it polls.
+- `POST /haproxy/{group}/status`: what applying a version did (`StatusReport`), recorded in the
+  ledger as an ACK or a NACK of kind "haproxy"; 204.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..xds.ledger import Ledger
+from .bundles import BundleSource, GroupBundle, RenderedBundles
+
+__all__ = ["BundleSource", "GroupBundle", "RenderedBundles", "StatusReport", "agent_router"]
+
+MAX_WAIT = 60.0
+"""The longest a bundle request may wait for a change, in seconds."""
+
+_BODIES_CACHED = 32
+
+
+class StatusReport(BaseModel):
+    """What an agent's HAProxy did with a version: `ok` true is an ACK, false a NACK.
+
+    Mirrors `controlplane.haproxy.manager.ApplyResult`; `revision` is the revision the agent
+    received with the bundle. Unknown fields are ignored (newer agents, older servers).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    instance_id: str = Field(min_length=1, max_length=512)
+    version: str = Field(min_length=1, max_length=128)
+    ok: bool
+    mode: Literal["start", "runtime", "reload", "unchanged", "rejected"]
+    reason: str = Field(default="", max_length=10_000)
+    error: str | None = Field(default=None, max_length=100_000)
+    duration: float = Field(ge=0)
+    revision: int | None = None
+
+
+GroupName = Annotated[str, Path(min_length=1, max_length=253, description="Node group.")]
+
+
+def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
+    """The agent endpoints, serving `source`'s bundles and recording reports in `ledger`."""
+    router = APIRouter(tags=["haproxy-agent"])
+    bodies: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
+
+    def body_of(group: str, entry: GroupBundle) -> bytes:
+        key = (group, entry.revision, entry.bundle.version)
+        cached = bodies.get(key)
+        if cached is None:
+            bundle = entry.bundle
+            cached = json.dumps(
+                {
+                    "revision": entry.revision,
+                    "version": bundle.version,
+                    "cfg": bundle.cfg,
+                    "maps": dict(bundle.maps),
+                    "files": dict(bundle.files),
+                },
+                separators=(",", ":"),
+            ).encode()
+            bodies[key] = cached
+            while len(bodies) > _BODIES_CACHED:
+                bodies.popitem(last=False)
+        return cached
+
+    @router.get(
+        "/haproxy/{group}/bundle",
+        summary="The group's HAProxy bundle (long-poll)",
+        responses={
+            200: {"description": "The bundle: {revision, version, cfg, maps, files}."},
+            304: {"description": "Still `known` after `wait` seconds."},
+            404: {"description": "No bundle for this group."},
+        },
+    )
+    async def get_bundle(
+        group: GroupName,
+        known: Annotated[
+            str | None, Query(max_length=128, description="The version the agent has.")
+        ] = None,
+        wait: Annotated[
+            float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for a change.")
+        ] = 0.0,
+        instance: Annotated[
+            str | None, Query(max_length=512, description="The polling agent's instance id.")
+        ] = None,
+        if_none_match: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        if known is None and if_none_match is not None:
+            known = if_none_match.strip().removeprefix("W/").strip('"') or None
+        if instance:
+            ledger.seen(instance)
+        entry = await source.wait_change(group, known, wait if known is not None else 0.0)
+        if instance:
+            ledger.seen(instance)
+        if entry is None:
+            raise HTTPException(404, f"no HAProxy bundle for node group {group!r}")
+        etag = f'"{entry.bundle.version}"'
+        if entry.bundle.version == known:
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(
+            body_of(group, entry), media_type="application/json", headers={"ETag": etag}
+        )
+
+    @router.post(
+        "/haproxy/{group}/status",
+        status_code=204,
+        summary="Report what applying a version did (ACK or NACK)",
+    )
+    def post_status(group: GroupName, report: StatusReport) -> Response:
+        ledger.record_apply(
+            report.instance_id,
+            group,
+            "haproxy",
+            report.version,
+            report.ok,
+            report.error,
+            {
+                "mode": report.mode,
+                "reason": report.reason,
+                "duration": report.duration,
+                "revision": report.revision,
+                "via": "agent",
+            },
+        )
+        return Response(status_code=204)
+
+    return router
