@@ -102,7 +102,13 @@ class ApiServer:
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         self.host = host
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, lifespan="on", access_log=True
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="on",
+            access_log=True,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -30,7 +30,7 @@ import httpx
 
 from .. import __version__
 from .bundle import Bundle
-from .manager import ApplyResult, HAProxyManager
+from .manager import ApplyMode, ApplyResult, HAProxyManager
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class HAProxyAgent:
             workdir, haproxy_bin=haproxy_bin, instance_id=self.instance_id, group=group
         )
         self.client = BundleClient(server_url, group, self.instance_id, token)
-        self.poll_wait = poll_wait
+        self.poll_wait = min(poll_wait, 60.0)  # the server's limit
         self._backoff = Backoff(backoff_initial, backoff_max)
         self._retry_backoff = Backoff(max(backoff_initial, 1.0), max(backoff_max, 30.0))
         self._stop = threading.Event()
@@ -261,7 +261,15 @@ class HAProxyAgent:
         return min(self.poll_wait, max(0.0, self._retry_at - time.monotonic()))
 
     def _apply(self, fetched: Fetched) -> None:
-        result = self.manager.apply(fetched.bundle)
+        try:
+            result = self.manager.apply(fetched.bundle)
+        except Exception as exc:  # e.g. the haproxy binary vanished: report it, retry later
+            log.exception("applying version %s failed", fetched.bundle.version)
+            mode: ApplyMode = "reload" if self.manager.running else "start"
+            error = f"{type(exc).__name__}: {exc}"
+            result = ApplyResult(
+                fetched.bundle.version, False, mode, "the manager failed", 0.0, error
+            )
         self._attempted = result.version
         if result.ok:
             self._retry_at = None

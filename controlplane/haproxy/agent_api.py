@@ -14,11 +14,14 @@ Two endpoints, meant to be mounted under `/v1` by the API (which also applies au
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections import OrderedDict
+from collections.abc import Awaitable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..xds.ledger import Ledger
@@ -89,6 +92,7 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         },
     )
     async def get_bundle(
+        request: Request,
         group: GroupName,
         known: Annotated[
             str | None, Query(max_length=128, description="The version the agent has.")
@@ -105,7 +109,14 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
             known = if_none_match.strip().removeprefix("W/").strip('"') or None
         if instance:
             ledger.seen(instance)
-        entry = await source.wait_change(group, known, wait if known is not None else 0.0)
+        if known is not None and wait > 0:
+            gone, entry = await _unless_disconnected(
+                request, source.wait_change(group, known, wait)
+            )
+            if gone:
+                return Response(status_code=304)  # nobody is listening any more
+        else:
+            entry = source.current(group)
         if instance:
             ledger.seen(instance)
         if entry is None:
@@ -141,3 +152,28 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         return Response(status_code=204)
 
     return router
+
+
+async def _unless_disconnected(
+    request: Request, waiting: Awaitable[GroupBundle | None]
+) -> tuple[bool, GroupBundle | None]:
+    """(False, what `waiting` gives), or (True, None) as soon as the client goes away: the long
+    poll of an agent that stopped should not hold its place until the wait ends."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    answer = asyncio.ensure_future(waiting)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({answer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (answer, watcher):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    if answer.done() and not answer.cancelled():
+        return False, answer.result()
+    return True, None

@@ -7,6 +7,7 @@ they are, so traffic shows which configuration HAProxy runs.
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import threading
 import time
@@ -28,8 +29,6 @@ from controlplane.xds.ledger import HAPROXY_TYPE, Ledger, ProxyStatus
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
 from tests.harness.ports import free_port
-
-pytestmark = pytest.mark.haproxy
 
 LOOPBACK = "127.0.0.1"
 INSTANCE = "agent-1"
@@ -200,6 +199,7 @@ def stack() -> Iterator[Stack]:
             assert not thread.is_alive(), "the agent did not stop"
 
 
+@pytest.mark.haproxy
 def test_traffic_follows_published_route_changes(stack: Stack) -> None:
     first = stack.publish(1, "alpha")
     stack.wait_for_backend("a")
@@ -215,6 +215,7 @@ def test_traffic_follows_published_route_changes(stack: Stack) -> None:
     assert proxy.types[HAPROXY_TYPE].last_nack is None
 
 
+@pytest.mark.haproxy
 def test_a_rejected_bundle_is_nacked_once_and_traffic_keeps_flowing(stack: Stack) -> None:
     good = stack.publish(1, "alpha")
     stack.wait_for_ack(good)
@@ -228,8 +229,9 @@ def test_a_rejected_bundle_is_nacked_once_and_traffic_keeps_flowing(stack: Stack
     stack.source.put("default", 2, broken)
 
     proxy = stack.wait_for_report(
-        lambda p: (nack := p.types[HAPROXY_TYPE].last_nack) is not None
-        and nack.version == broken.version
+        lambda p: (
+            (nack := p.types[HAPROXY_TYPE].last_nack) is not None and nack.version == broken.version
+        )
     )
     nack = proxy.types[HAPROXY_TYPE].last_nack
     assert nack is not None
@@ -256,6 +258,7 @@ def test_a_rejected_bundle_is_nacked_once_and_traffic_keeps_flowing(stack: Stack
     stack.wait_for_ack(fixed)
 
 
+@pytest.mark.haproxy
 def test_the_agent_reconnects_after_a_server_restart_and_catches_up(stack: Stack) -> None:
     first = stack.publish(1, "alpha")
     stack.wait_for_ack(first)
@@ -270,14 +273,54 @@ def test_the_agent_reconnects_after_a_server_restart_and_catches_up(stack: Stack
     stack.wait_for_ack(changed)
 
 
+@pytest.mark.haproxy
 def test_the_token_is_never_logged(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("DEBUG")
     version = stack.publish(1, "alpha")
     stack.wait_for_ack(version)
     stack.server.stop()
-    stack.wait_for_report(lambda p: True)
     deadline = time.monotonic() + DEADLINE
     while "control plane" not in caplog.text:
         assert time.monotonic() < deadline, "the agent did not log the outage"
         time.sleep(0.01)
     assert "s3cret-token" not in caplog.text
+
+
+def test_a_long_poll_ends_when_its_client_leaves() -> None:
+    """A waiting request whose client closed the connection stops waiting at once."""
+    source = RenderedBundles()
+    bundle = Bundle.of("defaults\n    option idle-close-on-response\n")
+    source.put("default", 1, bundle)
+    server = ServerThread(recording_app(source, Ledger(), []), free_port())
+    server.start()
+    try:
+        with socket.create_connection((LOOPBACK, server.port), timeout=5) as client:
+            client.sendall(
+                f"GET /v1/haproxy/default/bundle?known={bundle.version}&wait=60 HTTP/1.1\r\n"
+                "Host: test\r\n\r\n".encode()
+            )
+            deadline = time.monotonic() + DEADLINE
+            while source.waiting() != 1:
+                assert time.monotonic() < deadline, "the request did not start waiting"
+                time.sleep(0.005)
+        deadline = time.monotonic() + DEADLINE
+        while source.waiting() != 0:
+            assert time.monotonic() < deadline, "the long poll outlived its client"
+            time.sleep(0.005)
+    finally:
+        server.stop()
+
+
+@pytest.mark.haproxy
+def test_a_version_that_fails_to_start_is_retried(stack: Stack) -> None:
+    """Valid but not startable (its port is taken): a NACK, then the same version again later."""
+    with socket.socket() as squatter:
+        squatter.bind((LOOPBACK, stack.listen_port))
+        squatter.listen()
+        version = stack.publish(1, "alpha")
+        proxy = stack.wait_for_report(lambda p: p.types[HAPROXY_TYPE].last_nack is not None)
+        nack = proxy.types[HAPROXY_TYPE].last_nack
+        assert nack is not None and nack.version == version
+        assert proxy.detail["mode"] == "start"
+    stack.wait_for_ack(version)
+    stack.wait_for_backend("a")

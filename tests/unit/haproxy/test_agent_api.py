@@ -164,7 +164,9 @@ def test_a_change_to_another_group_does_not_answer_a_waiting_request(
 
 def test_unknown_group_is_404(client: TestClient) -> None:
     assert client.get("/v1/haproxy/nope/bundle").status_code == 404
-    assert client.get("/v1/haproxy/nope/bundle", params={"known": "x", "wait": 1}).status_code == 404
+    assert (
+        client.get("/v1/haproxy/nope/bundle", params={"known": "x", "wait": 1}).status_code == 404
+    )
 
 
 def test_nothing_published_yet_is_404(ledger: Ledger) -> None:
@@ -276,7 +278,11 @@ def test_older_revisions_are_ignored_and_vanished_groups_removed() -> None:
                     "address": "127.0.0.1:8080",
                     "protocol": "http",
                     "virtual_hosts": [
-                        {"name": "s", "domains": ["*"], "routes": [{"backends": [{"cluster": "a"}]}]}
+                        {
+                            "name": "s",
+                            "domains": ["*"],
+                            "routes": [{"backends": [{"cluster": "a"}]}],
+                        }
                     ],
                 }
             ],

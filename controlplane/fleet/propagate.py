@@ -1,0 +1,159 @@
+"""Taking committed revisions to the proxies: compile per group, publish, apply locally."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..envoy import translate
+from ..haproxy.bundle import Bundle
+from ..haproxy.manager import HAProxyManager
+from ..haproxy.render import render
+from ..model import Config, Target, split_address
+from ..xds.cache import Snapshot, SnapshotCache
+from .revisions import RevisionIndex
+
+log = logging.getLogger(__name__)
+
+COALESCE_SECONDS = 0.005
+"""Writes that arrive within this window of each other are pushed once, as the newest."""
+
+
+class BundlePublisher(Protocol):
+    """Where HAProxy agents fetch their group's bundle from."""
+
+    def publish(self, revision: int, config: Config) -> None: ...
+
+
+def relocate(config: Config, host: str) -> Config:
+    """The config with every listener bound on `host` instead, ports unchanged: a second
+    proxy of the same group on the same machine (the demo's HAProxy beside its Envoy)."""
+    listeners = []
+    for listener in config.listeners:
+        _, port = split_address(listener.address)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        listeners.append(listener.model_copy(update={"address": address}))
+    return config.model_copy(update={"listeners": listeners})
+
+
+@dataclass
+class LocalHAProxy:
+    """An HAProxy this server manages itself, running one group's configuration.
+
+    `bind_host` relocates its listeners (see `relocate`); None keeps the config's addresses.
+    """
+
+    manager: HAProxyManager
+    group: str
+    bind_host: str | None = None
+
+    def bundle(self, config: Config) -> Bundle | None:
+        """What this HAProxy should run for `config`; None when its group is not there."""
+        if self.group not in config.group_names():
+            return None
+        placed = relocate(config, self.bind_host) if self.bind_host else config
+        return render(placed, self.group)
+
+
+class Fleet:
+    """Takes each committed revision to every proxy of every group; a `Propagator`.
+
+    `publish` may be called from any thread; the work runs on `loop`. Bursts of writes are
+    coalesced: only the newest revision of a burst is compiled and pushed. Compilation runs
+    in a worker thread so the xDS streams keep being served meanwhile.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        cache: SnapshotCache,
+        index: RevisionIndex,
+        *,
+        targets: Sequence[Target] = ("envoy", "haproxy"),
+        agents: BundlePublisher | None = None,
+        local: Sequence[LocalHAProxy] = (),
+        coalesce: float = COALESCE_SECONDS,
+    ) -> None:
+        self.loop = loop
+        self.cache = cache
+        self.index = index
+        self.targets = tuple(targets)
+        self.agents = agents
+        self.local = list(local)
+        self.coalesce = coalesce
+        self._pending: tuple[int, Config] | None = None
+        self._lock = threading.Lock()
+        self._worker: asyncio.Task[None] | None = None
+        self._applying = asyncio.Lock()
+        self.published: int | None = None
+        """The newest revision compiled and handed to the proxies."""
+
+    def publish(self, revision: int, config: Config) -> None:
+        """Take `revision` to the proxies soon (returns at once)."""
+        with self._lock:
+            if self._pending is None or self._pending[0] < revision:
+                self._pending = (revision, config)
+        self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = self.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while True:
+            await asyncio.sleep(self.coalesce)
+            with self._lock:
+                pending, self._pending = self._pending, None
+            if pending is None:
+                return
+            revision, config = pending
+            if self.published is not None and revision <= self.published:
+                continue
+            try:
+                await self._push(revision, config)
+            except Exception:
+                log.exception("pushing revision %d failed", revision)
+
+    async def _push(self, revision: int, config: Config) -> None:
+        if "envoy" in self.targets:
+            snapshots = await asyncio.to_thread(_snapshots, config)
+            for group, snapshot in snapshots.items():
+                self.index.record(revision, "envoy", group, snapshot.version)
+                self.cache.set_snapshot(group, snapshot)
+        if "haproxy" in self.targets:
+            if self.agents is not None:
+                await asyncio.to_thread(self.agents.publish, revision, config)
+            await self._apply_local(revision, config)
+        self.published = revision
+        log.info("revision %d published", revision)
+
+    async def _apply_local(self, revision: int, config: Config) -> None:
+        for local in self.local:
+            bundle = await asyncio.to_thread(local.bundle, config)
+            if bundle is None:
+                continue
+            self.index.record(revision, "haproxy", local.group, bundle.version)
+            async with self._applying:
+                result = await asyncio.to_thread(local.manager.apply, bundle)
+            if not result.ok:
+                log.warning(
+                    "haproxy %s refused revision %d: %s",
+                    local.manager.instance_id,
+                    revision,
+                    result.error,
+                )
+
+    async def settled(self) -> None:
+        """Return once every publish so far has been pushed (tests, shutdown)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.shield(self._worker)
+
+
+def _snapshots(config: Config) -> dict[str, Snapshot]:
+    return {
+        group: Snapshot(translate(config, group).by_type_url()) for group in config.group_names()
+    }

@@ -1,0 +1,67 @@
+"""Which version of each group's configuration each revision produced."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from ..xds.ledger import ProxyKind
+
+KEPT = 1000
+"""How many recent revisions are remembered."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What one revision gave one (kind, group): the content version and when it was sent."""
+
+    revision: int
+    version: str
+    at: float
+
+
+class RevisionIndex:
+    """Revision number ↔ per-(kind, group) content version, for the recent revisions.
+
+    Versions are content hashes, so revisions that leave a group unchanged give it the same
+    version: a proxy running that version runs all of them, and reads as the newest.
+    """
+
+    def __init__(self) -> None:
+        self._by_revision: dict[int, dict[tuple[ProxyKind, str], Published]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, revision: int, kind: ProxyKind, group: str, version: str) -> None:
+        """`revision` gave proxies of (kind, group) the configuration `version`."""
+        with self._lock:
+            entry = self._by_revision.setdefault(revision, {})
+            entry[(kind, group)] = Published(revision, version, time.time())
+            for old in sorted(self._by_revision)[:-KEPT]:
+                del self._by_revision[old]
+
+    def groups(self, revision: int) -> set[tuple[ProxyKind, str]]:
+        """The (kind, group) pairs that `revision` was published to."""
+        with self._lock:
+            return set(self._by_revision.get(revision, {}))
+
+    def version(self, revision: int, kind: ProxyKind, group: str) -> str | None:
+        """The version `revision` gave (kind, group), None when unknown."""
+        with self._lock:
+            published = self._by_revision.get(revision, {}).get((kind, group))
+            return published.version if published else None
+
+    def revisions(self, kind: ProxyKind, group: str) -> list[Published]:
+        """What (kind, group) was given, newest revision first."""
+        with self._lock:
+            found = [
+                entry[(kind, group)]
+                for entry in self._by_revision.values()
+                if (kind, group) in entry
+            ]
+        return sorted(found, key=lambda p: p.revision, reverse=True)
+
+    def latest(self) -> int | None:
+        """The newest revision published."""
+        with self._lock:
+            return max(self._by_revision, default=None)

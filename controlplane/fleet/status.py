@@ -1,0 +1,64 @@
+"""The ledger read in revision numbers: the `StatusSource` of a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..api.status import ProxyRecord, Refusal, WaitResult
+from ..xds.ledger import Ledger, ProxyStatus
+from .revisions import Published, RevisionIndex
+
+POLL_SECONDS = 0.005
+
+
+class LedgerStatus:
+    """Each proxy of the ledger with the newest revision it runs and its last refusal."""
+
+    def __init__(self, ledger: Ledger, index: RevisionIndex) -> None:
+        self.ledger = ledger
+        self.index = index
+
+    def proxies(self) -> list[ProxyRecord]:
+        records = [self._record(p) for p in self.ledger.proxies(connected_only=False)]
+        return sorted(records, key=lambda r: (r.group, r.kind, r.id))
+
+    async def wait(self, revision: int, timeout: float) -> WaitResult:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.evaluate(revision)
+            if result.converged or result.refused or time.monotonic() >= deadline:
+                return result
+            await asyncio.sleep(POLL_SECONDS)
+
+    def evaluate(self, revision: int) -> WaitResult:
+        """Where the connected proxies of the groups `revision` concerns stand."""
+        concerned = self.index.groups(revision)
+        records = [r for r in self.proxies() if r.connected and (r.kind, r.group) in concerned]
+        return WaitResult(revision, all(r.runs(revision) for r in records), records)
+
+    def _record(self, proxy: ProxyStatus) -> ProxyRecord:
+        published = self.index.revisions(proxy.kind, proxy.group)
+        running = next((p.revision for p in published if proxy.runs(p.version)), None)
+        acks = [t.acked_at for t in proxy.types.values() if t.acked_at is not None]
+        return ProxyRecord(
+            id=proxy.node_id,
+            kind=proxy.kind,
+            group=proxy.group,
+            revision=running,
+            connected=proxy.connected,
+            last_seen=proxy.last_seen,
+            last_ack_at=max(acks, default=None),
+            last_nack=self._refusal(proxy, published),
+            detail=dict(proxy.detail),
+        )
+
+    @staticmethod
+    def _refusal(proxy: ProxyStatus, published: list[Published]) -> Refusal | None:
+        nacks = [t.last_nack for t in proxy.types.values() if t.last_nack is not None]
+        if not nacks:
+            return None
+        nack = max(nacks, key=lambda n: n.at)
+        # The refused push is the newest revision published to the group before the NACK.
+        refused = next((p.revision for p in published if p.at <= nack.at), None)
+        return Refusal(refused, nack.error, nack.at) if refused is not None else None
