@@ -275,7 +275,7 @@ async def _clients(
             synced = asyncio.Event()
             wave.append(synced)
             tasks.append(asyncio.create_task(one(channel, i, synced)))
-            if len(wave) >= wave_size:
+            if wave_size and len(wave) >= wave_size:
                 await _settle(wave)
     stuck = await _settle(wave)
     if stuck:
@@ -415,14 +415,14 @@ def main() -> None:
     parser.add_argument(
         "--wave",
         type=int,
-        default=500,
-        help="streams connecting together; the next wave starts once these received everything",
+        default=0,
+        help="streams connecting together, the next wave once these have everything (0: all)",
     )
     args = parser.parse_args()
     print(
         f"config: {CLUSTERS} clusters + endpoints, {VHOSTS * ROUTES_PER_VHOST} routes; "
         f"{args.streams_per_channel} streams/channel, {args.client_procs} client process(es), "
-        f"connecting in waves of {args.wave}, "
+        f"connecting {f'in waves of {args.wave}' if args.wave else 'all at once'}, "
         f"{os.cpu_count()} cpus; pushed = last push written, cpu = during the change, "
         "load = 1-min load average before the run",
         flush=True,

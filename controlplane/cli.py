@@ -296,6 +296,62 @@ def haproxy_agent(
         agent.run()
 
 
+@app.command()
+def serve(
+    db: Annotated[Path, typer.Option(help="The SQLite store (created when missing).")],
+    config: Annotated[
+        Path | None, typer.Option(help="Config file that seeds an empty store.")
+    ] = None,
+    api: Annotated[str, typer.Option(help="Where the REST API listens.")] = "127.0.0.1:8080",
+    xds: Annotated[str, typer.Option(help="Where the xDS server listens.")] = "127.0.0.1:18000",
+    tokens: Annotated[
+        Path | None, typer.Option(help="Tokens file (or CONTROLPLANE_TOKENS).")
+    ] = None,
+    insecure_local: Annotated[
+        bool, typer.Option(help="Admit requests without a token (loopback API only).")
+    ] = False,
+    haproxy: Annotated[
+        list[str] | None,
+        typer.Option(help="Run a local HAProxy for this node group (repeatable)."),
+    ] = None,
+    haproxy_bin: Annotated[str, typer.Option(help="The haproxy executable.")] = "haproxy",
+    haproxy_bind: Annotated[
+        str | None,
+        typer.Option(help="Bind the local HAProxies' listeners on this IP, ports unchanged."),
+    ] = None,
+    workdir: Annotated[Path, typer.Option(help="Directory for local HAProxy files.")] = Path("run"),
+) -> None:
+    """Run the API, the xDS server and optional local HAProxies in one process."""
+    import asyncio
+    import logging
+
+    from .api import TokenFileError
+    from .serve import ServeError, ServeOptions
+    from .serve import serve as run
+
+    options = ServeOptions(
+        db=db,
+        config=config,
+        api=api,
+        xds=xds,
+        tokens_file=tokens,
+        insecure_local=insecure_local,
+        haproxy_groups=tuple(haproxy or ()),
+        haproxy_bin=haproxy_bin,
+        haproxy_bind=haproxy_bind,
+        workdir=workdir,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        asyncio.run(run(options))
+    except ConfigFileError as exc:
+        fail([str(exc)])
+    except ConfigError as exc:
+        fail([f"{config}: {issue}" for issue in exc.issues])
+    except (ServeError, TokenFileError, OSError) as exc:
+        fail([str(exc)])
+
+
 def main() -> None:
     """Entry point of the `controlplane` console script."""
     app()

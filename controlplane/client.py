@@ -115,6 +115,20 @@ def change_lines(changes: list[dict[str, Any]]) -> list[str]:
     return [f"  {mark.get(c['change'], '?')} {c['kind']} {c['name']}" for c in changes]
 
 
+def proxy_lines(proxies: dict[str, Any]) -> list[str]:
+    """A dry run's per-proxy detail: the xDS resources each Envoy group receives anew, and
+    whether each HAProxy group takes the change at runtime or reloads."""
+    lines = []
+    for group, changes in sorted(proxies.get("envoy", {}).get("groups", {}).items()):
+        for kind, by_change in sorted(changes.items()):
+            for change, names in sorted(by_change.items()):
+                lines.append(f"  envoy   {group}: {kind} {change}: {', '.join(names)}")
+    for group, plan in sorted(proxies.get("haproxy", {}).get("groups", {}).items()):
+        if plan.get("action") != "unchanged":
+            lines.append(f"  haproxy {group}: {plan.get('action')} ({plan.get('reason')})")
+    return lines
+
+
 def apply(
     client: ApiClient,
     config: Config,
@@ -143,7 +157,7 @@ def apply(
     changes = dry.data.get("changes", [])
     if changes:
         echo(f"changes against revision {dry.data.get('revision')}:")
-        for line in change_lines(changes):
+        for line in change_lines(changes) + proxy_lines(dry.data.get("proxies", {})):
             echo(line)
     else:
         echo(f"no changes against revision {dry.data.get('revision')}")

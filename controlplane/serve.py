@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from .api import (
     DiffExplainer,
@@ -24,13 +26,22 @@ from .api import (
     create_app,
     is_loopback,
 )
+from .fleet import Fleet, LedgerStatus, LocalHAProxy, ProxyDiffExplainer, RevisionIndex
+from .fleet.metrics import FleetMetrics
+from .haproxy.agent_api import agent_router
+from .haproxy.bundles import RenderedBundles
+from .haproxy.manager import ApplyResult, HAProxyManager
 from .model import TARGETS, ConfigError, Issue, Target, load_file, target_issues
 from .model.types import split_address
 from .store import Conflict, Revision, SQLiteStore, Store
+from .xds.cache import SnapshotCache
+from .xds.ledger import Ledger
+from .xds.server import XdsServer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API = "127.0.0.1:8080"
+DEFAULT_XDS = "127.0.0.1:18000"
 
 
 class ServeError(ValueError):
@@ -75,6 +86,7 @@ def build_app(
     status: StatusSource | None = None,
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),
+    readers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The API app for a server bound on `host`; refuses `insecure_local` off loopback."""
     if insecure_local and not is_loopback(host):
@@ -93,6 +105,7 @@ def build_app(
         insecure_local=insecure_local,
         explainer=explainer,
         metrics_sources=metrics_sources,
+        readers=readers,
     )
 
 
@@ -185,3 +198,127 @@ async def run_api(
         await ApiServer(app, host, port).serve_forever()
     finally:
         store.close()
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `controlplane serve` runs: the API, the xDS server, local HAProxies."""
+
+    db: Path
+    config: Path | None = None
+    api: str = DEFAULT_API
+    xds: str = DEFAULT_XDS
+    tokens_file: Path | None = None
+    insecure_local: bool = False
+    targets: tuple[Target, ...] = TARGETS
+    haproxy_groups: tuple[str, ...] = ()
+    haproxy_bin: str = "haproxy"
+    haproxy_bind: str | None = None
+    workdir: Path = Path("run")
+
+
+@dataclass
+class Running:
+    """A started server: its parts, for callers that embed it (tests, `make run`)."""
+
+    store: Store
+    xds: XdsServer
+    api: ApiServer
+    fleet: Fleet
+    ledger: Ledger
+    status: LedgerStatus
+    local: list[LocalHAProxy] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        """Stop the API, the xDS server and the local HAProxies; close the store."""
+        try:
+            await self.api.stop()
+            await self.xds.stop(grace=0.5)
+        finally:
+            for local in self.local:
+                await asyncio.to_thread(local.manager.stop)
+            self.store.close()
+
+
+async def start_server(options: ServeOptions) -> Running:
+    """Open the store (seeded from `options.config` when empty), start the xDS server,
+    the local HAProxies and the API, and push the head revision to them."""
+    api_host, api_port = parse_listen(options.api)
+    xds_host, xds_port = parse_listen(options.xds)
+    tokens = TokenSet.load(options.tokens_file)
+    store = open_store(options.db)
+    started: list[LocalHAProxy] = []
+    xds: XdsServer | None = None
+    try:
+        if options.config is not None:
+            seed(store, options.config, options.targets)
+        ledger, index, cache = Ledger(), RevisionIndex(), SnapshotCache()
+        xds = XdsServer(cache, ledger)
+        await xds.start(xds_host, xds_port)
+        for group in options.haproxy_groups:
+            manager = HAProxyManager(
+                options.workdir / f"haproxy-{group}",
+                haproxy_bin=options.haproxy_bin,
+                instance_id=f"local-haproxy-{group}",
+                group=group,
+                on_apply=record_in(ledger, f"local-haproxy-{group}", group),
+            )
+            started.append(LocalHAProxy(manager, group, options.haproxy_bind))
+        bundles = RenderedBundles()
+        fleet = Fleet(
+            asyncio.get_running_loop(),
+            cache,
+            index,
+            targets=options.targets,
+            agents=bundles,
+            local=started,
+        )
+        status = LedgerStatus(ledger, index)
+        app = build_app(
+            store,
+            api_host,
+            tokens=tokens,
+            insecure_local=options.insecure_local,
+            targets=options.targets,
+            propagator=fleet,
+            status=status,
+            explainer=ProxyDiffExplainer(options.targets),
+            metrics_sources=[FleetMetrics(ledger)],
+            readers=[agent_router(bundles, ledger)],
+        )
+        api = ApiServer(app, api_host, api_port)
+        await api.start()
+    except BaseException:
+        if xds is not None:
+            await xds.stop()
+        for local in started:
+            local.manager.stop()
+        store.close()
+        raise
+    return Running(store, xds, api, fleet, ledger, status, started)
+
+
+def record_in(ledger: Ledger, instance: str, group: str) -> Callable[[ApplyResult], None]:
+    """An `on_apply` callback recording a local HAProxy's applies in the ledger."""
+
+    def record(result: ApplyResult) -> None:
+        detail = {"mode": result.mode, "reason": result.reason, "duration": result.duration}
+        ledger.record_apply(
+            instance, group, "haproxy", result.version, result.ok, result.error, detail
+        )
+
+    return record
+
+
+async def serve(options: ServeOptions) -> None:
+    """Run the whole server until SIGINT or SIGTERM."""
+    running = await start_server(options)
+    log.info("serving: API %s, xDS port %s", running.api.url, running.xds.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await running.stop()

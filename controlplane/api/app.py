@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,7 +16,7 @@ from ..model import TARGETS, Config, Target
 from ..store import Store
 from . import routes_config, routes_objects, routes_status
 from .auth import Authorizer, TokenSet
-from .deps import ApiContext
+from .deps import ApiContext, reader
 from .diff import DiffExplainer, ModelOnly
 from .errors import install_error_handlers
 from .metrics import ApiMetrics, MetricsSource
@@ -45,6 +45,7 @@ def create_app(
     insecure_local: bool = False,
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),
+    readers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The API over `store`.
 
@@ -52,7 +53,8 @@ def create_app(
     start); `status` answers /v1/status; `targets` are the proxy kinds served, whose limits
     every write is checked against; `insecure_local` admits requests without a token (the
     caller binds loopback only); `explainer` adds per-proxy detail to dry runs;
-    `metrics_sources` add families to /metrics.
+    `metrics_sources` add families to /metrics; `readers` are more routers served under
+    /v1 to callers with the `read` scope (the HAProxy agents' bundle endpoints).
     """
     from .writes import ConfigWriter
 
@@ -87,6 +89,8 @@ def create_app(
     app.include_router(routes_config.router())
     app.include_router(routes_objects.router())
     app.include_router(routes_status.router())
+    for extra in readers:
+        app.include_router(extra, prefix="/v1", dependencies=[Depends(reader)])
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

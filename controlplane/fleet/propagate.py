@@ -11,6 +11,7 @@ from typing import Protocol
 
 from ..envoy import translate
 from ..haproxy.bundle import Bundle
+from ..haproxy.bundles import GroupBundle
 from ..haproxy.manager import HAProxyManager
 from ..haproxy.render import render
 from ..model import Config, Target, split_address
@@ -27,6 +28,8 @@ class BundlePublisher(Protocol):
     """Where HAProxy agents fetch their group's bundle from."""
 
     def publish(self, revision: int, config: Config) -> None: ...
+
+    def current(self, group: str) -> GroupBundle | None: ...
 
 
 def relocate(config: Config, host: str) -> Config:
@@ -127,6 +130,10 @@ class Fleet:
         if "haproxy" in self.targets:
             if self.agents is not None:
                 await asyncio.to_thread(self.agents.publish, revision, config)
+                for group in config.group_names():
+                    current = self.agents.current(group)
+                    if current is not None:
+                        self.index.record(revision, "haproxy", group, current.bundle.version)
             await self._apply_local(revision, config)
         self.published = revision
         log.info("revision %d published", revision)

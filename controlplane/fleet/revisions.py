@@ -14,10 +14,11 @@ KEPT = 1000
 
 @dataclass(frozen=True)
 class Published:
-    """What one revision gave one (kind, group): the content version and when it was sent."""
+    """What one revision gave one (kind, group): the content versions (one per placement:
+    a relocated local HAProxy runs another text than the group's agents) and when."""
 
     revision: int
-    version: str
+    versions: frozenset[str]
     at: float
 
 
@@ -36,7 +37,9 @@ class RevisionIndex:
         """`revision` gave proxies of (kind, group) the configuration `version`."""
         with self._lock:
             entry = self._by_revision.setdefault(revision, {})
-            entry[(kind, group)] = Published(revision, version, time.time())
+            known = entry.get((kind, group))
+            versions = known.versions | {version} if known else frozenset({version})
+            entry[(kind, group)] = Published(revision, versions, time.time())
             for old in sorted(self._by_revision)[:-KEPT]:
                 del self._by_revision[old]
 
@@ -45,11 +48,11 @@ class RevisionIndex:
         with self._lock:
             return set(self._by_revision.get(revision, {}))
 
-    def version(self, revision: int, kind: ProxyKind, group: str) -> str | None:
-        """The version `revision` gave (kind, group), None when unknown."""
+    def versions(self, revision: int, kind: ProxyKind, group: str) -> frozenset[str]:
+        """The versions `revision` gave (kind, group); empty when unknown."""
         with self._lock:
             published = self._by_revision.get(revision, {}).get((kind, group))
-            return published.version if published else None
+            return published.versions if published else frozenset()
 
     def revisions(self, kind: ProxyKind, group: str) -> list[Published]:
         """What (kind, group) was given, newest revision first."""

@@ -26,9 +26,12 @@ class LedgerStatus:
     async def wait(self, revision: int, timeout: float) -> WaitResult:
         deadline = time.monotonic() + timeout
         while True:
+            published = (self.index.latest() or 0) >= revision
             result = self.evaluate(revision)
-            if result.converged or result.refused or time.monotonic() >= deadline:
+            if published and (result.converged or result.refused):
                 return result
+            if time.monotonic() >= deadline:
+                return result if published else WaitResult(revision, False, result.proxies)
             await asyncio.sleep(POLL_SECONDS)
 
     def evaluate(self, revision: int) -> WaitResult:
@@ -39,7 +42,9 @@ class LedgerStatus:
 
     def _record(self, proxy: ProxyStatus) -> ProxyRecord:
         published = self.index.revisions(proxy.kind, proxy.group)
-        running = next((p.revision for p in published if proxy.runs(p.version)), None)
+        running = next(
+            (p.revision for p in published if any(proxy.runs(v) for v in p.versions)), None
+        )
         acks = [t.acked_at for t in proxy.types.values() if t.acked_at is not None]
         return ProxyRecord(
             id=proxy.node_id,

@@ -7,12 +7,11 @@ return copies, so callers can read them from any thread.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 ProxyKind = Literal["envoy", "haproxy"]
@@ -46,7 +45,7 @@ class TypeStatus:
     snapshot: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Event:
     """One protocol event: `sent`, `ack` or `nack` of a version of a type (or `apply`)."""
 
@@ -82,6 +81,18 @@ class ProxyStatus:
             return False
         return all((s := self.types.get(t)) is not None and s.snapshot == version for t in wanted)
 
+    def copy(self) -> ProxyStatus:
+        """An independent copy (events are immutable and shared)."""
+        return replace(
+            self,
+            types={t: replace(s) for t, s in self.types.items()},
+            detail=dict(self.detail),
+            events=deque(self.events, maxlen=EVENTS_KEPT),
+        )
+
+
+Observer = Callable[[str, str, ProxyKind, Event, dict[str, Any]], None]
+"""Told of each ledger event: node id, group, kind, the event, what the applier reported."""
 
 HAPROXY_TYPE = "haproxy"
 """The pseudo type under which HAProxy applies are recorded."""
@@ -92,7 +103,19 @@ class Ledger:
 
     def __init__(self) -> None:
         self._proxies: dict[str, ProxyStatus] = {}
+        self._observers: list[Observer] = []
         self._lock = threading.Lock()
+
+    def observe(self, observer: Observer) -> Callable[[], None]:
+        """Call `observer` after every sent/ack/nack event; returns the cancel function."""
+        with self._lock:
+            self._observers = [*self._observers, observer]
+
+        def cancel() -> None:
+            with self._lock:
+                self._observers = [o for o in self._observers if o is not observer]
+
+        return cancel
 
     # --- recording (xDS server) ---
 
@@ -132,30 +155,15 @@ class Ledger:
 
     def sent(self, node_id: str, type_url: str, version: str) -> None:
         """A version of a type was sent to the proxy."""
-        now = time.time()
-        with self._lock:
-            s = self._type(node_id, type_url)
-            if s is not None:
-                s.version_sent, s.sent_at = version, now
-                self._event(node_id, Event(now, type_url, "sent", version))
+        self._record(node_id, type_url, "sent", version)
 
     def acked(self, node_id: str, type_url: str, version: str) -> None:
         """The proxy accepted a version of a type."""
-        now = time.time()
-        with self._lock:
-            s = self._type(node_id, type_url)
-            if s is not None:
-                s.version_acked, s.acked_at = version, now
-                self._event(node_id, Event(now, type_url, "ack", version))
+        self._record(node_id, type_url, "ack", version)
 
     def nacked(self, node_id: str, type_url: str, version: str, error: str) -> None:
         """The proxy refused a version of a type, saying `error`."""
-        now = time.time()
-        with self._lock:
-            s = self._type(node_id, type_url)
-            if s is not None:
-                s.last_nack = Nack(version, error, now)
-                self._event(node_id, Event(now, type_url, "nack", version))
+        self._record(node_id, type_url, "nack", version, error)
 
     def synced(self, node_id: str, type_url: str, snapshot_version: str) -> None:
         """What the proxy holds of a type matches the group snapshot `snapshot_version`."""
@@ -191,7 +199,11 @@ class Ledger:
                 s.version_acked, s.acked_at, s.snapshot = version, now, version
             else:
                 s.last_nack = Nack(version, error or "", now)
-            p.events.append(Event(now, HAPROXY_TYPE, "ack" if ok else "nack", version))
+            event = Event(now, HAPROXY_TYPE, "ack" if ok else "nack", version)
+            p.events.append(event)
+            observers, applied = self._observers, dict(p.detail)
+        for observer in observers:
+            observer(node_id, group, kind, event, applied)
 
     def forget(self, node_id: str) -> None:
         """Drop a proxy (e.g. an HAProxy instance that was removed)."""
@@ -204,7 +216,7 @@ class Ledger:
         """A copy of one proxy's status."""
         with self._lock:
             p = self._proxies.get(node_id)
-            return copy.deepcopy(p) if p is not None else None
+            return p.copy() if p is not None else None
 
     def proxies(self, group: str | None = None, connected_only: bool = True) -> list[ProxyStatus]:
         """Copies of the proxies (of one group, if given), sorted by node id."""
@@ -214,7 +226,7 @@ class Ledger:
                 for p in self._proxies.values()
                 if (group is None or p.group == group) and (p.connected or not connected_only)
             ]
-            return [copy.deepcopy(p) for p in sorted(chosen, key=lambda p: p.node_id)]
+            return [p.copy() for p in sorted(chosen, key=lambda p: p.node_id)]
 
     def lagging(
         self, group: str, version: str, required_types: Iterable[str] | None = None
@@ -244,7 +256,7 @@ class Ledger:
                 1 for p in self._proxies.values() if p.connected and group in (None, p.group)
             )
 
-    # --- internals (lock held) ---
+    # --- internals ---
 
     def _type(self, node_id: str, type_url: str) -> TypeStatus | None:
         p = self._proxies.get(node_id)
@@ -255,7 +267,24 @@ class Ledger:
             s = p.types[type_url] = TypeStatus()
         return s
 
-    def _event(self, node_id: str, event: Event) -> None:
-        p = self._proxies.get(node_id)
-        if p is not None:
+    def _record(
+        self, node_id: str, type_url: str, action: str, version: str, error: str = ""
+    ) -> None:
+        now = time.time()
+        with self._lock:
+            p = self._proxies.get(node_id)
+            if p is None:
+                return
+            s = self._type(node_id, type_url)
+            assert s is not None
+            if action == "sent":
+                s.version_sent, s.sent_at = version, now
+            elif action == "ack":
+                s.version_acked, s.acked_at = version, now
+            else:
+                s.last_nack = Nack(version, error, now)
+            event = Event(now, type_url, action, version)
             p.events.append(event)
+            observers, group, kind = self._observers, p.group, p.kind
+        for observer in observers:
+            observer(node_id, group, kind, event, {})

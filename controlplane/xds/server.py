@@ -1,8 +1,8 @@
 """The gRPC xDS server: ADS (state of the world and delta) and the per-type services.
 
 Responses are written as bytes assembled from the cache (see `cache.Selection`), so the
-response serialiser is the identity: a push costs each stream a byte concatenation and a
-write, never a protobuf serialisation.
+response serialiser is the identity: a push costs each stream a write (and at most a byte
+concatenation), never a protobuf serialisation.
 """
 
 from __future__ import annotations
@@ -52,6 +52,16 @@ SERVICES: dict[str, tuple[str | None, str, str]] = {
 """gRPC service → (the one type it serves, None for all; SotW method; delta method)."""
 
 
+DEFAULT_GRPC_OPTIONS: list[tuple[str, Any]] = [
+    # gRPC refuses calls once more than 1,000 wait to be picked up by the application (3,000
+    # as a hard limit); a fleet reconnecting at once opens that many streams in a burst.
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 100_000),
+    # and cancels calls not picked up within 30 s, which a busy loop may not manage then.
+    ("grpc.server_max_unrequested_time_in_server", 600),
+]
+
+
 def _as_is(payload: bytes) -> bytes:
     return payload
 
@@ -67,11 +77,14 @@ class XdsServer:
         serialise_per_stream: bool = False,
         grpc_options: list[tuple[str, Any]] | None = None,
     ) -> None:
-        """`serialise_per_stream` turns off shared encodings (a baseline for benchmarks)."""
+        """`serialise_per_stream` turns off shared encodings (a baseline for benchmarks);
+        `grpc_options` are added to (and override) `DEFAULT_GRPC_OPTIONS`."""
         self.cache = cache
         self.ledger = ledger if ledger is not None else Ledger()
         self.serialise_per_stream = serialise_per_stream
-        self._grpc_options = grpc_options or []
+        self._grpc_options = list(
+            {**dict(DEFAULT_GRPC_OPTIONS), **dict(grpc_options or [])}.items()
+        )
         self._server: grpc.aio.Server | None = None
         self._streams: set[DiscoveryStream] = set()
         self.port: int | None = None

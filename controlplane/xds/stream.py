@@ -14,7 +14,12 @@ not sent again: the next different version is. Additions go out clusters, endpoi
 listeners, routes, and listeners and routes wait until cluster and endpoint responses are
 answered, so they never arrive before what they point at. Clusters and endpoints that
 disappeared are kept (make-before-break) until the client has ACKed the listeners and routes
-of the current snapshot, so nothing still routed to is removed.
+of the current snapshot, so nothing still routed to is removed. Both orderings hold within a
+stream, so they need ADS; per-type streams of one node are not coordinated.
+
+Nothing is serialised per stream: responses are assembled from the cache's encodings. In
+state of the world the nonce of a response is its version the first time a stream receives
+that version, so every stream receives the very same bytes.
 """
 
 from __future__ import annotations
@@ -52,7 +57,6 @@ class _TypeState:
     """What one client subscribed to of one type, and what it was sent and ACKed."""
 
     __slots__ = (
-        "acked",
         "acked_version",
         "claimed",
         "explicit",
@@ -80,7 +84,6 @@ class _TypeState:
         # state of the world
         self.raw_names: list[str] | None = None
         self.sent: Selection | None = None
-        self.acked: Selection | None = None
         self.claimed: str | None = None
         self.recent: tuple[str, ...] = ()
         # delta
@@ -255,8 +258,6 @@ class SotwStream(DiscoveryStream):
             st.claimed = req.version_info
         if nonce and nonce == st.nonce and st.pending:
             error = req.error_detail.message if req.HasField("error_detail") else None
-            if error is None:
-                st.acked = st.sent
             self._answered(type_url, st, error)
         names = req.resource_names
         if st.raw_names is None or names != st.raw_names:
@@ -276,7 +277,7 @@ class SotwStream(DiscoveryStream):
             if st.claimed == target.version:
                 # A reconnecting client already runs this: nothing to send.
                 assert self.node_id is not None
-                st.sent = st.acked = target
+                st.sent = target
                 st.sent_version = st.acked_version = target.version
                 st.first_response_due = False
                 self.ledger.acked(self.node_id, type_url, target.version)
@@ -297,6 +298,11 @@ class SotwStream(DiscoveryStream):
             payload = target.sotw_shared()
         st.recent = (*st.recent[-(RECENT_KEPT - 1) :], target.version)
         await self._emit(type_url, st, target.version, payload)
+        if not target.entries and type_url not in types.WILDCARD_TYPES:
+            # An empty answer to named interest is settled as sent: a client that meanwhile
+            # stopped watching the type (its clusters went away) never ACKs it.
+            st.pending = False
+            st.acked_version = target.version
 
 
 class DeltaStream(DiscoveryStream):

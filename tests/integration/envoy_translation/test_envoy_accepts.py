@@ -59,11 +59,6 @@ def _dynamic_listeners(dump: dict) -> list[dict]:
     return []
 
 
-@pytest.mark.xfail(
-    reason="xDS server (SotW): once Envoy drops its last EDS name, the EDS response sent for the "
-    "empty subscription stays pending, which holds back LDS/RDS on the next change",
-    strict=False,
-)
 def test_envoy_runs_configs_one_after_another() -> None:
     envoy = EnvoyTarget("sotw")
     envoy.start()

@@ -56,3 +56,35 @@ def test_several_streams_of_one_node_count_once() -> None:
     assert ledger.count("g") == 1
     ledger.disconnect("e1")
     assert ledger.count("g") == 0
+
+
+def test_observers_hear_every_event_until_cancelled() -> None:
+    ledger = Ledger()
+    heard: list[tuple[str, str, str, str, dict[str, object]]] = []
+    cancel = ledger.observe(
+        lambda node, group, kind, event, detail: heard.append(
+            (node, kind, event.action, event.version, detail)
+        )
+    )
+    ledger.connect("e1", "g")
+    ledger.sent("e1", types.CLUSTER, "c1")
+    ledger.acked("e1", types.CLUSTER, "c1")
+    ledger.record_apply("h1", "g", "haproxy", "v1", ok=False, error="x", detail={"mode": "reload"})
+    cancel()
+    ledger.nacked("e1", types.CLUSTER, "c2", "bad")
+    assert heard == [
+        ("e1", "envoy", "sent", "c1", {}),
+        ("e1", "envoy", "ack", "c1", {}),
+        ("h1", "haproxy", "nack", "v1", {"mode": "reload"}),
+    ]
+
+
+def test_copies_are_independent() -> None:
+    ledger = Ledger()
+    ledger.connect("e1", "g")
+    ledger.sent("e1", types.CLUSTER, "c1")
+    copy = ledger.get("e1")
+    assert copy is not None
+    ledger.acked("e1", types.CLUSTER, "c1")
+    assert copy.types[types.CLUSTER].version_acked is None
+    assert len(copy.events) == 1

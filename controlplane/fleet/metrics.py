@@ -1,0 +1,70 @@
+"""Prometheus families of the fleet: proxies connected, pushes, ACKs and NACKs, push-to-ACK
+latency, and HAProxy reloads versus runtime updates."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..api.metrics import Counter, Histogram
+from ..xds.ledger import Event, Ledger
+from ..xds.types import short_name
+
+
+class FleetMetrics:
+    """A `MetricsSource` fed by the ledger's events as they happen."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.pushes = Counter("controlplane_pushes_total", "Configurations sent to proxies.")
+        self.acks = Counter("controlplane_acks_total", "Configurations proxies accepted.")
+        self.nacks = Counter("controlplane_nacks_total", "Configurations proxies refused.")
+        self.latency = Histogram(
+            "controlplane_push_to_ack_seconds", "From sending a configuration to its ACK."
+        )
+        self.haproxy_applies = Counter(
+            "controlplane_haproxy_applies_total",
+            "HAProxy configuration changes by how they were applied (runtime, reload, ...).",
+        )
+        self._sent: dict[tuple[str, str, str], float] = {}
+        self._lock = threading.Lock()
+        ledger.observe(self._on_event)
+
+    def _on_event(
+        self, node_id: str, group: str, kind: str, event: Event, detail: dict[str, Any]
+    ) -> None:
+        labels = (("kind", kind), ("group", group), ("type", short_name(event.type_url)))
+        key = (node_id, event.type_url, event.version)
+        with self._lock:
+            if event.action == "sent":
+                self.pushes.inc(labels)
+                self._sent[key] = event.at
+                if len(self._sent) > 100_000:
+                    self._sent.clear()
+                return
+            sent_at = self._sent.pop(key, None)
+        if event.action == "ack":
+            self.acks.inc(labels)
+            if sent_at is not None:
+                self.latency.observe(event.at - sent_at, labels[:2])
+        elif event.action == "nack":
+            self.nacks.inc(labels)
+        if kind == "haproxy" and "mode" in detail:
+            self.haproxy_applies.inc((("group", group), ("mode", str(detail["mode"]))))
+            if "duration" in detail:
+                self.latency.observe(float(detail["duration"]), labels[:2])
+
+    def exposition(self) -> str:
+        connected: dict[tuple[str, str], int] = {}
+        for proxy in self.ledger.proxies():
+            connected[(proxy.group, proxy.kind)] = connected.get((proxy.group, proxy.kind), 0) + 1
+        lines = [
+            "# HELP controlplane_connected_proxies Proxies connected, per group and kind.",
+            "# TYPE controlplane_connected_proxies gauge",
+        ]
+        lines += [
+            f'controlplane_connected_proxies{{group="{g}",kind="{k}"}} {n}'
+            for (g, k), n in sorted(connected.items())
+        ]
+        families = (self.pushes, self.acks, self.nacks, self.latency, self.haproxy_applies)
+        return "\n".join(lines) + "\n" + "".join(f.exposition() for f in families)
