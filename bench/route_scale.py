@@ -1,7 +1,7 @@
 """Envoy route tables: translate time, size, time to ACK, and requests per second for 10
 versus 10,000 prefix routes, as a plain route list versus the translator's matcher tree.
 
-    .venv/bin/python bench/envoy_routes.py [--seconds 5] [--routes 10000]
+    .venv/bin/python bench/route_scale.py [--seconds 5] [--routes 10000]
 
 Needs wrk. One Envoy (one worker) fed by the real xDS server; routes answer directly (no
 backend), and the request asks for the route that comes last in the list.
