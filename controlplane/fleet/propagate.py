@@ -125,8 +125,10 @@ class Fleet:
         if "envoy" in self.targets:
             snapshots = await asyncio.to_thread(_snapshots, config)
             for group, snapshot in snapshots.items():
-                self.index.record(revision, "envoy", group, snapshot.version)
+                parts = {t: snapshot.type_version(t) for t in snapshot}
+                self.index.record(revision, "envoy", group, snapshot.version, parts)
                 self.cache.set_snapshot(group, snapshot)
+        local: list[tuple[LocalHAProxy, Bundle]] = []
         if "haproxy" in self.targets:
             if self.agents is not None:
                 await asyncio.to_thread(self.agents.publish, revision, config)
@@ -134,16 +136,20 @@ class Fleet:
                     current = self.agents.current(group)
                     if current is not None:
                         self.index.record(revision, "haproxy", group, current.bundle.version)
-            await self._apply_local(revision, config)
+            local = await asyncio.to_thread(self._local_bundles, config)
+            for haproxy, bundle in local:
+                self.index.record(revision, "haproxy", haproxy.group, bundle.version)
+        self.index.complete(revision)
+        await self._apply_local(revision, local)
         self.published = revision
         log.info("revision %d published", revision)
 
-    async def _apply_local(self, revision: int, config: Config) -> None:
-        for local in self.local:
-            bundle = await asyncio.to_thread(local.bundle, config)
-            if bundle is None:
-                continue
-            self.index.record(revision, "haproxy", local.group, bundle.version)
+    def _local_bundles(self, config: Config) -> list[tuple[LocalHAProxy, Bundle]]:
+        found = [(local, local.bundle(config)) for local in self.local]
+        return [(local, bundle) for local, bundle in found if bundle is not None]
+
+    async def _apply_local(self, revision: int, bundles: list[tuple[LocalHAProxy, Bundle]]) -> None:
+        for local, bundle in bundles:
             async with self._applying:
                 result = await asyncio.to_thread(local.manager.apply, bundle)
             if not result.ok:

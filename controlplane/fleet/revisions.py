@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from ..xds.ledger import ProxyKind
 
@@ -20,6 +21,8 @@ class Published:
     revision: int
     versions: frozenset[str]
     at: float
+    parts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per version, when known, the version of each of its parts (an xDS type's resources)."""
 
 
 class RevisionIndex:
@@ -31,17 +34,36 @@ class RevisionIndex:
 
     def __init__(self) -> None:
         self._by_revision: dict[int, dict[tuple[ProxyKind, str], Published]] = {}
+        self._complete: set[int] = set()
         self._lock = threading.Lock()
 
-    def record(self, revision: int, kind: ProxyKind, group: str, version: str) -> None:
-        """`revision` gave proxies of (kind, group) the configuration `version`."""
+    def record(
+        self,
+        revision: int,
+        kind: ProxyKind,
+        group: str,
+        version: str,
+        parts: Mapping[str, str] | None = None,
+    ) -> None:
+        """`revision` gave proxies of (kind, group) the configuration `version`, made of
+        `parts` (for Envoy: the version of each xDS type) when given."""
         with self._lock:
             entry = self._by_revision.setdefault(revision, {})
             known = entry.get((kind, group))
             versions = known.versions | {version} if known else frozenset({version})
-            entry[(kind, group)] = Published(revision, versions, time.time())
+            all_parts = dict(known.parts) if known else {}
+            if parts is not None:
+                all_parts[version] = dict(parts)
+            entry[(kind, group)] = Published(revision, versions, time.time(), all_parts)
             for old in sorted(self._by_revision)[:-KEPT]:
                 del self._by_revision[old]
+                self._complete.discard(old)
+
+    def complete(self, revision: int) -> None:
+        """Every (kind, group) that `revision` concerns is recorded."""
+        with self._lock:
+            if revision in self._by_revision:
+                self._complete.add(revision)
 
     def groups(self, revision: int) -> set[tuple[ProxyKind, str]]:
         """The (kind, group) pairs that `revision` was published to."""
@@ -63,6 +85,12 @@ class RevisionIndex:
                 if (kind, group) in entry
             ]
         return sorted(found, key=lambda p: p.revision, reverse=True)
+
+    def covering(self, revision: int) -> int | None:
+        """The oldest revision completely recorded that is `revision` or newer: `revision`
+        itself, or the one pushed in its place when it was coalesced away; None before."""
+        with self._lock:
+            return min((r for r in self._complete if r >= revision), default=None)
 
     def latest(self) -> int | None:
         """The newest revision published."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 
 from ..api.status import ProxyRecord, Refusal, WaitResult
 from ..xds.ledger import Ledger, ProxyStatus
@@ -24,27 +25,29 @@ class LedgerStatus:
         return sorted(records, key=lambda r: (r.group, r.kind, r.id))
 
     async def wait(self, revision: int, timeout: float) -> WaitResult:
+        """Return once every connected proxy concerned runs `revision` or refused it (so a
+        refusal is reported with where every other proxy stands), or after `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
-            published = (self.index.latest() or 0) >= revision
+            published = self.index.covering(revision) is not None
             result = self.evaluate(revision)
-            if published and (result.converged or result.refused):
+            if published and not result.pending:
                 return result
             if time.monotonic() >= deadline:
                 return result if published else WaitResult(revision, False, result.proxies)
             await asyncio.sleep(POLL_SECONDS)
 
     def evaluate(self, revision: int) -> WaitResult:
-        """Where the connected proxies of the groups `revision` concerns stand."""
-        concerned = self.index.groups(revision)
+        """Where the connected proxies of the groups `revision` concerns stand (those of the
+        revision pushed in its place when it was coalesced away)."""
+        covering = self.index.covering(revision)
+        concerned = self.index.groups(covering) if covering is not None else set()
         records = [r for r in self.proxies() if r.connected and (r.kind, r.group) in concerned]
         return WaitResult(revision, all(r.runs(revision) for r in records), records)
 
     def _record(self, proxy: ProxyStatus) -> ProxyRecord:
         published = self.index.revisions(proxy.kind, proxy.group)
-        running = next(
-            (p.revision for p in published if any(proxy.runs(v) for v in p.versions)), None
-        )
+        running = next((p.revision for p in published if _runs(proxy, p, published)), None)
         acks = [t.acked_at for t in proxy.types.values() if t.acked_at is not None]
         return ProxyRecord(
             id=proxy.node_id,
@@ -67,3 +70,31 @@ class LedgerStatus:
         # The refused push is the newest revision published to the group before the NACK.
         refused = next((p.revision for p in published if p.at <= nack.at), None)
         return Refusal(refused, nack.error, nack.at) if refused is not None else None
+
+
+def _runs(proxy: ProxyStatus, wanted: Published, published: list[Published]) -> bool:
+    """Whether `proxy` runs what `wanted` gave its group.
+
+    Each of an Envoy's types is known to match some snapshot; after a NACK they match
+    different ones (the refused type the previous snapshot, the others the refused one). The
+    proxy then runs `wanted` when each type's content, known from the snapshot it matches, is
+    what `wanted` gave that type.
+    """
+    if any(proxy.runs(v) for v in wanted.versions):
+        return True
+    if not proxy.types or len(wanted.versions) != 1:
+        return False
+    [version] = wanted.versions
+    parts = wanted.parts.get(version)
+    if parts is None:
+        return False
+    for type_url, state in proxy.types.items():
+        held = _parts(state.snapshot, published) if state.snapshot is not None else None
+        if held is None or type_url not in held or held[type_url] != parts.get(type_url):
+            return False
+    return True
+
+
+def _parts(version: str, published: list[Published]) -> Mapping[str, str] | None:
+    """The parts of configuration `version`, from any revision that gave it."""
+    return next((p.parts[version] for p in published if version in p.parts), None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -13,14 +13,24 @@ Protocol = Literal["http", "https", "tcp", "tls"]
 L7_PROTOCOLS: frozenset[str] = frozenset({"http", "https"})
 
 
+ServerName = Annotated[
+    str,
+    Field(
+        pattern=r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
+        description="A lower-case host name or '*.suffix' (one or more labels).",
+    ),
+]
+
+
 class Certificate(Model):
     """A certificate chain and its key, each a file path or inline PEM text.
 
-    The certificate is served to clients whose SNI matches one of `server_names` (exact or
-    `*.suffix`); the listener's first certificate is served when no name matches.
+    The certificate is served to clients whose SNI matches one of `server_names`: an exact
+    name beats a `*.suffix` wildcard, a longer wildcard beats a shorter one; the listener's
+    first certificate is served when no name matches.
     """
 
-    server_names: list[str] = Field(default_factory=list)
+    server_names: list[ServerName] = Field(default_factory=list)
     cert: str = Field(min_length=1, description="PEM text, or the path of a PEM file.")
     key: str = Field(min_length=1, description="PEM text, or the path of a PEM file.")
 
@@ -29,7 +39,7 @@ class SniRoute(Model):
     """An L4 route of a `tls` listener: connections whose SNI is one of `server_names` go to
     `cluster`, still encrypted (TLS passthrough)."""
 
-    server_names: list[str] = Field(min_length=1)
+    server_names: list[ServerName] = Field(min_length=1)
     cluster: Name
 
 

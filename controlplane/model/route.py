@@ -8,8 +8,9 @@ from pydantic import Field, model_validator
 
 from .types import Duration, HeaderName, HeaderValue, Model, Name
 
-METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
-Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"]
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
+Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
+"""Methods a route can match; CONNECT opens a tunnel rather than asking for a path."""
 PATH_PATTERN = r"^/[^\s?#]*$"
 
 
@@ -154,6 +155,11 @@ class Route(Model):
     @model_validator(mode="after")
     def _action(self) -> Route:
         _one_of(self, ("backends", "redirect", "direct_response"))
+        response, request = self.response_headers, self.request_headers
+        if "host" in request.add or "host" in request.remove:
+            raise ValueError("a request has exactly one Host: set it (a host rewrite) instead")
+        if "host" in response.set or "host" in response.add or "host" in response.remove:
+            raise ValueError("Host is a request header; response_headers cannot change it")
         if self.prefix_rewrite is not None and self.match.path.prefix is None:
             raise ValueError("prefix_rewrite needs a prefix path match")
         return self

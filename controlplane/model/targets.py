@@ -8,7 +8,6 @@ from typing import Literal
 
 from .config import Config
 from .errors import ConfigError, Issue
-from .route import Route
 
 Target = Literal["envoy", "haproxy"]
 TARGETS: tuple[Target, ...] = ("envoy", "haproxy")
@@ -75,65 +74,8 @@ def _haproxy_names_fit_fetch_arguments(config: Config) -> Iterator[Issue]:
                             )
 
 
-def _route_paths(config: Config) -> Iterator[tuple[tuple[str | int, ...], Route]]:
-    for li, listener in enumerate(config.listeners):
-        for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri, route in enumerate(vhost.routes):
-                yield ("listeners", li, "virtual_hosts", vi, "routes", ri), route
-
-
-def _envoy_cannot_route_connect(config: Config) -> Iterator[Issue]:
-    for path, route in _route_paths(config):
-        if route.match.method == "CONNECT":
-            yield Issue(
-                (*path, "match", "method"),
-                "envoy routes CONNECT requests by authority only, never by path or method",
-            )
-
-
-def _envoy_sets_host_only_by_rewrite(config: Config) -> Iterator[Issue]:
-    for path, route in _route_paths(config):
-        for field in ("request_headers", "response_headers"):
-            mutation = getattr(route, field)
-            if "host" in mutation.add:
-                yield Issue(
-                    (*path, field, "add", "host"),
-                    "envoy cannot add a Host header; set it instead (request_headers.set)",
-                )
-            if field == "response_headers" and "host" in mutation.set:
-                yield Issue(
-                    (*path, field, "set", "host"), "envoy cannot set a Host response header"
-                )
-            for hi, name in enumerate(mutation.remove):
-                if name == "host":
-                    yield Issue((*path, field, "remove", hi), "envoy cannot remove the Host header")
-
-
-def _envoy_server_names_exact_or_wildcard(config: Config) -> Iterator[Issue]:
-    for li, listener in enumerate(config.listeners):
-        for field in ("certificates", "sni_routes"):
-            for ii, item in enumerate(getattr(listener, field)):
-                for ni, name in enumerate(item.server_names):
-                    if "*" in name.removeprefix("*.") or name in ("*", "*."):
-                        yield Issue(
-                            ("listeners", li, field, ii, "server_names", ni),
-                            f"envoy matches SNI by exact names or a leading '*.' wildcard, not "
-                            f"{name!r}; connections with no matching name take the "
-                            + (
-                                "first certificate"
-                                if field == "certificates"
-                                else "default_cluster"
-                            ),
-                        )
-
-
 RULES_BY_TARGET: dict[Target, tuple[TargetRule, ...]] = {
-    "envoy": (
-        _envoy_cannot_match_absent_query,
-        _envoy_cannot_route_connect,
-        _envoy_sets_host_only_by_rewrite,
-        _envoy_server_names_exact_or_wildcard,
-    ),
+    "envoy": (_envoy_cannot_match_absent_query,),
     "haproxy": (_haproxy_has_no_maglev, _haproxy_names_fit_fetch_arguments),
 }
 

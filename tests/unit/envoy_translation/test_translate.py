@@ -159,9 +159,6 @@ def test_request_id_and_forwarding_settings(request_id: bool) -> None:
     ("change", "field"),
     [
         ({"match": {"query": [{"name": "q", "present": False}]}}, "query"),
-        ({"match": {"method": "CONNECT"}}, "method"),
-        ({"request_headers": {"remove": ["host"]}}, "request_headers"),
-        ({"request_headers": {"add": {"host": "x"}}}, "request_headers"),
     ],
 )
 def test_what_envoy_cannot_express_is_refused(change: dict[str, Any], field: str) -> None:
@@ -170,26 +167,6 @@ def test_what_envoy_cannot_express_is_refused(change: dict[str, Any], field: str
         translate(config, "default")
     assert all("envoy" in str(issue) for issue in refused.value.issues)
     assert field in str(refused.value)
-
-
-def test_sni_star_is_refused() -> None:
-    config = parse_config(
-        {
-            "listeners": [
-                {
-                    "name": "tls",
-                    "address": "127.0.0.1:8443",
-                    "protocol": "tls",
-                    "sni_routes": [{"server_names": ["*"], "cluster": "t"}],
-                }
-            ],
-            "clusters": [
-                {"name": "t", "protocol": "tcp", "endpoints": [{"address": "127.0.0.1:1"}]}
-            ],
-        }
-    )
-    with pytest.raises(ConfigError, match=r"sni_routes\[0\]\.server_names\[0\]: envoy"):
-        translate(config, "default")
 
 
 def test_unknown_group_is_a_key_error() -> None:

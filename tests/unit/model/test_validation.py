@@ -269,6 +269,36 @@ INVALID: dict[str, tuple[Change, str, str]] = {
         "listeners[3].sni_routes[1].server_names[0]",
         "appears twice",
     ),
+    "CONNECT is not routed by path": (
+        lambda c: route(c)["match"].update(method="CONNECT"),
+        "listeners[0].virtual_hosts[0].routes[0].match.method",
+        "Input should be",
+    ),
+    "adding a second Host": (
+        lambda c: route(c).update(request_headers={"add": {"host": "x"}}),
+        "listeners[0].virtual_hosts[0].routes[0]",
+        "exactly one Host",
+    ),
+    "removing Host": (
+        lambda c: route(c).update(request_headers={"remove": ["host"]}),
+        "listeners[0].virtual_hosts[0].routes[0]",
+        "exactly one Host",
+    ),
+    "Host on a response": (
+        lambda c: route(c).update(response_headers={"set": {"host": "x"}}),
+        "listeners[0].virtual_hosts[0].routes[0]",
+        "Host is a request header",
+    ),
+    "sni that matches anything": (
+        lambda c: c["listeners"][3]["sni_routes"][0].update(server_names=["*"]),
+        "listeners[3].sni_routes[0].server_names[0]",
+        "should match pattern",
+    ),
+    "certificate name with an inner wildcard": (
+        lambda c: c["listeners"][1]["certificates"][0].update(server_names=["a.*.example.com"]),
+        "listeners[1].certificates[0].server_names[0]",
+        "should match pattern",
+    ),
     "group naming an unknown listener": (
         lambda c: c.update(node_groups=[{"name": "edge", "listeners": ["nope"]}]),
         "node_groups[0].listeners[0]",
