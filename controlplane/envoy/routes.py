@@ -118,7 +118,8 @@ def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:
 def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
     """Forwarding: weighted clusters, hashing, timeout, retries, rewrite and upgrades."""
     backends = model_route.backends or []
-    action = rc.RouteAction(timeout=duration(model_route.timeout))
+    attempts = 1 + (model_route.retries.attempts if model_route.retries else 0)
+    action = rc.RouteAction(timeout=duration(model_route.timeout * attempts))
     if len(backends) == 1:
         action.cluster = backends[0].cluster
     else:
@@ -166,13 +167,15 @@ def hash_policy(hash_on: HashOn) -> rc.RouteAction.HashPolicy:
 
 
 def retry_policy(model_route: Route) -> rc.RetryPolicy:
-    """Retries on the listed conditions, each on an endpoint not tried yet when one exists."""
+    """Retries on the listed conditions, each on an endpoint not tried yet when one exists,
+    each attempt bounded by the route's timeout."""
     assert model_route.retries is not None
     retries = model_route.retries
     conditions = sorted({_RETRY_ON[c] for c in retries.retry_on})
     return rc.RetryPolicy(
         retry_on=",".join(conditions),
         num_retries=wrappers_pb2.UInt32Value(value=retries.attempts),
+        per_try_timeout=duration(model_route.timeout),
         retry_host_predicate=[
             rc.RetryPolicy.RetryHostPredicate(
                 name="envoy.retry_host_predicates.previous_hosts",

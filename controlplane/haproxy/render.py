@@ -15,8 +15,8 @@ behind it (`# listener web (listeners[0])`, `# cluster api (clusters[1])`), map 
 Where HAProxy cannot express the model, `model/targets.py` refuses the config for haproxy
 (maglev; condition names that do not fit a sample fetch argument). Known remaining
 differences from Envoy: a repeated request header is matched by its last occurrence (Envoy
-joins the occurrences with ","); a route timeout bounds each attempt (`timeout server`, an
-inactivity timeout), not the whole request with its retries; the cookie of a `hash_on.cookie`
+joins the occurrences with ","); a route timeout bounds each attempt as `timeout server`, an
+inactivity timeout (Envoy's per-try timeout runs from the attempt's start); the cookie of a `hash_on.cookie`
 cluster names the endpoint instead of holding a hash; errors HAProxy answers itself (403, 404,
 503) carry HAProxy's bodies.
 """

@@ -141,7 +141,11 @@ class Route(Model):
     backends: list[WeightedBackend] | None = Field(None, min_length=1)
     redirect: Redirect | None = None
     direct_response: DirectResponse | None = None
-    timeout: Duration = Field(15_000, description="Whole-request timeout, retries included.")
+    timeout: Duration = Field(
+        15_000,
+        description="How long one attempt may wait for the backend's answer (then 504); with "
+        "retries a request takes at most (1 + attempts) x timeout.",
+    )
     retries: Retries | None = None
     prefix_rewrite: str | None = Field(
         None,
