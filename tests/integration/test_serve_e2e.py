@@ -18,13 +18,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from controlplane.haproxy.manager import HAProxyManager
 from controlplane.serve import Running, ServeOptions, start_server
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
@@ -44,6 +45,13 @@ WAIT = 15.0
 RE2_TOO_BIG = "/nack/[a-z]{300}"
 """A path regex both proxies can express, whose RE2 program exceeds Envoy's default limit
 (`re2.max_program_size.error_level`, 100): Envoy NACKs it, HAProxy (PCRE) takes it."""
+
+ENVOY_LISTENER_STATS = (
+    "listener_manager.listener_added",
+    "listener_manager.listener_modified",
+    "listener_manager.listener_removed",
+    "listener_manager.total_listeners_draining",
+)
 
 CONFIG = """\
 listeners:
@@ -87,21 +95,62 @@ class ServerThread:
             self.loop.close()
 
 
-@dataclass
 class Lab:
-    """The server, its Envoy and HAProxy, the backends, and an API client."""
+    """The server (stopped and started again by the tests), its Envoy and HAProxy, the
+    backends' port, and an API client."""
 
-    thread: ServerThread
-    options: ServeOptions
-    running: Running
-    envoy: EnvoyProcess
-    port: int
-    api: httpx.Client
-    url: str
+    def __init__(self, thread: ServerThread, options: ServeOptions, port: int) -> None:
+        self.thread = thread
+        self.options = options
+        self.port = port
+        self._running: Running | None = None
+        self.envoy: EnvoyProcess | None = None
+        self.api = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+
+    def start(self) -> None:
+        """Start the server; later starts reuse the first one's API and xDS ports."""
+        running = self.thread.run(start_server(self.options))
+        self._running = running
+        self.options = replace(
+            self.options,
+            api=running.api.url.removeprefix("http://"),
+            xds=f"127.0.0.1:{running.xds.port}",
+        )
+        self.api.base_url = httpx.URL(running.api.url)
+
+    def stop(self) -> None:
+        """Stop the server (its HAProxy with it); Envoy stays."""
+        running, self._running = self._running, None
+        if running is not None:
+            self.thread.run(running.stop())
+
+    def close(self) -> None:
+        try:
+            if self.envoy is not None:
+                self.envoy.stop()
+        finally:
+            try:
+                self.stop()
+            finally:
+                self.api.close()
 
     @property
-    def haproxy(self) -> Any:
+    def running(self) -> Running:
+        assert self._running is not None, "the server is stopped"
+        return self._running
+
+    @property
+    def url(self) -> str:
+        return self.running.api.url
+
+    @property
+    def haproxy(self) -> HAProxyManager:
         return self.running.local[0].manager
+
+    def listener_stats(self) -> dict[str, int]:
+        """Envoy's listener-manager statistics that move when a listener is touched."""
+        assert self.envoy is not None
+        return {k: v for k, v in self.envoy.stats().items() if k in ENVOY_LISTENER_STATS}
 
     def head(self) -> int:
         head = self.running.store.head()
@@ -140,11 +189,6 @@ class Lab:
         assert reply.status_code in (200, 201, 204), reply.text
         return int(reply.headers["etag"].strip('"'))
 
-    def restart(self) -> None:
-        """Stop the server and start it again on the same store, API and xDS ports."""
-        self.thread.run(self.running.stop())
-        self.running = self.thread.run(start_server(self.options))
-
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
@@ -168,32 +212,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             workdir=tmp / "run",
         )
         thread = ServerThread()
-        running: Running | None = None
-        envoy: EnvoyProcess | None = None
+        lab = Lab(thread, options, port)
         try:
-            running = thread.run(start_server(options))
-            options = replace(
-                options,
-                api=f"127.0.0.1:{running.api.port}",
-                xds=f"127.0.0.1:{running.xds.port}",
-            )
-            envoy = EnvoyProcess(tmp, ENVOY_ID, "default", running.xds.port or 0)
-            envoy.start()
-            with httpx.Client(
-                base_url=running.api.url,
-                headers={"Authorization": f"Bearer {TOKEN}"},
-                timeout=30,
-            ) as api:
-                lab = Lab(thread, options, running, envoy, port, api, running.api.url)
-                assert lab.wait_revision(1)["converged"]
-                yield lab
-                running = lab.running
+            lab.start()
+            lab.envoy = EnvoyProcess(tmp, ENVOY_ID, "default", lab.running.xds.port or 0)
+            lab.envoy.start()
+            assert lab.wait_revision(1)["converged"]
+            yield lab
         finally:
-            if envoy is not None:
-                envoy.stop()
-            if running is not None:
-                thread.run(running.stop())
-            thread.close()
+            try:
+                lab.close()
+            finally:
+                thread.close()
 
 
 def test_a_route_change_through_the_api_is_served_by_both_proxies(lab: Lab) -> None:
@@ -201,7 +231,9 @@ def test_a_route_change_through_the_api_is_served_by_both_proxies(lab: Lab) -> N
     before = lab.head()
 
     revision = lab.write(
-        "PATCH", "/v1/listeners/web/virtual_hosts/site/routes/api", {"backends": [{"cluster": "v2"}]}
+        "PATCH",
+        "/v1/listeners/web/virtual_hosts/site/routes/api",
+        {"backends": [{"cluster": "v2"}]},
     )
 
     assert revision == before + 1
@@ -218,7 +250,9 @@ def test_a_route_change_through_the_api_is_served_by_both_proxies(lab: Lab) -> N
     assert proxies[HAPROXY_ID]["detail"]["mode"] == "runtime"  # a map update, no reload
 
     lab.write(
-        "PATCH", "/v1/listeners/web/virtual_hosts/site/routes/api", {"backends": [{"cluster": "api"}]}
+        "PATCH",
+        "/v1/listeners/web/virtual_hosts/site/routes/api",
+        {"backends": [{"cluster": "api"}]},
     )
     lab.wait_served("/api/x", "api")
 
@@ -258,7 +292,9 @@ def test_a_change_envoy_refuses_is_reported_and_the_rest_still_runs(lab: Lab) ->
 def test_a_rollback_is_a_new_revision_served_by_both_proxies(lab: Lab) -> None:
     target = lab.head()
     changed = lab.write(
-        "PATCH", "/v1/listeners/web/virtual_hosts/site/routes/default", {"backends": [{"cluster": "v2"}]}
+        "PATCH",
+        "/v1/listeners/web/virtual_hosts/site/routes/default",
+        {"backends": [{"cluster": "v2"}]},
     )
     assert lab.wait_revision(changed)["converged"]
     lab.wait_served("/other", "v2")
@@ -268,9 +304,10 @@ def test_a_rollback_is_a_new_revision_served_by_both_proxies(lab: Lab) -> None:
     assert reply.status_code in (200, 201), reply.text
     rolled = int(reply.headers["etag"].strip('"'))
     assert rolled == changed + 1
-    assert lab.api.get(f"/v1/config?revision={rolled}").json() == lab.api.get(
-        f"/v1/config?revision={target}"
-    ).json()
+    assert (
+        lab.api.get(f"/v1/config?revision={rolled}").json()
+        == lab.api.get(f"/v1/config?revision={target}").json()
+    )
     waited = lab.wait_revision(rolled)
     assert waited["converged"] and waited["acked"] == 2, waited
     lab.wait_served("/other", "web")
@@ -301,7 +338,7 @@ def test_controlplane_apply_waits_for_both_acks(lab: Lab, tmp_path: Path) -> Non
 
     invalid = tmp_path / "invalid.yaml"
     invalid.write_text(
-        config.replace("cluster: web", "cluster: nowhere").replace("name: v2", "name: v 2")
+        config.replace("name: v2", "name: v 2").replace("name: spread", "name: Spread")
     )
     refused = subprocess.run(
         [controlplane_command(), "apply", str(invalid), "--server", lab.url, "--token", TOKEN],
@@ -341,48 +378,52 @@ def test_metrics_show_the_fleet(lab: Lab) -> None:
             if line.startswith(family + "{") and all(label in line for label in labels)
         )
 
-    assert total("controlplane_acks_total", 'kind="envoy"', 'type="RouteConfiguration"') >= 5
+    assert total("controlplane_pushes_total", 'kind="envoy"', 'type="rds"') >= 5
+    assert total("controlplane_acks_total", 'kind="envoy"', 'type="rds"') >= 5
+    assert total("controlplane_nacks_total", 'kind="envoy"', 'type="rds"') == 1
     assert total("controlplane_acks_total", 'kind="haproxy"') >= 5
-    assert total("controlplane_nacks_total", 'kind="envoy"', 'type="RouteConfiguration"') == 1
-    assert total("controlplane_push_to_ack_seconds_count", 'kind="envoy"') >= 5
-    assert total("controlplane_push_to_ack_seconds_bucket", 'kind="haproxy"', 'le="+Inf"') >= 5
+    for kind in ("envoy", "haproxy"):
+        count = total("controlplane_push_to_ack_seconds_count", f'kind="{kind}"')
+        assert count >= 5
+        assert (
+            total("controlplane_push_to_ack_seconds_bucket", f'kind="{kind}"', 'le="+Inf"') == count
+        )
     assert total("controlplane_haproxy_applies_total", 'mode="start"') == 1
-    assert total("controlplane_haproxy_applies_total", 'mode="runtime"') >= 4
-
-
-ENVOY_LISTENER_STATS = (
-    "listener_manager.listener_added",
-    "listener_manager.listener_modified",
-    "listener_manager.listener_removed",
-    "listener_manager.total_listeners_draining",
-)
+    assert total("controlplane_haproxy_applies_total", 'mode="runtime"') >= 3
+    assert total("controlplane_haproxy_applies_total", 'mode="reload"') >= 1  # the regex route
 
 
 def test_a_restart_keeps_the_store_and_envoy_does_not_flap(lab: Lab) -> None:
     head = lab.head()
     revisions = lab.api.get("/v1/revisions").json()
-    before = {k: v for k, v in lab.envoy.stats().items() if k in ENVOY_LISTENER_STATS}
+    before = lab.listener_stats()
     assert set(before) == set(ENVOY_LISTENER_STATS)
-    haproxy_version = lab.haproxy.current.version
+    bundle = lab.haproxy.current
+    assert bundle is not None
     haproxy_master = lab.haproxy.processes().master.pid
 
-    lab.thread.run(lab.running.stop())
-    # With the server gone, Envoy keeps serving what it has.
+    lab.stop()
+    # With the server gone, Envoy keeps serving what it has; the local HAProxy stopped with it.
     assert lab.answers(ENVOY_HOST, "/api/x") == "api"
-    lab.running = lab.thread.run(start_server(lab.options))
+    with pytest.raises(ConnectionRefusedError):
+        lab.answers(HAPROXY_HOST, "/api/x")
+    lab.start()
 
     assert lab.head() == head
     assert lab.api.get("/v1/revisions").json() == revisions
+    # `wait` counts connected proxies: give Envoy its reconnection (backoff up to 0.5 s) first.
+    wait_for("Envoy to reconnect", lambda: lab.running.ledger.count() == 2, WAIT)
     waited = lab.wait_revision(head)
     assert waited["converged"] and waited["acked"] == 2, waited
     lab.wait_served("/api/x", "api")
     assert lab.served("/other") == ("web", "web")
-    after = {k: v for k, v in lab.envoy.stats().items() if k in ENVOY_LISTENER_STATS}
+    after = lab.listener_stats()
     assert after == before
     assert {p["revision"] for p in lab.status().values()} == {head}
     # The manager cannot adopt an HAProxy it did not start, and stopping the server stops its
     # HAProxy: the restarted server runs a new master on the same bundle, never reloaded.
-    assert lab.haproxy.current.version == haproxy_version
+    restarted = lab.haproxy.current
+    assert restarted is not None and restarted.version == bundle.version
     assert lab.haproxy.processes().master.pid != haproxy_master
     assert lab.haproxy.reload_count() == 0
     assert lab.status()[HAPROXY_ID]["detail"]["mode"] == "start"
