@@ -11,6 +11,8 @@ from ..xds.ledger import Ledger, ProxyStatus
 from .revisions import Published, RevisionIndex
 
 POLL_SECONDS = 0.005
+AGENT_SILENCE_SECONDS = 90.0
+"""An HAProxy agent long-polls at most every 60 s; silent longer than this, it is gone."""
 
 
 class LedgerStatus:
@@ -54,7 +56,7 @@ class LedgerStatus:
             kind=proxy.kind,
             group=proxy.group,
             revision=running,
-            connected=proxy.connected,
+            connected=proxy.connected and not _silent_agent(proxy),
             last_seen=proxy.last_seen,
             last_ack_at=max(acks, default=None),
             last_nack=self._refusal(proxy, published),
@@ -98,3 +100,10 @@ def _runs(proxy: ProxyStatus, wanted: Published, published: list[Published]) -> 
 def _parts(version: str, published: list[Published]) -> Mapping[str, str] | None:
     """The parts of configuration `version`, from any revision that gave it."""
     return next((p.parts[version] for p in published if version in p.parts), None)
+
+
+def _silent_agent(proxy: ProxyStatus) -> bool:
+    """An agent-fed HAProxy that stopped polling: nothing tells the ledger it left."""
+    return (
+        proxy.detail.get("via") == "agent" and time.time() - proxy.last_seen > AGENT_SILENCE_SECONDS
+    )
