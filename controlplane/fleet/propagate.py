@@ -162,8 +162,14 @@ class Fleet:
 
     async def settled(self) -> None:
         """Return once every publish so far has been pushed (tests, shutdown)."""
-        while self._worker is not None and not self._worker.done():
-            await asyncio.shield(self._worker)
+        while True:
+            if self._worker is not None and not self._worker.done():
+                await asyncio.shield(self._worker)
+                continue
+            with self._lock:
+                if self._pending is None:
+                    return
+            await asyncio.sleep(0)  # the worker's wake-up is still on its way to the loop
 
 
 def _snapshots(config: Config) -> dict[str, Snapshot]:

@@ -1,0 +1,208 @@
+"""Fleet: each committed revision compiled for every group and handed to the xDS cache and
+the local HAProxies; bursts coalesced into one push of the newest; never backwards.
+
+The local HAProxy here is a stand-in manager that records what it is given (the real one is
+exercised in tests/integration/test_serve_e2e.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import cast
+
+from controlplane.envoy import translate
+from controlplane.fleet import Fleet, LocalHAProxy, RevisionIndex, relocate
+from controlplane.haproxy.bundle import Bundle
+from controlplane.haproxy.manager import ApplyResult, HAProxyManager
+from controlplane.haproxy.render import render
+from controlplane.model import Config
+from controlplane.xds.cache import Snapshot, SnapshotCache
+
+from .configs import config
+
+WINDOW = 0.05
+
+
+class RecordingCache(SnapshotCache):
+    """A snapshot cache that remembers every snapshot it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.given: list[tuple[str, str]] = []
+
+    def set_snapshot(self, group: str, snapshot: Snapshot) -> None:
+        self.given.append((group, snapshot.version))
+        super().set_snapshot(group, snapshot)
+
+
+class RecordingManager:
+    """Stands in for an HAProxyManager: records the bundles applied; `gate`, when set, holds
+    each apply until the test opens it."""
+
+    instance_id = "recording"
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.applied: list[Bundle] = []
+        self.gate = gate
+
+    def apply(self, bundle: Bundle) -> ApplyResult:
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        self.applied.append(bundle)
+        return ApplyResult(bundle.version, True, "runtime", "recorded", 0.0)
+
+
+def envoy_version(revision_config: Config, group: str = "default") -> str:
+    return Snapshot(translate(revision_config, group).by_type_url()).version
+
+
+def revisions() -> dict[int, Config]:
+    """Six revisions that each move `/api` of the single listener to another cluster."""
+    return {n: config(api=(("api", "v2", "web")[n % 3],)) for n in range(1, 7)}
+
+
+def make_fleet(manager: RecordingManager) -> tuple[Fleet, RecordingCache, RevisionIndex]:
+    cache, index = RecordingCache(), RevisionIndex()
+    local = LocalHAProxy(cast(HAProxyManager, manager), "default", "127.0.0.2")
+    fleet = Fleet(asyncio.get_running_loop(), cache, index, local=[local], coalesce=WINDOW)
+    return fleet, cache, index
+
+
+def test_a_burst_of_publishes_is_pushed_once_as_the_newest() -> None:
+    async def scenario() -> None:
+        manager = RecordingManager()
+        fleet, cache, index = make_fleet(manager)
+        configs = revisions()
+
+        for n in range(1, 6):
+            fleet.publish(n, configs[n])
+        await fleet.settled()
+
+        assert cache.given == [("default", envoy_version(configs[5]))]
+        assert [b.version for b in manager.applied] == [
+            render(relocate(configs[5], "127.0.0.2"), "default").version
+        ]
+        assert fleet.published == 5
+        assert index.groups(5) == {("envoy", "default"), ("haproxy", "default")}
+        assert all(index.groups(n) == set() for n in range(1, 5))
+        assert index.covering(1) == 5
+
+    asyncio.run(scenario())
+
+
+def test_writes_arriving_during_a_push_are_pushed_next_as_the_newest() -> None:
+    async def scenario() -> None:
+        gate = threading.Event()
+        manager = RecordingManager(gate)
+        fleet, cache, index = make_fleet(manager)
+        configs = revisions()
+
+        fleet.publish(1, configs[1])
+        while index.covering(1) is None:  # revision 1 is being applied, held by the gate
+            await asyncio.sleep(0.005)
+        for n in (2, 3, 4):
+            await asyncio.to_thread(fleet.publish, n, configs[n])  # from the API's threads
+        gate.set()
+        await fleet.settled()
+
+        assert cache.given == [
+            ("default", envoy_version(configs[1])),
+            ("default", envoy_version(configs[4])),
+        ]
+        assert len(manager.applied) == 2
+        assert fleet.published == 4
+        assert [index.covering(n) for n in (1, 2, 3, 4)] == [1, 4, 4, 4]
+
+    asyncio.run(scenario())
+
+
+def test_the_fleet_never_goes_backwards() -> None:
+    async def scenario() -> None:
+        manager = RecordingManager()
+        fleet, cache, index = make_fleet(manager)
+        configs = revisions()
+        fleet.publish(5, configs[5])
+        await fleet.settled()
+
+        fleet.publish(3, configs[3])  # a late publish of an older revision
+        await fleet.settled()
+        fleet.publish(5, configs[5])  # the same revision again
+        await fleet.settled()
+        fleet.publish(6, configs[6])
+        fleet.publish(4, configs[4])  # older than the one pending: ignored
+        await fleet.settled()
+
+        assert cache.given == [
+            ("default", envoy_version(configs[5])),
+            ("default", envoy_version(configs[6])),
+        ]
+        assert len(manager.applied) == 2
+        assert fleet.published == 6
+        assert index.groups(3) == index.groups(4) == set()
+
+    asyncio.run(scenario())
+
+
+def test_each_group_gets_its_own_configuration_and_local_haproxies_only_theirs() -> None:
+    async def scenario() -> None:
+        cache, index = RecordingCache(), RevisionIndex()
+        edge, absent = RecordingManager(), RecordingManager()
+        local = [
+            LocalHAProxy(cast(HAProxyManager, edge), "edge"),
+            LocalHAProxy(cast(HAProxyManager, absent), "nowhere"),
+        ]
+        fleet = Fleet(asyncio.get_running_loop(), cache, index, local=local, coalesce=0)
+        two_groups = config(api=("api", "v2"), groups={"edge": [0], "inner": [1]})
+
+        fleet.publish(1, two_groups)
+        await fleet.settled()
+
+        assert sorted(cache.given) == [
+            ("edge", envoy_version(two_groups, "edge")),
+            ("inner", envoy_version(two_groups, "inner")),
+        ]
+        assert [b.version for b in edge.applied] == [render(two_groups, "edge").version]
+        assert absent.applied == []
+        assert index.groups(1) == {("envoy", "edge"), ("envoy", "inner"), ("haproxy", "edge")}
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_push_does_not_stop_the_next_ones() -> None:
+    class Failing(RecordingManager):
+        def apply(self, bundle: Bundle) -> ApplyResult:
+            if not self.applied:
+                self.applied.append(bundle)
+                raise OSError("disk full")
+            return super().apply(bundle)
+
+    async def scenario() -> None:
+        manager = Failing()
+        fleet, cache, _ = make_fleet(manager)
+        configs = revisions()
+        fleet.publish(1, configs[1])
+        await fleet.settled()
+        assert fleet.published is None
+
+        fleet.publish(2, configs[2])
+        await fleet.settled()
+
+        assert fleet.published == 2 and len(manager.applied) == 2 and len(cache.given) == 2
+
+    asyncio.run(scenario())
+
+
+def test_relocate_moves_every_listener_to_the_host_and_keeps_ports() -> None:
+    original = config(api=("api", "v2"))
+
+    moved = relocate(original, "127.0.0.2")
+    moved_v6 = relocate(original, "::1")
+
+    assert [lst.address for lst in moved.listeners] == ["127.0.0.2:10000", "127.0.0.2:10001"]
+    assert [lst.address for lst in moved_v6.listeners] == ["[::1]:10000", "[::1]:10001"]
+    assert [lst.address for lst in original.listeners] == ["127.0.0.1:10000", "127.0.0.1:10001"]
+    same = [lst.model_copy(update={"address": "x"}) for lst in moved.listeners]
+    assert same == [lst.model_copy(update={"address": "x"}) for lst in original.listeners]
+    assert moved.clusters == original.clusters
+    assert "bind 127.0.0.2:10000" in render(moved, "default").cfg
