@@ -229,14 +229,16 @@ class Running:
     status: LedgerStatus
     local: list[LocalHAProxy] = field(default_factory=list)
 
-    async def stop(self) -> None:
-        """Stop the API, the xDS server and the local HAProxies; close the store."""
+    async def stop(self, keep_proxies: bool = False) -> None:
+        """Stop the API and the xDS server and close the store. The local HAProxies stop too,
+        or with `keep_proxies` keep serving, for the next server to adopt them."""
         try:
             await self.api.stop()
             await self.xds.stop(grace=0.5)
         finally:
             for local in self.local:
-                await asyncio.to_thread(local.manager.stop)
+                let_go = local.manager.detach if keep_proxies else local.manager.stop
+                await asyncio.to_thread(let_go)
             self.store.close()
 
 
@@ -263,6 +265,8 @@ async def start_server(options: ServeOptions) -> Running:
                 group=group,
                 on_apply=record_in(ledger, f"local-haproxy-{group}", group),
             )
+            if await asyncio.to_thread(manager.adopt):
+                log.info("adopted the running HAProxy of group %s", group)
             started.append(LocalHAProxy(manager, group, options.haproxy_bind))
         bundles = RenderedBundles()
         fleet = Fleet(
@@ -311,7 +315,8 @@ def record_in(ledger: Ledger, instance: str, group: str) -> Callable[[ApplyResul
 
 
 async def serve(options: ServeOptions) -> None:
-    """Run the whole server until SIGINT or SIGTERM."""
+    """Run the whole server until SIGINT or SIGTERM. Local HAProxies keep serving after it
+    stops; the next `serve` with the same workdir adopts them without a reload."""
     running = await start_server(options)
     log.info("serving: API %s, xDS port %s", running.api.url, running.xds.port)
     stop = asyncio.Event()
@@ -321,4 +326,4 @@ async def serve(options: ServeOptions) -> None:
     try:
         await stop.wait()
     finally:
-        await running.stop()
+        await running.stop(keep_proxies=True)

@@ -28,9 +28,14 @@ loaded by a reload through the master CLI, confirmed by `show proc` (the reload 
 a new worker serves the runtime API, the previous workers are leaving). Since files are written
 in both cases, a later reload or restart runs exactly what the runtime API was told. If a
 runtime update fails midway, the manager reloads instead.
+
+A manager can let go of its HAProxy without stopping it (`detach`), so that the data plane
+keeps serving while the control plane restarts; the next manager of the same workdir takes it
+over (`adopt`) with the bundle it runs, and an unchanged bundle then needs nothing.
 """
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -65,8 +70,10 @@ MANAGER_CONFIG_FILE = "manager.cfg"
 MASTER_SOCKET = "master.sock"
 RUNTIME_SOCKET = "admin.sock"
 LOG_FILE = "haproxy.log"
+STATE_FILE = "manager-state.json"
+"""The running master's pid and bundle, for a manager that adopts it (`adopt`)."""
 _MANAGER_FILES = frozenset(
-    {CONFIG_FILE, MANAGER_CONFIG_FILE, MASTER_SOCKET, RUNTIME_SOCKET, LOG_FILE}
+    {CONFIG_FILE, MANAGER_CONFIG_FILE, MASTER_SOCKET, RUNTIME_SOCKET, LOG_FILE, STATE_FILE}
 )
 _MAP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 RESERVED_GLOBAL_KEYWORDS = (
@@ -175,6 +182,7 @@ class HAProxyManager:
         self.runtime = RuntimeAPI(str(self.workdir / RUNTIME_SOCKET))
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
+        self._adopted: int | None = None
         self._log: IO[bytes] | None = None
         self._current: Bundle | None = None
 
@@ -188,7 +196,40 @@ class HAProxyManager:
     @property
     def running(self) -> bool:
         """Whether the master process is alive."""
-        return self._process is not None and self._process.poll() is None
+        if self._process is not None:
+            return self._process.poll() is None
+        return self._adopted is not None and _alive(self._adopted)
+
+    def adopt(self) -> bool:
+        """Take over the HAProxy that a previous manager of this workdir left running (see
+        `detach`), with the bundle it runs; False when there is none to take over."""
+        with self._lock:
+            if self.running:
+                return True
+            try:
+                state = json.loads((self.workdir / STATE_FILE).read_text())
+                pid = int(state["pid"])
+                bundle = Bundle.of(state["cfg"], state["maps"], state["files"])
+                if bundle.version != state["version"] or not _alive(pid):
+                    return False
+                self.master.show_proc()
+            except (OSError, ValueError, KeyError, TypeError, CommandError):
+                return False
+            self._adopted, self._current = pid, bundle
+            log.info(
+                "haproxy %s: adopted master %d running %s", self.instance_id, pid, bundle.version
+            )
+            return True
+
+    def detach(self) -> None:
+        """Let go of HAProxy without stopping it, so that it keeps serving while no manager
+        runs; a later manager of the same workdir takes it over with `adopt`."""
+        with self._lock:
+            self._process = self._adopted = None
+            self._current = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
     def start(self, bundle: Bundle) -> ApplyResult:
         """Validate the bundle, write it and start HAProxy on it."""
@@ -217,9 +258,13 @@ class HAProxyManager:
         """Stop the master and every worker (fast stop, then SIGKILL); safe to call twice."""
         with self._lock:
             process, self._process = self._process, None
+            adopted, self._adopted = self._adopted, None
             self._current = None
             if process is not None:
                 _stop_group(process, self.timeout)
+            if adopted is not None:
+                _stop_adopted(adopted, self.timeout)
+            (self.workdir / STATE_FILE).unlink(missing_ok=True)
             if self._log is not None:
                 self._log.close()
                 self._log = None
@@ -275,7 +320,7 @@ class HAProxyManager:
             return self._result(
                 bundle, False, "start", "HAProxy did not start", str(exc), began=began
             )
-        self._current = bundle
+        self._running(bundle)
         return self._result(bundle, True, "start", "started", began=began)
 
     def _change(self, bundle: Bundle, began: float) -> ApplyResult:
@@ -291,7 +336,7 @@ class HAProxyManager:
         if not plan.reload:
             try:
                 self._apply_runtime(plan)
-                self._current = bundle
+                self._running(bundle)
                 return self._result(bundle, True, "runtime", reason, began=began)
             except (_RuntimeUnavailable, CommandError, OSError) as exc:
                 reason = f"{reason}; runtime update failed ({exc}), reloaded instead"
@@ -300,7 +345,7 @@ class HAProxyManager:
         except HAProxyError as exc:
             self._current = None
             return self._result(bundle, False, "reload", reason, str(exc), began=began)
-        self._current = bundle
+        self._running(bundle)
         return self._result(bundle, True, "reload", reason, began=began)
 
     def _validate_and_install(self, bundle: Bundle) -> tuple[str, str] | None:
@@ -364,6 +409,21 @@ class HAProxyManager:
     def _names_map_file(self, loaded: str, name: str) -> bool:
         path = Path(loaded)
         return path.name == name and str(path.parent) in (".", str(self.workdir))
+
+    def _running(self, bundle: Bundle) -> None:
+        """HAProxy runs `bundle`: remember it, also on disk for a manager that adopts it."""
+        self._current = bundle
+        pid = self._process.pid if self._process is not None else self._adopted
+        state = {
+            "pid": pid,
+            "version": bundle.version,
+            "cfg": bundle.cfg,
+            "maps": dict(bundle.maps),
+            "files": dict(bundle.files),
+        }
+        temporary = self.workdir / f"{STATE_FILE}.tmp"
+        temporary.write_text(json.dumps(state))
+        os.replace(temporary, self.workdir / STATE_FILE)
 
     def _reload(self) -> None:
         try:
@@ -453,6 +513,28 @@ def _haproxy_message(output: str, stage_prefix: str) -> str:
     lines = [line for line in output.splitlines() if "[NOTICE]" not in line and line.strip()]
     alerts = [line for line in lines if "[ALERT]" in line]
     return "\n".join(alerts or lines).replace(stage_prefix, "") or "haproxy -c failed"
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process exists and has not exited (an exited child of someone else may
+    linger as a zombie until its parent reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _stop_adopted(pid: int, timeout: float) -> None:
+    """Stop an adopted master's process group, which is not our child to wait for."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signum)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not _alive(pid):
+            return
 
 
 def _stop_group(process: "subprocess.Popen[bytes]", timeout: float) -> None:

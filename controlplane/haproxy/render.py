@@ -16,9 +16,9 @@ Where HAProxy cannot express the model, `model/targets.py` refuses the config fo
 (maglev; condition names that do not fit a sample fetch argument). Known remaining
 differences from Envoy: a repeated request header is matched by its last occurrence (Envoy
 joins the occurrences with ","); a route timeout bounds each attempt as `timeout server`, an
-inactivity timeout (Envoy's per-try timeout runs from the attempt's start); the cookie of a `hash_on.cookie`
-cluster names the endpoint instead of holding a hash; errors HAProxy answers itself (403, 404,
-503) carry HAProxy's bodies.
+inactivity timeout (Envoy's per-try timeout runs from the attempt's start); the cookie of a
+`hash_on.cookie` cluster names the endpoint instead of holding a hash; errors HAProxy answers
+itself (403, 404, 503) carry its own bodies.
 """
 
 from __future__ import annotations

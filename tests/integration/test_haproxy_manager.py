@@ -297,3 +297,30 @@ def test_apply_restarts_haproxy_whose_master_died(fleet: BackendFleet, instance:
     assert (result.ok, result.mode) == (True, "start"), result
     assert not any(alive(w.pid) for w in procs.workers)
     assert instance.backends_seen(3) == Counter({"a": 3})
+
+
+def test_a_new_manager_adopts_a_detached_haproxy_without_a_reload(
+    fleet: BackendFleet, instance: Instance
+) -> None:
+    """The data plane outlives its manager: a detached HAProxy keeps serving, and the next
+    manager of the workdir takes it over; the same bundle then changes nothing."""
+    first = instance.manager
+    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    assert first.start(bundle).ok
+    master = first.processes().master.pid
+    first.detach()
+    assert instance.backends_seen(3) == Counter({"a": 3})
+
+    second = HAProxyManager(first.workdir, instance_id="test")
+    try:
+        assert second.adopt()
+        assert second.processes().master.pid == master
+        assert second.apply(bundle).mode == "unchanged"
+        assert second.reload_count() == 0
+        changed = Bundle.of(config(instance.port, servers(fleet, ("s1", "b", 1))))
+        assert second.apply(changed).mode == "runtime"
+        assert instance.backends_seen(3) == Counter({"b": 3})
+    finally:
+        second.stop()
+    assert not alive(master)
+    assert not HAProxyManager(first.workdir).adopt()
