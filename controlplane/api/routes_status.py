@@ -54,8 +54,9 @@ def router() -> APIRouter:
         revision: Annotated[int | None, Query(ge=1, description="Default: the head.")] = None,
         timeout: Annotated[float, Query(ge=0, le=MAX_WAIT, description="Seconds.")] = 30.0,
     ) -> Response:
-        """Answer when every connected proxy runs `revision` (or newer), when one refused it,
-        or after `timeout` seconds; always 200, `converged` says which."""
+        """Answer when no connected proxy is still on its way to `revision` (each runs it, or
+        newer, or refused it), or after `timeout` seconds; always 200, `converged` says
+        whether all run it."""
         ctx = context(request)
         head = await run_in_threadpool(ctx.store.head)
         number = head_number(head)

@@ -95,8 +95,8 @@ class StatusSource(Protocol):
         ...
 
     async def wait(self, revision: int, timeout: float) -> WaitResult:
-        """Return once every connected proxy runs `revision`, or one refused it, or `timeout`
-        seconds passed, whichever comes first."""
+        """Return once no connected proxy is pending (each runs `revision` or refused it), or
+        `timeout` seconds passed, whichever comes first."""
         ...
 
 
@@ -149,7 +149,7 @@ class InMemoryStatus:
             try:
                 result = evaluate(self.proxies(), revision)
                 remaining = deadline - time.monotonic()
-                if result.converged or result.refused or remaining <= 0:
+                if result.converged or not result.pending or remaining <= 0:
                     return result
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), remaining)
