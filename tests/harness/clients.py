@@ -159,16 +159,27 @@ def peer_cert(sock: ssl.SSLSocket) -> PeerCert | None:
 class _Connection(HTTPConnection):
     """An HTTP/1.1 connection that may speak TLS with an SNI unrelated to the address."""
 
-    def __init__(self, host: str, port: int, timeout: float, tls: bool, sni: str | None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        tls: bool,
+        sni: str | None,
+        proxy_source: str | None = None,
+    ) -> None:
         super().__init__(host, port, timeout=timeout)
         self._tls = _client_tls_context(["http/1.1"]) if tls else None
         self._sni = sni
+        self._proxy_source = proxy_source
         self.opened = 0
         self.peer_cert: PeerCert | None = None
 
     def connect(self) -> None:
         super().connect()
         self.opened += 1
+        if self._proxy_source is not None:
+            self.sock.sendall(proxy_v1_header(self._proxy_source, (self.host, self.port)))
         if self._tls is not None:
             self.sock = self._tls.wrap_socket(self.sock, server_hostname=self._sni)
             self.peer_cert = peer_cert(self.sock)
@@ -179,7 +190,8 @@ class HttpSession:
     as the server keeps it open (``connections_opened`` counts the connections it needed).
 
     ``host_header`` defaults to ``host:port``; with TLS, ``sni`` defaults to the host part of
-    ``host_header`` when one is given (no SNI otherwise).
+    ``host_header`` when one is given (no SNI otherwise). ``proxy_protocol_v1_source``
+    (``ip:port``) opens each connection with a PROXY v1 header claiming that client.
     """
 
     def __init__(
@@ -192,12 +204,13 @@ class HttpSession:
         sni: str | None = None,
         cookies: CookieJar | None = None,
         timeout: float = 5.0,
+        proxy_protocol_v1_source: str | None = None,
     ) -> None:
         self.host_header = host_header or f"{host}:{port}"
         if tls and sni is None and host_header is not None:
             sni = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else None
         self.cookies = cookies if cookies is not None else CookieJar()
-        self._connection = _Connection(host, port, timeout, tls, sni)
+        self._connection = _Connection(host, port, timeout, tls, sni, proxy_protocol_v1_source)
 
     @property
     def connections_opened(self) -> int:

@@ -91,13 +91,15 @@ def _from_response(response: Response) -> Observation:
 
 def _http(step: Step, listener: ListenerAt) -> list[Observation]:
     tls = listener.protocol == "https"
-    session: HttpSession | _ProxyProtocolSession
-    if step.proxy_protocol is not None:
-        session = _ProxyProtocolSession(listener.port, step, tls)
-    else:
-        session = HttpSession(
-            LOOPBACK, listener.port, host_header=step.host, tls=tls, sni=step.sni, timeout=TIMEOUT
-        )
+    session = HttpSession(
+        LOOPBACK,
+        listener.port,
+        host_header=step.host,
+        tls=tls,
+        sni=step.sni,
+        timeout=TIMEOUT,
+        proxy_protocol_v1_source=step.proxy_protocol,
+    )
     body = step.body.encode() if step.body is not None else None
     observations = []
     try:
@@ -113,66 +115,6 @@ def _http(step: Step, listener: ListenerAt) -> list[Observation]:
     finally:
         session.close()
     return observations
-
-
-class _ProxyProtocolConnection(http.client.HTTPConnection):
-    """An HTTP/1.1 connection that opens with a PROXY v1 header, then TLS when asked."""
-
-    def __init__(self, port: int, source: str, tls: bool, sni: str | None) -> None:
-        super().__init__(LOOPBACK, port, timeout=TIMEOUT)
-        self._source = source
-        self._sni = sni
-        self._tls = tls
-        self.peer_cert: PeerCert | None = None
-
-    def connect(self) -> None:
-        super().connect()
-        self.sock.sendall(clients.proxy_v1_header(self._source, (LOOPBACK, self.port)))
-        if self._tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            self.sock = context.wrap_socket(self.sock, server_hostname=self._sni)
-            self.peer_cert = clients.peer_cert(self.sock)
-
-
-class _ProxyProtocolSession:
-    """HttpSession's interface over a connection that starts with a PROXY header.
-
-    (The harness's HttpSession cannot send one; this stays here until it can.)
-    """
-
-    def __init__(self, port: int, step: Step, tls: bool) -> None:
-        assert step.proxy_protocol is not None
-        self.cookies = CookieJar()
-        self._host = step.host or f"{LOOPBACK}:{port}"
-        sni = step.sni or (step.host.rsplit(":", 1)[0] if step.host else None)
-        self._connection = _ProxyProtocolConnection(port, step.proxy_protocol, tls, sni)
-
-    def request(
-        self, path: str, method: str, headers: dict[str, str], body: bytes | None
-    ) -> Response:
-        conn = self._connection
-        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", self._host)
-        for name, value in headers.items():
-            conn.putheader(name, value)
-        if (cookie := self.cookies.header()) is not None:
-            conn.putheader("Cookie", cookie)
-        if body is not None:
-            conn.putheader("Content-Length", str(len(body)))
-        try:
-            conn.endheaders(body)
-            raw = conn.getresponse()
-            response = Response(raw.status, Headers(raw.getheaders()), raw.read(), conn.peer_cert)
-        except BaseException:
-            conn.close()
-            raise
-        self.cookies.update(response.set_cookies)
-        return response
-
-    def close(self) -> None:
-        self._connection.close()
 
 
 def _websocket(step: Step, listener: ListenerAt) -> Observation:
