@@ -36,9 +36,11 @@ def _fetch(source: str, name: str, last: bool = False) -> str:
 
 @dataclass
 class RegexFacts:
-    """The regex conditions of one listener, each computed once per request by one rule."""
+    """The regex conditions of one listener, each computed once per request by one rule, which
+    runs only where `guard` (ACL terms, may be empty) holds."""
 
     prefix: str
+    guard: str = ""
     rules: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=lambda: {METHOD_FACT: "method"})
     _vars: dict[tuple[str, str, str], str] = field(default_factory=dict)
@@ -50,9 +52,10 @@ class RegexFacts:
             var = f"txn.{self.prefix}x{len(self._vars)}"
             self._vars[key] = var
             self.labels[f"%[var({var})]"] = f"{_SOURCE_LABEL[source]} {name} ~ {pattern}"
+            guard = f"{self.guard} " if self.guard else ""
             self.rules.append(
-                f"http-request set-var({var}) str(1) "
-                f"if {{ {_fetch(source, name, last=True)} -m reg {regex_word(pattern)} }}"
+                f"http-request set-var({var}) str(1) if {guard}"
+                f"{{ {_fetch(source, name, last=True)} -m reg {regex_word(pattern)} }}"
             )
         return f"%[var({var})]"
 

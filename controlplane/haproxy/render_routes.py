@@ -12,20 +12,27 @@ chain holds the exact routes of that path, the regex routes matching it and the 
 above it; for a prefix, that prefix's routes and those of every shorter prefix above it. So
 `/api` with a header condition falls back to `/` when the header is missing, as the model says.
 
+The point's map value carries the chain's route without conditions, if any:
+`D7|rank|route|backend` (`D7` alone otherwise), the backend being the route's first one (empty
+for a route that answers itself). A request landing on a point whose chain starts with a route
+without conditions (rank 0, the common case) is thus decided by one lookup in a large map.
+
 Choosing in a chain without walking it: every route's conditions are a set of *facts*
 (`render_conditions`). Routes whose conditions read the same facts (say, method only) share
 one map, keyed by decision point and the facts' required texts (`D7|POST`), giving the route's
-rank in the chain. Per request, each such group costs one key (`set-var-fmt`) and one lookup;
-the route without conditions of the chain comes from `fallback.map`; the lowest rank wins.
-The rules per request thus grow with the number of distinct condition shapes and regex
-conditions in the listener, never with the number of routes.
+rank in the chain, id and first backend. Per request on a point with conditional routes, each
+such group costs one key (`set-var-fmt`) and one lookup; the lowest rank wins. The rules per
+request thus grow with the number of distinct condition shapes and regex conditions in the
+listener, never with the number of routes, and are skipped on points of rank 0.
 
 Regex *paths* cannot be looked up: when no exact path matched, regex routes are walked as
-ACL rules in order (as Envoy walks them), before the prefix lookup.
+ACL rules in order (as Envoy walks them), before the prefix lookup; the first one matching
+sets the same value a point of rank 0 would.
 
 A route's action is keyed by its id (`site/api`, or `site/_3` for the fourth, unnamed,
-route of `site`): backends (weighted choice with `rand`), prefix rewrite, header mutations and
-WebSocket permission come from maps; redirects and direct responses are one rule each.
+route of `site`): further weighted backends (weighted choice with `rand`), prefix rewrite,
+header mutations and WebSocket permission come from maps; redirects and direct responses are
+one rule each.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from .render_conditions import Condition, RegexFacts, acl_terms, condition
 from .render_text import dq, lf_literal, regex_word
 
 NO_RANK = 1_000_000_000
+_ON_CONDITIONAL_POINT = "{ var(txn.d) -m found }"
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
@@ -97,7 +105,7 @@ class _Builder:
         self.name = listener.name
         self.index = index
         self.backends = backends
-        self.regexes = RegexFacts(prefix="")
+        self.regexes = RegexFacts(prefix="", guard=_ON_CONDITIONAL_POINT)
         self.entries: list[RouteEntry] = []
         self.maps: dict[str, list[str]] = defaultdict(list)
         self.lines: list[str] = []
@@ -184,19 +192,26 @@ class _Builder:
             for kind, key, chain in points:
                 decision_number += 1
                 point = f"D{decision_number}"
-                self.add(kind, key, point)
+                value = point
                 for rank, entry in enumerate(chain):
                     cond = self.conditions[entry.id]
                     if cond is None:
                         continue
-                    value = f"{rank}|{entry.id}"
                     if not cond:
-                        self.add("fallback", point, value)
+                        value = f"{point}|{rank}|{self.carried(entry)}"
                         break
                     shape = tuple(fact for fact, _ in cond)
                     lookup = "|".join([point, *(text for _, text in cond)])
-                    shapes.setdefault(shape, {}).setdefault(lookup, value)
+                    shapes.setdefault(shape, {}).setdefault(lookup, f"{rank}|{self.carried(entry)}")
+                self.add(kind, key, value)
         self._decision_rules(shapes)
+
+    def carried(self, entry: RouteEntry) -> str:
+        """`route|backend`: what a decision sets, the backend empty for a route that answers
+        itself (its rule ends the request before a backend is used)."""
+        backends = entry.route.backends
+        first = self.backends.backend_for(backends[0].cluster, entry.route) if backends else ""
+        return f"{entry.id}|{first}"
 
     def _decision_rules(self, shapes: dict[tuple[str, ...], dict[str, str]]) -> None:
         lines = self.lines
@@ -204,7 +219,7 @@ class _Builder:
         lines.append('http-request set-var-fmt(txn.key) "%[var(txn.vh)]%[path]"')
         if self.map_name("exact") in self.maps:
             lines.append(
-                f"http-request set-var(txn.d) var(txn.key),map_str({self.map_name('exact')})"
+                f"http-request set-var(txn.pt) var(txn.key),map_str({self.map_name('exact')})"
             )
         for entry in self._regex_routes():
             spec = entry.route.match.path
@@ -212,30 +227,36 @@ class _Builder:
             if self.conditions[entry.id] is None:
                 continue
             terms = [
-                "!{ var(txn.d) -m found }",
-                "!{ var(txn.route) -m found }",
+                "!{ var(txn.pt) -m found }",
                 f"{{ var(txn.vh) -m str {entry.vhost.name} }}",
                 f"{{ path -m reg {regex_word(spec.regex)} }}",
                 *acl_terms(entry.route.match),
             ]
             lines.append(f"# {entry.label}")
-            lines.append(f"http-request set-var(txn.route) str({entry.id}) if {' '.join(terms)}")
+            lines.append(
+                f"http-request set-var(txn.pt) str(-|0|{self.carried(entry)}) if {' '.join(terms)}"
+            )
         if self.map_name("prefix") in self.maps:
             lines.append(
-                "http-request set-var(txn.d) "
+                "http-request set-var(txn.pt) "
                 f"var(txn.key),concat(/),map_beg({self.map_name('prefix')}) "
-                "if !{ var(txn.d) -m found } !{ var(txn.route) -m found }"
+                "if !{ var(txn.pt) -m found }"
             )
+        lines.append("# the point's route without conditions: D|rank|route|backend")
+        lines.append("http-request set-var(txn.route) var(txn.pt),field(3,|)")
+        lines.append("http-request set-var(txn.be) var(txn.pt),field(4,|)")
+        if not shapes:
+            return
+        lines.append("# routes with conditions, looked up where one may come before rank")
+        lines.append(f"http-request set-var(txn.rank) int({NO_RANK})")
+        lines.append("http-request set-var(txn.rank) var(txn.pt),field(2,|)")
+        lines.append(
+            "http-request set-var(txn.d) var(txn.pt),field(1,|) "
+            "unless { var(txn.rank) -m int eq 0 }"
+        )
         if self.regexes.rules:
             lines.append("# regex conditions, one fact each")
             lines.extend(self.regexes.rules)
-        lines.append(f"http-request set-var(txn.rank) int({NO_RANK})")
-        if self.map_name("fallback") in self.maps:
-            lines.append(
-                f"http-request set-var(txn.fb) var(txn.d),map_str({self.map_name('fallback')})"
-            )
-            lines.append("http-request set-var(txn.rank) var(txn.fb),field(1,|)")
-            lines.append("http-request set-var(txn.route) var(txn.fb),field(2,|)")
         for number, (shape, entries) in enumerate(sorted(shapes.items()), start=1):
             purpose = f"match{number}"
             for key, value in entries.items():
@@ -244,15 +265,19 @@ class _Builder:
             beats = f"{{ var(txn.c{number}r),sub(txn.rank) lt 0 }}"
             labels = ", ".join(self.regexes.labels[fact] for fact in shape)
             lines.append(f"# routes with conditions on: {labels}")
-            lines.append(f'http-request set-var-fmt(txn.k{number}) "{fmt}"')
+            lines.append(
+                f'http-request set-var-fmt(txn.k{number}) "{fmt}" if {_ON_CONDITIONAL_POINT}'
+            )
             lines.append(
                 f"http-request set-var(txn.c{number}) "
                 f"var(txn.k{number}),map_str({self.map_name(purpose)})"
             )
             lines.append(f"http-request set-var(txn.c{number}r) var(txn.c{number}),field(1,|)")
-            lines.append(
-                f"http-request set-var(txn.route) var(txn.c{number}),field(2,|) if {beats}"
-            )
+            for var, index in (("route", 2), ("be", 3)):
+                lines.append(
+                    f"http-request set-var(txn.{var}) var(txn.c{number}),field({index},|) "
+                    f"if {beats}"
+                )
             lines.append(f"http-request set-var(txn.rank) var(txn.c{number}r) if {beats}")
 
     def _regex_routes(self) -> list[RouteEntry]:
@@ -393,7 +418,6 @@ class _Builder:
         for entry in forwarding:
             backends = entry.route.backends or []
             names = [self.backends.backend_for(b.cluster, entry.route) for b in backends]
-            self.add("backend0", entry.id, names[0])
             if len(backends) > 1:
                 self.add("weights", entry.id, str(sum(b.weight for b in backends)))
                 threshold = 0
@@ -403,11 +427,8 @@ class _Builder:
                         self.add(f"threshold{k}", entry.id, str(threshold))
                     threshold += backend.weight
         lines = self.lines
-        lines.append("# backends: weighted choice, one random draw per request")
-        lines.append(
-            f"http-request set-var(txn.be) var(txn.route),map_str({self.map_name('backend0')})"
-        )
         if most > 1:
+            lines.append("# backends: weighted choice, one random draw per request")
             lines.append(
                 "http-request set-var(txn.wsum) "
                 f"var(txn.route),map_str_int({self.map_name('weights')})"

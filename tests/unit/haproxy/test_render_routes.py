@@ -58,11 +58,23 @@ def test_a_conditional_prefix_falls_back_to_shorter_prefixes_in_its_chain() -> N
             },
         ]
     )
-    points = entries(bundle, "prefix")
-    fallback = entries(bundle, "fallback")
-    api = points["site/api/"]
-    assert fallback[api] == "1|site/root"  # rank 1: after the header route
-    assert entries(bundle, "match1") == {f"{api}|31=": "0|site/beta"}
+    api = entries(bundle, "prefix")["site/api/"]
+    assert api.endswith("|1|site/root|a")  # rank 1: after the header route
+    point = api.split("|")[0]
+    assert entries(bundle, "match1") == {f"{point}|31=": "0|site/beta|b"}
+
+
+def test_a_point_led_by_a_route_without_conditions_carries_route_and_backend() -> None:
+    bundle = bundle_for(
+        [
+            {"name": "api", "match": {"path": {"prefix": "/api"}}, "backends": [{"cluster": "b"}]},
+            {"name": "moved", "match": {"path": {"exact": "/old"}}, "redirect": {"path": "/new"}},
+        ]
+    )
+    assert entries(bundle, "prefix") == {"site/api/": "D2|0|site/api|b"}
+    assert entries(bundle, "exact") == {"site/old": "D1|0|site/moved|"}
+    assert "web.backend0.map" not in bundle.maps
+    assert "txn.rank" not in bundle.cfg  # no conditions anywhere: no rules for them
 
 
 def test_method_beats_headers_and_ranks_follow_precedence() -> None:
@@ -82,8 +94,8 @@ def test_method_beats_headers_and_ranks_follow_precedence() -> None:
     )
     point = entries(bundle, "prefix")["site/x/"]
     values = {**entries(bundle, "match1"), **entries(bundle, "match2")}
-    assert values == {f"{point}|POST": "0|site/post", f"{point}|1": "1|site/hdr"}
-    assert point not in entries(bundle, "fallback")
+    assert values == {f"{point}|POST": "0|site/post|b", f"{point}|1": "1|site/hdr|a"}
+    assert "|" not in point  # no route without conditions in the chain
 
 
 def test_exact_path_chain_includes_matching_regex_and_prefixes() -> None:
@@ -102,8 +114,7 @@ def test_exact_path_chain_includes_matching_regex_and_prefixes() -> None:
             {"name": "pre", "match": {"path": {"prefix": "/a"}}, "backends": [{"cluster": "c"}]},
         ]
     )
-    point = entries(bundle, "exact")["site/a/1"]
-    assert entries(bundle, "fallback")[point] == "1|site/rx"
+    assert entries(bundle, "exact")["site/a/1"] == "D1|1|site/rx|b"
     assert "{ path -m reg '^(?:/a/[0-9])$' }" in bundle.cfg
 
 
@@ -120,7 +131,7 @@ def test_unsatisfiable_routes_are_left_out() -> None:
         ]
     )
     assert "web.match1.map" not in bundle.maps
-    assert set(entries(bundle, "fallback").values()) == {"1|site/_1"}
+    assert entries(bundle, "prefix") == {"site/": "D1|1|site/_1|b"}
 
 
 def test_weights_become_thresholds_of_one_draw() -> None:
