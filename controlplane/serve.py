@@ -177,29 +177,6 @@ def open_store(db: str | Path) -> SQLiteStore:
     return SQLiteStore(db)
 
 
-async def run_api(
-    db: str | Path,
-    listen: str = DEFAULT_API,
-    config: str | Path | None = None,
-    tokens_file: str | Path | None = None,
-    insecure_local: bool = False,
-    targets: Sequence[Target] = TARGETS,
-) -> None:
-    """The API alone: open the store, seed it from `config` when empty, serve until stopped."""
-    host, port = parse_listen(listen)
-    store = open_store(db)
-    try:
-        if config is not None:
-            seeded = seed(store, config, targets)
-            if seeded is None:
-                log.info("the store holds revision(s) already; %s not loaded", config)
-        tokens = TokenSet.load(tokens_file)
-        app = build_app(store, host, tokens=tokens, insecure_local=insecure_local, targets=targets)
-        await ApiServer(app, host, port).serve_forever()
-    finally:
-        store.close()
-
-
 @dataclass(frozen=True)
 class ServeOptions:
     """What `controlplane serve` runs: the API, the xDS server, local HAProxies."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 
 _SAFE_WORD = re.compile(r"^[A-Za-z0-9._/:=+*~!^@-]+$")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9._~*+!-]+$")
-"""Header, query parameter and cookie names the renderer writes into sample fetch arguments."""
 
 _DQ_ESCAPES = {"\\": "\\\\", '"': '\\"', "$": "\\$", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -45,8 +43,3 @@ def lf_literal(text: str) -> str:
 def hex_value(value: str) -> str:
     """What HAProxy's `hex` converter makes of `value`."""
     return value.encode().hex().upper()
-
-
-def regex_escape(text: str) -> str:
-    """`text` as a PCRE pattern matching exactly `text`."""
-    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)

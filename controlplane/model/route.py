@@ -8,7 +8,6 @@ from pydantic import Field, model_validator
 
 from .types import Duration, HeaderName, HeaderValue, Model, Name
 
-METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
 Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
 """Methods a route can match; CONNECT opens a tunnel rather than asking for a path."""
 PATH_PATTERN = r"^/[^\s?#]*$"

@@ -17,7 +17,6 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any as AnyType
 
 from google.protobuf.message import Message
 
@@ -404,14 +403,3 @@ def _notify(watches: Iterable[_Watch]) -> None:
             w.callback()
         elif not w.loop.is_closed():
             w.loop.call_soon_threadsafe(w.callback)
-
-
-def describe(snapshot: Snapshot) -> dict[str, AnyType]:
-    """A JSON-friendly summary: the snapshot version and, per type, its version and names."""
-    return {
-        "version": snapshot.version,
-        "types": {
-            t: {"version": snapshot.type_version(t), "names": sorted(snapshot.entries(t))}
-            for t in snapshot
-        },
-    }

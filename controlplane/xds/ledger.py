@@ -205,11 +205,6 @@ class Ledger:
         for observer in observers:
             observer(node_id, group, kind, event, applied)
 
-    def forget(self, node_id: str) -> None:
-        """Drop a proxy (e.g. an HAProxy instance that was removed)."""
-        with self._lock:
-            self._proxies.pop(node_id, None)
-
     # --- queries ---
 
     def get(self, node_id: str) -> ProxyStatus | None:
