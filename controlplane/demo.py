@@ -16,7 +16,7 @@ from pathlib import Path
 from .demo_backends import start_backend
 from .envoy.process import EnvoyProcess
 from .model import load_file, split_address
-from .serve import Running, ServeOptions, start_server
+from .serve import Running, ServeError, ServeOptions, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"
@@ -101,8 +101,11 @@ async def _main() -> None:
 
 
 def main() -> None:
-    """Run the demo until Ctrl-C."""
-    asyncio.run(_main())
+    """Run the demo until Ctrl-C; a port in use or a proxy that does not come up is one line."""
+    try:
+        asyncio.run(_main())
+    except (ServeError, OSError, TimeoutError, RuntimeError) as exc:
+        raise SystemExit(f"make run: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,18 @@ class ApiServer:
 
     async def start(self, timeout: float = 10.0) -> None:
         """Serve in a task; return once listening (ServeError when it could not start)."""
-        self._task = asyncio.create_task(self._server.serve())
+        port = int(self._server.config.port)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, port))
+        except OSError as exc:
+            sock.close()
+            raise ServeError(
+                f"the API cannot listen on {self.host}:{port}: {exc.strerror}"
+            ) from None
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._server.started:
             if self._task.done():
