@@ -28,6 +28,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.3f}s"
 
 
+RE2_MAX_PROGRAM_SIZE = 10_000
+"""Envoy refuses regexes whose compiled RE2 program exceeds 100 instructions by default, which
+a cookie or header matched against a long exact value already does; HAProxy (PCRE) has no such
+limit. Raised so that what the model accepts runs on both; beyond it Envoy still NACKs."""
+
+
 def bootstrap(
     node_id: str,
     group: str,
@@ -73,6 +79,17 @@ def bootstrap(
             },
             "cds_config": config_source,
             "lds_config": config_source,
+        },
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {
+                        "re2.max_program_size.error_level": RE2_MAX_PROGRAM_SIZE,
+                        "re2.max_program_size.warn_level": RE2_MAX_PROGRAM_SIZE,
+                    },
+                }
+            ]
         },
         "static_resources": {
             "clusters": [

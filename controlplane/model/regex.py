@@ -15,13 +15,15 @@ _GROUP_OPENERS = {
     "(?#": "comment group",
 }
 _BAD_ESCAPES = {"Z": r"\Z (use $)", "k": "backreference", "g": "backreference"}
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+RE2_MAX_REPEAT = 1000
 
 
 def regex_problem(pattern: str) -> str | None:
     """Why `pattern` is not portable to both proxies, or None when it is.
 
     Patterns must compile and avoid what RE2 lacks: lookaround, backreferences, atomic
-    groups, possessive quantifiers and conditionals.
+    groups, possessive quantifiers, conditionals, and counted repeats above 1000.
     """
     try:
         re.compile(pattern)
@@ -51,5 +53,11 @@ def regex_problem(pattern: str) -> str | None:
                     return f"{what} ({opener}) is not supported by Envoy (RE2)"
         elif char in "*+?}" and pattern[i + 1 : i + 2] == "+":
             return "possessive quantifiers are not supported by Envoy (RE2)"
+        elif (repeat := _REPEAT.match(pattern, i)) and _largest(repeat) > RE2_MAX_REPEAT:
+            return f"Envoy (RE2) repeats at most {RE2_MAX_REPEAT} times"
         i += 1
     return None
+
+
+def _largest(repeat: re.Match[str]) -> int:
+    return max(int(n) for n in repeat.groups() if n)

@@ -84,7 +84,16 @@ def test_prefix_normalisation() -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    [r"/api/v[0-9]+", r"^/a(b|c)*$", r"(?i)/users/[^/]+", r"/x\d{2,3}", r"[(?=]", r"\(?=x\)"],
+    [
+        r"/api/v[0-9]+",
+        r"^/a(b|c)*$",
+        r"(?i)/users/[^/]+",
+        r"/x\d{2,3}",
+        r"[(?=]",
+        r"\(?=x\)",
+        r"a{1000}",
+        r"b{3,}",
+    ],
 )
 def test_portable_regexes_are_accepted(pattern: str) -> None:
     assert regex_problem(pattern) is None
@@ -100,6 +109,8 @@ def test_portable_regexes_are_accepted(pattern: str) -> None:
         (r"(?>a)", "atomic"),
         (r"a++", "possessive"),
         (r"/a\Z", r"\Z"),
+        (r"/a{1001}", "at most 1000"),
+        (r"/a{2,5000}", "at most 1000"),
         (r"/a(", "invalid regex"),
     ],
 )
