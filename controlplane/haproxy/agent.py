@@ -219,6 +219,8 @@ class HAProxyAgent:
     def run(self) -> None:
         """Follow the group until `stop()`; stops HAProxy on the way out."""
         log.info("agent %s following group %s", self.instance_id, self.group)
+        if self.manager.adopt():
+            log.info("agent %s adopted the running HAProxy", self.instance_id)
         try:
             while not self._stop.is_set():
                 self._step()

@@ -264,7 +264,8 @@ class HAProxyManager:
                 _stop_group(process, self.timeout)
             if adopted is not None:
                 _stop_adopted(adopted, self.timeout)
-            (self.workdir / STATE_FILE).unlink(missing_ok=True)
+            if process is not None or adopted is not None:
+                (self.workdir / STATE_FILE).unlink(missing_ok=True)
             if self._log is not None:
                 self._log.close()
                 self._log = None

@@ -113,6 +113,7 @@ class Stack:
     agent: HAProxyAgent
     listen_port: int
     polls: list[dict[str, Any]] = field(default_factory=list)
+    thread: threading.Thread | None = None
 
     def publish(self, revision: int, cluster: str) -> str:
         """Publish the config routing to `cluster`; returns the bundle version it gives."""
@@ -190,7 +191,7 @@ def stack() -> Iterator[Stack]:
         thread = threading.Thread(target=agent.run, name="haproxy-agent", daemon=True)
         try:
             thread.start()
-            yield Stack(fleet, source, ledger, server, agent, free_port(), polls)
+            yield Stack(fleet, source, ledger, server, agent, free_port(), polls, thread)
         finally:
             agent.stop()
             server.stop()
@@ -324,3 +325,38 @@ def test_a_version_that_fails_to_start_is_retried(stack: Stack) -> None:
         assert proxy.detail["mode"] == "start"
     stack.wait_for_ack(version)
     stack.wait_for_backend("a")
+
+
+@pytest.mark.haproxy
+def test_a_restarted_agent_adopts_the_running_haproxy(stack: Stack) -> None:
+    """An agent that dies leaves HAProxy serving; the next agent of the same workdir takes it
+    over, and the bundle it already runs needs no reload."""
+    version = stack.publish(1, "alpha")
+    stack.wait_for_ack(version)
+    first = stack.agent
+    master = first.manager.processes().master.pid
+    first.manager.detach()  # as if the agent were killed: HAProxy is left running
+    first.stop()
+    assert stack.thread is not None
+    stack.thread.join(DEADLINE)
+    assert stack.backend() == "a"
+
+    second = HAProxyAgent(
+        stack.server.url,
+        "default",
+        first.manager.workdir,
+        haproxy_bin="/usr/sbin/haproxy",
+        instance_id=INSTANCE,
+        poll_wait=1.0,
+    )
+    thread = threading.Thread(target=second.run, name="haproxy-agent-2", daemon=True)
+    thread.start()
+    try:
+        stack.wait_for_report(lambda p: p.detail.get("mode") == "unchanged")
+        assert second.manager.processes().master.pid == master
+        assert second.manager.reload_count() == 0
+        assert stack.backend() == "a"
+    finally:
+        second.stop()
+        thread.join(DEADLINE)
+        second.manager.stop()
