@@ -13,11 +13,9 @@ comes last.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +28,7 @@ from controlplane.serve import Running, ServeOptions, start_server
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
 from tests.harness.envoy import EnvoyProcess, wait_for
+from tests.harness.loop_thread import LoopThread
 from tests.harness.ports import free_port
 
 pytestmark = [pytest.mark.envoy, pytest.mark.haproxy, pytest.mark.timeout(120)]
@@ -78,29 +77,11 @@ clusters:
 """
 
 
-class ServerThread:
-    """An event loop on a thread of its own, running what the tests hand it (the server)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="serve", daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        if not self.loop.is_running():
-            self.loop.close()
-
-
 class Lab:
     """The server (stopped and started again by the tests), its Envoy and HAProxy, the
     backends' port, and an API client."""
 
-    def __init__(self, thread: ServerThread, options: ServeOptions, port: int) -> None:
+    def __init__(self, thread: LoopThread, options: ServeOptions, port: int) -> None:
         self.thread = thread
         self.options = options
         self.port = port
@@ -212,7 +193,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             haproxy_bind=HAPROXY_HOST,
             workdir=tmp / "run",
         )
-        thread = ServerThread()
+        thread = LoopThread()
         lab = Lab(thread, options, port)
         try:
             lab.start()

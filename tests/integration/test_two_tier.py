@@ -13,10 +13,8 @@ connecting from 127.0.0.2 tells the PROXY header's address apart from the L4 pro
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.client import HTTPConnection
@@ -30,6 +28,7 @@ import yaml
 from controlplane.serve import Running, ServeOptions, start_server
 from tests.harness.backends import Backend, BackendFleet, BackendSpec
 from tests.harness.envoy import EnvoyProcess, wait_for
+from tests.harness.loop_thread import LoopThread
 from tests.harness.ports import free_port
 
 pytestmark = [pytest.mark.envoy, pytest.mark.haproxy, pytest.mark.timeout(120)]
@@ -113,24 +112,6 @@ def get(host: str, port: int, path: str, source: str = "127.0.0.1") -> Seen:
     return Seen(client, response.status, report.get("backend"), report.get("headers", {}))
 
 
-class ServerThread:
-    """An event loop on a thread of its own, running the server."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="serve", daemon=True)
-        self._thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        if not self.loop.is_running():
-            self.loop.close()
-
-
 @dataclass
 class TwoTier:
     """A running pairing: the server, its API, and where a client reaches the L4 tier."""
@@ -180,7 +161,7 @@ def tiers(
         haproxy_bind=HAPROXY_HOST,
         workdir=tmp / "run",
     )
-    thread = ServerThread()
+    thread = LoopThread()
     running: Running | None = None
     envoys: list[EnvoyProcess] = []
     api: httpx.Client | None = None
