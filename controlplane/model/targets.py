@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 from .config import Config
-from .errors import ConfigError, Issue
+from .errors import ConfigError, Issue, PathPart
+from .route import ValueMatch
 
 Target = Literal["envoy", "haproxy"]
 TARGETS: tuple[Target, ...] = ("envoy", "haproxy")
@@ -23,55 +24,34 @@ def _haproxy_has_no_maglev(config: Config) -> Iterator[Issue]:
             )
 
 
-def _envoy_cannot_match_absent_query(config: Config) -> Iterator[Issue]:
+def _value_matches(config: Config) -> Iterator[tuple[tuple[PathPart, ...], str, ValueMatch]]:
+    """Every header, query and cookie condition: its path, its field, the condition."""
     for li, listener in enumerate(config.listeners):
         for vi, vhost in enumerate(listener.virtual_hosts):
             for ri, route in enumerate(vhost.routes):
-                for qi, query in enumerate(route.match.query):
-                    if query.present is False:
-                        yield Issue(
-                            (
-                                "listeners",
-                                li,
-                                "virtual_hosts",
-                                vi,
-                                "routes",
-                                ri,
-                                "match",
-                                "query",
-                                qi,
-                                "present",
-                            ),
-                            "envoy cannot match an absent query parameter",
-                        )
+                for field in ("headers", "query", "cookies"):
+                    for mi, item in enumerate(getattr(route.match, field)):
+                        path = ("listeners", li, "virtual_hosts", vi, "routes", ri, "match")
+                        yield (*path, field, mi), field, item
+
+
+def _envoy_cannot_match_absent_query(config: Config) -> Iterator[Issue]:
+    for path, field, item in _value_matches(config):
+        if field == "query" and item.present is False:
+            yield Issue((*path, "present"), "envoy cannot match an absent query parameter")
 
 
 _HAPROXY_SAFE_NAME = re.compile(r"^[A-Za-z0-9._~*+!-]+$")
 
 
 def _haproxy_names_fit_fetch_arguments(config: Config) -> Iterator[Issue]:
-    for li, listener in enumerate(config.listeners):
-        for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri, route in enumerate(vhost.routes):
-                for field in ("headers", "query", "cookies"):
-                    for mi, item in enumerate(getattr(route.match, field)):
-                        if not _HAPROXY_SAFE_NAME.match(item.name):
-                            yield Issue(
-                                (
-                                    "listeners",
-                                    li,
-                                    "virtual_hosts",
-                                    vi,
-                                    "routes",
-                                    ri,
-                                    "match",
-                                    field,
-                                    mi,
-                                    "name",
-                                ),
-                                "haproxy reads this name inside a sample fetch argument; use "
-                                "letters, digits and . _ ~ * + ! - only",
-                            )
+    for path, _, item in _value_matches(config):
+        if not _HAPROXY_SAFE_NAME.match(item.name):
+            yield Issue(
+                (*path, "name"),
+                "haproxy reads this name inside a sample fetch argument; use "
+                "letters, digits and . _ ~ * + ! - only",
+            )
 
 
 RULES_BY_TARGET: dict[Target, tuple[TargetRule, ...]] = {

@@ -156,6 +156,18 @@ class DiscoveryStream:
             return None
         return type_url
 
+    def _begin(
+        self, req: discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+    ) -> str | None:
+        """Bind the stream to the request's node, note it was seen; the type it is about."""
+        type_url = self._type_of(req.type_url)
+        if type_url is None:
+            return None
+        self._bind(req.node.id, req.node.cluster)
+        assert self.node_id is not None
+        self.ledger.seen(self.node_id)
+        return type_url
+
     def _state(self, type_url: str) -> tuple[_TypeState, bool]:
         st = self.subs.get(type_url)
         if st is not None:
@@ -242,12 +254,9 @@ class SotwStream(DiscoveryStream):
 
     async def handle(self, req: discovery_pb2.DiscoveryRequest) -> None:
         """Take one request from the client and answer what needs answering."""
-        type_url = self._type_of(req.type_url)
+        type_url = self._begin(req)
         if type_url is None:
             return
-        self._bind(req.node.id, req.node.cluster)
-        assert self.node_id is not None
-        self.ledger.seen(self.node_id)
         nonce = req.response_nonce
         known = self.subs.get(type_url)
         if known is not None and nonce and nonce != known.nonce:
@@ -310,12 +319,9 @@ class DeltaStream(DiscoveryStream):
 
     async def handle(self, req: discovery_pb2.DeltaDiscoveryRequest) -> None:
         """Take one request from the client and answer what needs answering."""
-        type_url = self._type_of(req.type_url)
+        type_url = self._begin(req)
         if type_url is None:
             return
-        self._bind(req.node.id, req.node.cluster)
-        assert self.node_id is not None
-        self.ledger.seen(self.node_id)
         st, first = self._state(type_url)
         nonce = req.response_nonce
         if nonce:
