@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializationInfo, field_serializer, model_validator
 
 from .route import VirtualHost
-from .tls import Pem
+from .tls import REDACT_KEYS, Pem, redacted
 from .types import BindAddress, Model, Name
 
 Protocol = Literal["http", "https", "tcp", "tls"]
@@ -38,6 +38,11 @@ class Certificate(Model):
     server_names: list[ServerName] = Field(default_factory=list)
     cert: Pem = Field(description="The certificate chain, PEM.")
     key: Pem = Field(description="The private key, PEM.", repr=False)
+
+    @field_serializer("key")
+    def _key_as_shown(self, key: str, info: SerializationInfo) -> str:
+        """The key, or its redaction marker when dumped with the REDACT_KEYS context."""
+        return redacted(key) if info.context and info.context.get(REDACT_KEYS) else key
 
 
 class SniRoute(Model):

@@ -10,7 +10,7 @@ import yaml
 
 from .config import Config
 from .errors import ConfigError, Issue
-from .tls import PemFileError, is_inline_pem, read_pem_file
+from .tls import REDACT_KEYS, PemFileError, is_inline_pem, read_pem_file
 from .validate import parse_config
 
 
@@ -97,7 +97,9 @@ def resolve_certificate_files(data: Any, base: Path) -> None:
         raise ConfigError(issues)
 
 
-def dump_yaml(config: Config) -> str:
-    """The config as YAML, fields that keep their default omitted."""
-    data = config.model_dump(mode="json", exclude_defaults=True)
+def dump_yaml(config: Config, redact_keys: bool = False) -> str:
+    """The config as YAML, fields that keep their default omitted; private keys shown as their
+    redaction marker with `redact_keys`."""
+    context = {REDACT_KEYS: True} if redact_keys else None
+    data = config.model_dump(mode="json", exclude_defaults=True, context=context)
     return yaml.safe_dump(data, sort_keys=False)

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, WithJsonSchema
 
 MAX_PEM = 64 * 1024
 """The longest PEM text a certificate or key field holds, in characters (ASCII: bytes)."""
@@ -37,6 +37,10 @@ _PEM = re.compile(rf"{_WS}(?:{_PEM_BLOCK}{_WS})+")
 
 REDACTED_PREFIX = "redacted:sha256:"
 """What API reads show instead of a private key: this prefix and the SHA-256 of the PEM."""
+
+REDACT_KEYS = "redact_keys"
+"""The serialisation context key that makes a dump show private keys redacted:
+`config.model_dump(context={REDACT_KEYS: True})`."""
 
 
 def _check_pem(value: str) -> str:
@@ -79,7 +83,7 @@ def pem_digest(pem: str) -> str:
 
 
 def redacted(pem: str) -> str:
-    """What reads show instead of the private key `pem`."""
+    """What reads show instead of the private key `pem` (the one place a key is redacted)."""
     return REDACTED_PREFIX + pem_digest(pem)
 
 

@@ -1,4 +1,4 @@
-"""A scenario's config made concrete: real backend and listener addresses, certificate files read."""
+"""A scenario's config made concrete: real backend and listener addresses, certificates read."""
 
 from __future__ import annotations
 

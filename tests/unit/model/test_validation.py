@@ -271,7 +271,7 @@ INVALID: dict[str, tuple[Change, str, str]] = {
     ),
     "certificate that is not PEM": (
         lambda c: c["listeners"][1]["certificates"][0].update(
-            cert="-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+            cert="-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
         ),
         "listeners[1].certificates[0]",
         "do not load together",
