@@ -87,7 +87,7 @@ def build_app(
     status: StatusSource | None = None,
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),
-    readers: Sequence[APIRouter] = (),
+    agents: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The API app for a server bound on `host`; refuses `insecure_local` off loopback."""
     if insecure_local and not is_loopback(host):
@@ -106,7 +106,7 @@ def build_app(
         insecure_local=insecure_local,
         explainer=explainer,
         metrics_sources=metrics_sources,
-        readers=readers,
+        agents=agents,
     )
 
 
@@ -277,7 +277,7 @@ async def start_server(options: ServeOptions) -> Running:
             status=status,
             explainer=ProxyDiffExplainer(options.targets),
             metrics_sources=[FleetMetrics(ledger)],
-            readers=[agent_router(bundles, ledger)],
+            agents=[agent_router(bundles, ledger)],
         )
         api = ApiServer(app, api_host, api_port)
         await api.start()
