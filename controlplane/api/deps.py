@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..model import Target
 from ..store import Store
-from .auth import Authorizer, Principal, Scope
+from .auth import Authorizer, Principal, Scope, is_loopback
 from .diff import DiffExplainer
 from .errors import ApiError, bad_input
 from .metrics import ApiMetrics, MetricsSource
@@ -52,10 +52,27 @@ _bearer = HTTPBearer(
 )
 
 
+PLAIN_HTTP = (
+    "tokens are refused over plain HTTP except on loopback; reach the API over TLS "
+    "(serve --api-tls-cert/--api-tls-key)"
+)
+
+
+def _over_plain_http_from_afar(request: Request) -> bool:
+    """Whether the request came over plain HTTP on a connection that leaves this machine."""
+    if request.url.scheme == "https":
+        return False
+    server, client = request.scope.get("server"), request.scope.get("client")
+    return not (server and client and is_loopback(server[0]) and is_loopback(client[0]))
+
+
 def authenticated(request: Request) -> Principal:
     """Who sends the request: 401 without a valid token (unless the server admits tokenless
-    local requests)."""
+    local requests); 403 for a token sent over plain HTTP from another machine."""
     authorizer = context(request).authorizer
+    if request.headers.get("authorization") and _over_plain_http_from_afar(request):
+        log.warning("refused %s %s: a token over plain HTTP", request.method, request.url.path)
+        raise ApiError(403, PLAIN_HTTP)
     try:
         principal = authorizer.principal(request.headers.get("authorization"))
     except PermissionError as exc:
