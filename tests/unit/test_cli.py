@@ -187,3 +187,10 @@ def test_envoy_bootstrap_refuses_incomplete_tls(args: list[str], problem: str) -
     result = controlplane("envoy-bootstrap", "--node-id", "n", "--xds", "127.0.0.1:1", *args)
     assert result.returncode == 2
     assert problem in result.stderr.splitlines()[0], result.stderr
+
+
+def test_status_with_a_ca_file_that_does_not_load_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.crt"
+    result = controlplane("status", "--server", "https://127.0.0.1:1", "--ca", str(missing))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"--ca {missing}: No such file or directory"]
