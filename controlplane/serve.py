@@ -93,7 +93,7 @@ def check_tls_files(files: TlsFiles, flags: str) -> None:
             raise ServeError(f"{flags}: {files.client_ca} does not load: {reason}") from None
 
 
-def xds_tls(files: TlsFiles) -> XdsTls:
+def load_xds_tls(files: TlsFiles) -> XdsTls:
     """The xDS server's mutual TLS from PEM files (ServeError when they do not load)."""
     flags = "--xds-tls-cert/--xds-tls-key/--xds-client-ca"
     if files.client_ca is None:
@@ -314,7 +314,7 @@ async def start_server(options: ServeOptions) -> Running:
     api_host, api_port = parse_listen(options.api)
     xds_host, xds_port = parse_listen(options.xds)
     check_transport(api_host, xds_host, options)
-    xds_credentials = xds_tls(options.xds_tls) if options.xds_tls else None
+    xds_credentials = load_xds_tls(options.xds_tls) if options.xds_tls else None
     if options.api_tls is not None:
         check_tls_files(options.api_tls, "--api-tls-cert/--api-tls-key")
     tokens = TokenSet.load(options.tokens_file)
