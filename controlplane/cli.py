@@ -7,12 +7,13 @@ stderr, never a traceback).
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
-from . import __version__
+from . import __version__, client
 from .model import (
     TARGETS,
     Config,
@@ -154,17 +155,48 @@ def envoy_bootstrap(
     admin_port: Annotated[
         int, typer.Option(help="Port of the admin interface on 127.0.0.1.")
     ] = 9901,
+    xds_ca: Annotated[
+        Path | None,
+        typer.Option("--xds-ca", help="CA file that signed the xDS server's certificate (mTLS)."),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", help="This node's certificate file, naming its id and group."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="This node's private key file.")
+    ] = None,
 ) -> None:
-    """Print a bootstrap YAML that makes an Envoy fetch everything from the xDS server."""
-    from .envoy.bootstrap import bootstrap_yaml
+    """Print a bootstrap YAML that makes an Envoy fetch everything from the xDS server.
 
+    With --xds-ca, --tls-cert and --tls-key (all three) Envoy reaches the server over mutual
+    TLS; its certificate needs the URI SAN spiffe://controlplane/group/GROUP/node/NODE-ID
+    (or node/* for any node of the group). The files are named, not copied: Envoy reads them.
+    """
+    from .envoy.bootstrap import XdsClientTls, bootstrap_yaml
+
+    problems = []
     try:
         host, port = split_address(xds)
     except ValueError as exc:
-        fail([f"--xds: {exc}"])
+        problems.append(f"--xds: {exc}")
     if not 1 <= admin_port <= 65535:
-        fail([f"--admin-port: {admin_port} is not a port"])
-    typer.echo(bootstrap_yaml(node_id, group, host, port, admin_port, delta), nl=False)
+        problems.append(f"--admin-port: {admin_port} is not a port")
+    files = {"--xds-ca": xds_ca, "--tls-cert": tls_cert, "--tls-key": tls_key}
+    tls = None
+    if any(files.values()):
+        if not all(files.values()):
+            problems.append("--xds-ca, --tls-cert and --tls-key go together (mutual TLS)")
+        for flag, path in files.items():
+            if path is not None and not path.is_file():
+                problems.append(f"{flag} {path}: not a readable file")
+        if xds_ca and tls_cert and tls_key:
+            tls = XdsClientTls(
+                str(xds_ca.resolve()), str(tls_cert.resolve()), str(tls_key.resolve())
+            )
+    if problems:
+        fail(problems)
+    typer.echo(bootstrap_yaml(node_id, group, host, port, admin_port, delta, tls=tls), nl=False)
 
 
 @app.command()
@@ -191,6 +223,22 @@ TokenOption = Annotated[
         "--token", envvar="CONTROLPLANE_TOKEN", help="Bearer token (or CONTROLPLANE_TOKEN)."
     ),
 ]
+CaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca",
+        envvar="CONTROLPLANE_CA",
+        help="CA file that signed the server's certificate (https; default: the system's CAs).",
+    ),
+]
+
+
+def api_client(server: str, token: str | None, ca: Path | None) -> client.ApiClient:
+    """A client of the API at `server`, verifying https against `ca`; or exit 2."""
+    try:
+        return client.ApiClient(server, token, ca=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        fail([f"--ca {ca}: {getattr(exc, 'strerror', None) or exc}"])
 
 
 @app.command()
@@ -202,16 +250,15 @@ def apply(
         float, typer.Option(help="Seconds to wait for every proxy to run it.")
     ] = 30.0,
     message: Annotated[str | None, typer.Option(help="Why: kept with the revision.")] = None,
+    ca: CaOption = None,
 ) -> None:
     """Show the diff, make FILE the config, and wait until every proxy acks it.
 
     Ends with "acked by N/N" (exit 0), or the NACKs or proxies still pending (exit 1);
     exit 2 when the server refuses the config, one line per problem.
     """
-    from . import client
-
     config = load_or_exit(file)
-    api = client.ApiClient(server, token)
+    api = api_client(server, token, ca)
     try:
         code = client.apply(
             api, config, str(file), typer.echo, lambda s: typer.echo(s, err=True), timeout, message
@@ -223,11 +270,9 @@ def apply(
 
 
 @app.command()
-def status(server: ServerOption, token: TokenOption = None) -> None:
+def status(server: ServerOption, token: TokenOption = None, ca: CaOption = None) -> None:
     """Print the fleet: each proxy, its group, the revision it runs, its last NACK."""
-    from . import client
-
-    api = client.ApiClient(server, token)
+    api = api_client(server, token, ca)
     try:
         code = client.status(api, typer.echo, lambda s: typer.echo(s, err=True))
     except client.ServerUnreachable as exc:
@@ -251,6 +296,7 @@ def haproxy_agent(
         str | None, typer.Option("--instance-id", help="Name in the status (default: host:dir).")
     ] = None,
     token: TokenOption = None,
+    ca: CaOption = None,
 ) -> None:
     """Run a local HAProxy on the config the control plane renders for GROUP, reporting back.
 
@@ -282,9 +328,12 @@ def haproxy_agent(
             haproxy_bin=haproxy_bin,
             instance_id=instance_id,
             token=token,
+            ca=str(ca) if ca else None,
         )
     except ValueError as exc:
         fail([str(exc)])
+    except (OSError, ssl.SSLError) as exc:
+        fail([f"--ca {ca}: {getattr(exc, 'strerror', None) or exc}"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -320,14 +369,46 @@ def serve(
         typer.Option(help="Bind the local HAProxies' listeners on this IP, ports unchanged."),
     ] = None,
     workdir: Annotated[Path, typer.Option(help="Directory for local HAProxy files.")] = Path("run"),
+    xds_tls_cert: Annotated[
+        Path | None, typer.Option(help="The xDS server's certificate chain (PEM file).")
+    ] = None,
+    xds_tls_key: Annotated[
+        Path | None, typer.Option(help="The xDS server's private key (PEM file).")
+    ] = None,
+    xds_client_ca: Annotated[
+        Path | None, typer.Option(help="CA that signs the proxies' client certificates.")
+    ] = None,
+    xds_insecure: Annotated[
+        bool, typer.Option(help="Allow plain-text xDS on a non-loopback address.")
+    ] = False,
+    api_tls_cert: Annotated[
+        Path | None, typer.Option(help="The API's certificate chain (PEM file): serve HTTPS.")
+    ] = None,
+    api_tls_key: Annotated[
+        Path | None, typer.Option(help="The API's private key (PEM file).")
+    ] = None,
 ) -> None:
-    """Run the API, the xDS server and optional local HAProxies in one process."""
+    """Run the API, the xDS server and optional local HAProxies in one process.
+
+    xDS hands out private keys: off loopback it needs mutual TLS (--xds-tls-cert,
+    --xds-tls-key, --xds-client-ca; each proxy's certificate names its node id and group),
+    or --xds-insecure. The API serves HTTPS with --api-tls-cert and --api-tls-key.
+    """
     import asyncio
     import logging
 
     from .api import TokenFileError
-    from .serve import ServeError, ServeOptions
+    from .serve import ServeError, ServeOptions, TlsFiles
     from .serve import serve as run
+
+    problems = []
+    xds_files = (xds_tls_cert, xds_tls_key, xds_client_ca)
+    if any(xds_files) and not all(xds_files):
+        problems.append("--xds-tls-cert, --xds-tls-key and --xds-client-ca go together")
+    if bool(api_tls_cert) != bool(api_tls_key):
+        problems.append("--api-tls-cert and --api-tls-key go together")
+    if problems:
+        fail(problems)
 
     options = ServeOptions(
         db=db,
@@ -340,6 +421,11 @@ def serve(
         haproxy_bin=haproxy_bin,
         haproxy_bind=haproxy_bind,
         workdir=workdir,
+        xds_tls=TlsFiles(xds_tls_cert, xds_tls_key, xds_client_ca)
+        if xds_tls_cert and xds_tls_key and xds_client_ca
+        else None,
+        xds_insecure=xds_insecure,
+        api_tls=TlsFiles(api_tls_cert, api_tls_key) if api_tls_cert and api_tls_key else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

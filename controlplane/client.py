@@ -7,6 +7,7 @@ package's own dependencies.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -54,14 +55,25 @@ class ServerUnreachable(Exception):
     """No answer from the server."""
 
 
+def tls_context(ca: str | None) -> ssl.SSLContext:
+    """What verifies an https server: the certificates of CA file `ca`, else the system's
+    trusted CAs. OSError or ssl.SSLError when `ca` does not load."""
+    return ssl.create_default_context(cafile=ca)
+
+
 @dataclass
 class ApiClient:
-    """Requests to a control-plane API at `server` (e.g. http://127.0.0.1:8080)."""
+    """Requests to a control-plane API at `server` (e.g. https://cp.internal:8443); an https
+    server's certificate is verified against CA file `ca` (default: the system's CAs)."""
 
     server: str
     token: str | None = None
     timeout: float = 30.0
     extra_headers: dict[str, str] = field(default_factory=dict)
+    ca: str | None = None
+
+    def __post_init__(self) -> None:
+        self._tls = tls_context(self.ca)
 
     def request(
         self,
@@ -82,7 +94,9 @@ class ApiClient:
         url = self.server.rstrip("/") + path
         req = urllib.request.Request(url, data=data, headers=all_headers, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as response:
+            with urllib.request.urlopen(
+                req, timeout=timeout or self.timeout, context=self._tls
+            ) as response:
                 return _reply(response.status, dict(response.headers), response.read())
         except urllib.error.HTTPError as exc:
             return _reply(exc.code, dict(exc.headers), exc.read())

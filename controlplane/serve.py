@@ -2,6 +2,11 @@
 
 `controlplane serve` wires these pieces together with the xDS server and the HAProxy
 managers; `ApiServer` runs beside them on the same event loop.
+
+Transport security: the xDS server hands out private keys, so it speaks plain text only on a
+loopback address or when told `xds_insecure` (with a warning); elsewhere it needs mutual TLS
+(`xds_tls`). The API serves TLS with `api_tls`; without it, tokens are accepted only from
+loopback (`controlplane.api.deps`), and a server listening elsewhere warns at start.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +39,12 @@ from .haproxy.agent_api import agent_router
 from .haproxy.bundles import RenderedBundles
 from .haproxy.manager import ApplyResult, HAProxyManager
 from .model import TARGETS, ConfigError, Issue, Target, load_file, target_issues
+from .model.tls import PemFileError, read_pem_file
 from .model.types import split_address
 from .store import Conflict, Revision, SQLiteStore, Store
 from .xds.cache import SnapshotCache
 from .xds.ledger import Ledger
-from .xds.server import XdsServer
+from .xds.server import XdsServer, XdsTls
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,69 @@ def parse_listen(text: str) -> tuple[str, int]:
         return split_address(text)
     except ValueError as exc:
         raise ServeError(f"{text!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a TLS server: its certificate chain and key, and for mutual TLS the CA
+    whose certificates clients must present."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+def check_tls_files(files: TlsFiles, flags: str) -> None:
+    """ServeError (naming `flags`) unless the certificate and key load together and the
+    client CA, if any, loads."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(files.cert, files.key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise ServeError(f"{flags}: {files.cert} and {files.key} do not load: {reason}") from None
+    if files.client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=files.client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
+            raise ServeError(f"{flags}: {files.client_ca} does not load: {reason}") from None
+
+
+def load_xds_tls(files: TlsFiles) -> XdsTls:
+    """The xDS server's mutual TLS from PEM files (ServeError when they do not load)."""
+    flags = "--xds-tls-cert/--xds-tls-key/--xds-client-ca"
+    if files.client_ca is None:
+        raise ServeError(f"{flags}: xDS over TLS needs the client CA (mutual TLS)")
+    check_tls_files(files, flags)
+    try:
+        cert, key, ca = (read_pem_file(p) for p in (files.cert, files.key, files.client_ca))
+    except PemFileError as exc:
+        raise ServeError(f"{flags}: {exc}") from None
+    return XdsTls(cert.encode(), key.encode(), ca.encode())
+
+
+def check_transport(api_host: str, xds_host: str, options: ServeOptions) -> None:
+    """Refuse plain-text xDS off loopback unless `xds_insecure`; warn about what is insecure."""
+    if options.xds_tls is not None and options.xds_insecure:
+        raise ServeError("--xds-insecure and --xds-tls-cert exclude each other")
+    if options.xds_tls is None and not is_loopback(xds_host):
+        if not options.xds_insecure:
+            raise ServeError(
+                f"plain-text xDS on {xds_host} would hand every private key to any client; "
+                "give --xds-tls-cert, --xds-tls-key and --xds-client-ca, or --xds-insecure"
+            )
+        log.warning(
+            "--xds-insecure: xDS on %s is plain text; any client that reaches it receives the "
+            "config's private keys and may claim any node id",
+            xds_host,
+        )
+    if options.api_tls is None and not is_loopback(api_host):
+        log.warning(
+            "the API listens on %s without TLS: tokens sent over plain HTTP from other machines "
+            "are refused; give --api-tls-cert and --api-tls-key",
+            api_host,
+        )
 
 
 def seed(store: Store, path: str | Path, targets: Sequence[Target] = TARGETS) -> Revision | None:
@@ -87,7 +157,7 @@ def build_app(
     status: StatusSource | None = None,
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),
-    readers: Sequence[APIRouter] = (),
+    agents: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The API app for a server bound on `host`; refuses `insecure_local` off loopback."""
     if insecure_local and not is_loopback(host):
@@ -106,15 +176,17 @@ def build_app(
         insecure_local=insecure_local,
         explainer=explainer,
         metrics_sources=metrics_sources,
-        readers=readers,
+        agents=agents,
     )
 
 
 class ApiServer:
-    """Uvicorn serving an app on the running event loop, started and stopped by the caller."""
+    """Uvicorn serving an app on the running event loop, started and stopped by the caller;
+    over TLS with `tls` (its certificate and key)."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, tls: TlsFiles | None = None) -> None:
         self.host = host
+        self.tls = tls
         config = uvicorn.Config(
             app,
             host=host,
@@ -123,6 +195,8 @@ class ApiServer:
             lifespan="on",
             access_log=True,
             timeout_graceful_shutdown=1,
+            ssl_certfile=str(tls.cert) if tls else None,
+            ssl_keyfile=str(tls.key) if tls else None,
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -138,7 +212,7 @@ class ApiServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def start(self, timeout: float = 10.0) -> None:
         """Serve in a task; return once listening (ServeError when it could not start)."""
@@ -204,6 +278,9 @@ class ServeOptions:
     haproxy_bin: str = "haproxy"
     haproxy_bind: str | None = None
     workdir: Path = Path("run")
+    xds_tls: TlsFiles | None = None
+    xds_insecure: bool = False
+    api_tls: TlsFiles | None = None
 
 
 @dataclass
@@ -236,6 +313,10 @@ async def start_server(options: ServeOptions) -> Running:
     the local HAProxies and the API, and push the head revision to them."""
     api_host, api_port = parse_listen(options.api)
     xds_host, xds_port = parse_listen(options.xds)
+    check_transport(api_host, xds_host, options)
+    xds_credentials = load_xds_tls(options.xds_tls) if options.xds_tls else None
+    if options.api_tls is not None:
+        check_tls_files(options.api_tls, "--api-tls-cert/--api-tls-key")
     tokens = TokenSet.load(options.tokens_file)
     store = open_store(options.db)
     started: list[LocalHAProxy] = []
@@ -244,7 +325,7 @@ async def start_server(options: ServeOptions) -> Running:
         if options.config is not None:
             seed(store, options.config, options.targets)
         ledger, index, cache = Ledger(), RevisionIndex(), SnapshotCache()
-        xds = XdsServer(cache, ledger)
+        xds = XdsServer(cache, ledger, tls=xds_credentials)
         await xds.start(xds_host, xds_port)
         for group in options.haproxy_groups:
             manager = HAProxyManager(
@@ -277,9 +358,9 @@ async def start_server(options: ServeOptions) -> Running:
             status=status,
             explainer=ProxyDiffExplainer(options.targets),
             metrics_sources=[FleetMetrics(ledger)],
-            readers=[agent_router(bundles, ledger)],
+            agents=[agent_router(bundles, ledger)],
         )
-        api = ApiServer(app, api_host, api_port)
+        api = ApiServer(app, api_host, api_port, options.api_tls)
         await api.start()
     except BaseException:
         if xds is not None:

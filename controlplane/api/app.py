@@ -16,7 +16,7 @@ from ..model import TARGETS, Config, Target
 from ..store import Store
 from . import routes_config, routes_objects, routes_status
 from .auth import Authorizer, TokenSet
-from .deps import ApiContext, reader
+from .deps import ApiContext, agent
 from .diff import DiffExplainer, ModelOnly
 from .errors import install_error_handlers
 from .metrics import ApiMetrics, MetricsSource
@@ -31,7 +31,8 @@ One declarative load-balancing config, served to Envoy (xDS) and HAProxy.
 - Reads carry `ETag: "<revision>"`. A write with `If-Match: "<revision>"` is refused with
   409 when the head has moved on; a write without If-Match applies to the current head
   (last writer wins).
-- `Authorization: Bearer <token>`: `read` scope for GET and dry runs, `write` for changes.
+- `Authorization: Bearer <token>`: `read` scope for GET and dry runs, `write` for changes,
+  `agent` (bound to node groups) for the HAProxy agents' bundle feed of those groups.
 - Errors: `{"error": "...", "issues": [{"path": "...", "message": "..."}]}`.
 """
 
@@ -45,7 +46,7 @@ def create_app(
     insecure_local: bool = False,
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),
-    readers: Sequence[APIRouter] = (),
+    agents: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """The API over `store`.
 
@@ -53,8 +54,9 @@ def create_app(
     start); `status` answers /v1/status; `targets` are the proxy kinds served, whose limits
     every write is checked against; `insecure_local` admits requests without a token (the
     caller binds loopback only); `explainer` adds per-proxy detail to dry runs;
-    `metrics_sources` add families to /metrics; `readers` are more routers served under
-    /v1 to callers with the `read` scope (the HAProxy agents' bundle endpoints).
+    `metrics_sources` add families to /metrics; `agents` are more routers served under /v1
+    to the agents of the node group their path names as `{group}` (the HAProxy agents'
+    bundle endpoints): tokens with the `agent` scope for that group, and no others.
     """
     from .writes import ConfigWriter
 
@@ -89,8 +91,8 @@ def create_app(
     app.include_router(routes_config.router())
     app.include_router(routes_objects.router())
     app.include_router(routes_status.router())
-    for extra in readers:
-        app.include_router(extra, prefix="/v1", dependencies=[Depends(reader)])
+    for extra in agents:
+        app.include_router(extra, prefix="/v1", dependencies=[Depends(agent)])
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

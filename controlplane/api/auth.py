@@ -1,8 +1,11 @@
-"""Bearer tokens with `read` and `write` scopes.
+"""Bearer tokens with `read`, `write` and `agent` scopes.
 
 Tokens come from a file or the CONTROLPLANE_TOKENS environment variable, both a YAML or
-JSON list of `{name, token | sha256, scopes}`. Only SHA-256 digests are kept in memory
-and compared (in constant time); logs name a token by its `name`, never its value.
+JSON list of `{name, token | sha256, scopes, groups}`. `read` reads the config and status
+(and dry-runs), `write` changes the config, `agent` is what an HAProxy agent holds: it fetches
+the bundle of, and reports for, the node groups listed in `groups` (required with `agent`, and
+only there). Only SHA-256 digests are kept in memory and compared (in constant time); logs
+name a token by its `name`, never its value.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-Scope = Literal["read", "write"]
-SCOPES: tuple[Scope, ...] = ("read", "write")
+Scope = Literal["read", "write", "agent"]
+SCOPES: tuple[Scope, ...] = ("read", "write", "agent")
 ENV_VAR = "CONTROLPLANE_TOKENS"
 LOCAL_PRINCIPAL = "local"
 """The author of writes made without a token on an `insecure_local` server."""
@@ -31,19 +34,28 @@ class TokenFileError(ValueError):
 
 @dataclass(frozen=True)
 class Token:
-    """A credential: its name (for logs and revision authors), digest and scopes."""
+    """A credential: its name (for logs and revision authors), digest, scopes, and the node
+    groups its `agent` scope is for."""
 
     name: str
     sha256: str
     scopes: frozenset[Scope]
+    groups: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request is: a token's name and scopes (or the local user of an insecure server)."""
+    """Who a request is: a token's name, scopes and agent groups (or the local user of an
+    insecure server, who is an agent of every group)."""
 
     name: str
     scopes: frozenset[Scope]
+    groups: frozenset[str] = frozenset()
+    every_group: bool = False
+
+    def is_agent_of(self, group: str) -> bool:
+        """Whether this principal may fetch and report for node group `group` as an agent."""
+        return "agent" in self.scopes and (self.every_group or group in self.groups)
 
 
 def digest(token: str) -> str:
@@ -67,11 +79,11 @@ class TokenSet:
         for token in self.tokens:
             if hmac.compare_digest(token.sha256, presented_digest) and found is None:
                 found = token
-        return Principal(found.name, found.scopes) if found else None
+        return Principal(found.name, found.scopes, found.groups) if found else None
 
     @classmethod
     def from_data(cls, data: Any, source: str) -> TokenSet:
-        """Tokens from plain data: a list of `{name, token | sha256, scopes}`."""
+        """Tokens from plain data: a list of `{name, token | sha256, scopes, groups}`."""
         if data is None:
             return cls()
         if not isinstance(data, list):
@@ -108,7 +120,7 @@ class TokenSet:
 def _token(item: Any, where: str) -> Token:
     if not isinstance(item, dict):
         raise TokenFileError(f"{where}: expected a mapping with name, token or sha256, scopes")
-    unknown = set(item) - {"name", "token", "sha256", "scopes"}
+    unknown = set(item) - {"name", "token", "sha256", "scopes", "groups"}
     if unknown:
         raise TokenFileError(f"{where}: unknown fields {', '.join(sorted(unknown))}")
     name = item.get("name")
@@ -128,7 +140,19 @@ def _token(item: Any, where: str) -> Token:
     scopes = item.get("scopes")
     if not isinstance(scopes, list) or not scopes or any(s not in SCOPES for s in scopes):
         raise TokenFileError(f"{where}.scopes: a non-empty list of {', '.join(SCOPES)}")
-    return Token(name, sha, frozenset(scopes))
+    groups = item.get("groups")
+    if "agent" in scopes:
+        if (
+            not isinstance(groups, list)
+            or not groups
+            or any(not isinstance(g, str) or not g for g in groups)
+        ):
+            raise TokenFileError(
+                f"{where}.groups: the agent scope needs the list of node groups it serves"
+            )
+    elif groups is not None:
+        raise TokenFileError(f"{where}.groups: groups bind the agent scope, which it lacks")
+    return Token(name, sha, frozenset(scopes), frozenset(groups or ()))
 
 
 def is_loopback(host: str) -> bool:
@@ -173,5 +197,5 @@ class Authorizer:
     def local(self) -> Principal | None:
         """The principal of a tokenless request, None when such requests are refused."""
         if self.insecure_local:
-            return Principal(LOCAL_PRINCIPAL, frozenset(SCOPES))
+            return Principal(LOCAL_PRINCIPAL, frozenset(SCOPES), every_group=True)
         return None

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..model import Target
 from ..store import Store
-from .auth import Authorizer, Principal, Scope
+from .auth import Authorizer, Principal, Scope, is_loopback
 from .diff import DiffExplainer
 from .errors import ApiError, bad_input
 from .metrics import ApiMetrics, MetricsSource
@@ -47,7 +47,50 @@ def context(request: Request) -> ApiContext:
     return ctx
 
 
-_bearer = HTTPBearer(auto_error=False, description="A token with the `read` or `write` scope.")
+_bearer = HTTPBearer(
+    auto_error=False, description="A token with the `read`, `write` or `agent` scope."
+)
+
+
+PLAIN_HTTP = (
+    "tokens are refused over plain HTTP except on loopback; reach the API over TLS "
+    "(serve --api-tls-cert/--api-tls-key)"
+)
+
+
+def _over_plain_http_from_afar(request: Request) -> bool:
+    """Whether the request came over plain HTTP on a connection that leaves this machine."""
+    if request.url.scheme == "https":
+        return False
+    server, client = request.scope.get("server"), request.scope.get("client")
+    return not (server and client and is_loopback(server[0]) and is_loopback(client[0]))
+
+
+def authenticated(request: Request) -> Principal:
+    """Who sends the request: 401 without a valid token (unless the server admits tokenless
+    local requests); 403 for a token sent over plain HTTP from another machine."""
+    authorizer = context(request).authorizer
+    if request.headers.get("authorization") and _over_plain_http_from_afar(request):
+        log.warning("refused %s %s: a token over plain HTTP", request.method, request.url.path)
+        raise ApiError(403, PLAIN_HTTP)
+    try:
+        principal = authorizer.principal(request.headers.get("authorization"))
+    except PermissionError as exc:
+        log.warning("refused %s %s: %s", request.method, request.url.path, exc)
+        raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    if principal is None:
+        principal = authorizer.local()
+    if principal is None:
+        raise ApiError(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    request.state.principal = principal.name
+    return principal
+
+
+def _refuse(request: Request, principal: Principal, needs: str) -> ApiError:
+    log.warning(
+        "refused %s %s to %s: needs %s", request.method, request.url.path, principal.name, needs
+    )
+    return ApiError(403, f"the token {principal.name!r} lacks {needs}")
 
 
 def require(scope: Scope) -> Callable[..., Principal]:
@@ -58,28 +101,9 @@ def require(scope: Scope) -> Callable[..., Principal]:
         request: Request,
         _credentials: HTTPAuthorizationCredentials | None = Security(_bearer),
     ) -> Principal:
-        authorizer = context(request).authorizer
-        try:
-            principal = authorizer.principal(request.headers.get("authorization"))
-        except PermissionError as exc:
-            log.warning("refused %s %s: %s", request.method, request.url.path, exc)
-            raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
-        if principal is None:
-            principal = authorizer.local()
-        if principal is None:
-            raise ApiError(
-                401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-            )
+        principal = authenticated(request)
         if scope not in principal.scopes:
-            log.warning(
-                "refused %s %s to %s: needs scope %s",
-                request.method,
-                request.url.path,
-                principal.name,
-                scope,
-            )
-            raise ApiError(403, f"the token {principal.name!r} lacks the {scope!r} scope")
-        request.state.principal = principal.name
+            raise _refuse(request, principal, f"the {scope!r} scope")
         return principal
 
     return dependency
@@ -87,6 +111,19 @@ def require(scope: Scope) -> Callable[..., Principal]:
 
 reader = require("read")
 writer = require("write")
+
+
+def agent(
+    request: Request,
+    _credentials: HTTPAuthorizationCredentials | None = Security(_bearer),
+) -> Principal:
+    """A dependency admitting the agents of the node group named by the path's `{group}`:
+    the `agent` scope with that group (403 otherwise, for read and write tokens too)."""
+    principal = authenticated(request)
+    group = str(request.path_params.get("group", ""))
+    if not principal.is_agent_of(group):
+        raise _refuse(request, principal, f"the 'agent' scope for node group {group!r}")
+    return principal
 
 
 MAX_DEPTH = 32

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
+from ..model.tls import REDACT_KEYS
 from ..model.types import Model
 
 
@@ -15,8 +16,9 @@ def etag(revision: int) -> str:
 
 
 def shown(obj: Model) -> dict[str, Any]:
-    """An object as the API shows it: fields that keep their default left out (as in YAML)."""
-    return obj.model_dump(mode="json", exclude_defaults=True)
+    """An object as the API shows it: fields that keep their default left out (as in YAML),
+    private keys redacted (see `controlplane.api.secrets`)."""
+    return obj.model_dump(mode="json", exclude_defaults=True, context={REDACT_KEYS: True})
 
 
 def json_at(

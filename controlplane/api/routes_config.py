@@ -16,6 +16,7 @@ from .deps import YAML_TYPES, author_message, context, read_body, reader, writer
 from .diff import model_diff
 from .errors import bad_input, not_found
 from .responses import ERRORS, errors, etag, json_at, shown
+from .secrets import restore_keys
 from .writes import Precondition, head_number, plain
 
 CONFIG_BODY = {
@@ -50,7 +51,9 @@ def router() -> APIRouter:
         number = head_number(found)
         if any(t in request.headers.get("accept", "") for t in YAML_TYPES):
             return Response(
-                dump_yaml(config), media_type="application/yaml", headers={"ETag": etag(number)}
+                dump_yaml(config, redact_keys=True),
+                media_type="application/yaml",
+                headers={"ETag": etag(number)},
             )
         return json_at(shown(config), number)
 
@@ -93,8 +96,9 @@ def router() -> APIRouter:
         ctx = context(request)
         body = await read_body(request, allow_yaml=True)
         head = await run_in_threadpool(ctx.store.head)
-        config = await run_in_threadpool(ctx.writer.check, body)
         old = head.config if head else None
+        restore_keys(body, old)
+        config = await run_in_threadpool(ctx.writer.check, body)
         return json_at(
             {
                 "valid": True,

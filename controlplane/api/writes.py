@@ -11,6 +11,7 @@ from typing import Any
 from ..model import Config, ConfigError, Target, parse_config, target_issues
 from ..store import Conflict, Revision, Store
 from .errors import ApiError, bad_input, invalid, issue_json
+from .secrets import restore_keys
 
 Change = Callable[[dict[str, Any]], Any]
 """Changes the plain data in place; may raise ApiError (404, 409, 422)."""
@@ -114,6 +115,7 @@ class ConfigWriter:
                     raise stale(number)
                 data = plain(head.config) if head else plain(Config())
                 change(data)
+                restore_keys(data, head.config if head else None)
                 config = self.check(data)
                 if head is not None and config == head.config:
                     return WriteResult(number, False, head.config)

@@ -2,12 +2,15 @@
 
 The bootstrap holds only what Envoy needs before it can talk to us: its node identity (the
 node's `cluster` is its group, which picks its snapshot), the admin listener, and one static
-cluster reaching the xDS server over HTTP/2. Listeners and clusters come over ADS.
+cluster reaching the xDS server over HTTP/2 (over mutual TLS with `XdsClientTls`: the node's
+certificate must name its id and group, see `controlplane.xds.identity`). Listeners and
+clusters come over ADS.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -34,6 +37,40 @@ a cookie or header matched against a long exact value already does; HAProxy (PCR
 limit. Raised so that what the model accepts runs on both; beyond it Envoy still NACKs."""
 
 
+@dataclass(frozen=True)
+class XdsClientTls:
+    """Files (on the Envoy's host) for mutual TLS to the xDS server: the CA that signed the
+    server's certificate, and the node's own certificate chain and private key."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+def _tls_socket(tls: XdsClientTls, xds_host: str) -> dict[str, Any]:
+    """An UpstreamTlsContext that presents the node's certificate and accepts only a server
+    certificate from `tls.ca` naming `xds_host` (as a DNS or IP SAN)."""
+    san_type = "IP_ADDRESS" if _is_ip(xds_host) else "DNS"
+    context: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificates": [
+                {"certificate_chain": {"filename": tls.cert}, "private_key": {"filename": tls.key}}
+            ],
+            "validation_context": {
+                "trusted_ca": {"filename": tls.ca},
+                "match_typed_subject_alt_names": [
+                    {"san_type": san_type, "matcher": {"exact": xds_host}}
+                ],
+            },
+        },
+    }
+    if not _is_ip(xds_host):
+        context["sni"] = xds_host
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
 def bootstrap(
     node_id: str,
     group: str,
@@ -45,14 +82,46 @@ def bootstrap(
     admin_host: str = "127.0.0.1",
     retry_base_s: float = 0.5,
     retry_max_s: float = 10.0,
+    tls: XdsClientTls | None = None,
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (as a dict) for one node of `group`.
 
     `delta` picks incremental xDS (`DELTA_GRPC`) over state of the world (`GRPC`).
     `retry_base_s`/`retry_max_s` bound the backoff with which Envoy reconnects to the
-    xDS server after losing it.
+    xDS server after losing it. `tls` reaches the xDS server over mutual TLS (plain text
+    without it).
     """
     config_source = {"ads": {}, "resource_api_version": "V3"}
+    xds_cluster: dict[str, Any] = {
+        "name": XDS_CLUSTER,
+        "type": "STATIC" if _is_ip(xds_host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"address": xds_host, "port_value": xds_port}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    if tls is not None:
+        xds_cluster["transport_socket"] = _tls_socket(tls, xds_host)
     return {
         "node": {"id": node_id, "cluster": group},
         "admin": {
@@ -91,41 +160,7 @@ def bootstrap(
                 }
             ]
         },
-        "static_resources": {
-            "clusters": [
-                {
-                    "name": XDS_CLUSTER,
-                    "type": "STATIC" if _is_ip(xds_host) else "STRICT_DNS",
-                    "connect_timeout": "1s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/"
-                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": {"http2_protocol_options": {}},
-                        }
-                    },
-                    "load_assignment": {
-                        "cluster_name": XDS_CLUSTER,
-                        "endpoints": [
-                            {
-                                "lb_endpoints": [
-                                    {
-                                        "endpoint": {
-                                            "address": {
-                                                "socket_address": {
-                                                    "address": xds_host,
-                                                    "port_value": xds_port,
-                                                }
-                                            }
-                                        }
-                                    }
-                                ]
-                            }
-                        ],
-                    },
-                }
-            ]
-        },
+        "static_resources": {"clusters": [xds_cluster]},
     }
 
 

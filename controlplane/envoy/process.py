@@ -56,8 +56,12 @@ class EnvoyProcess:
         xds_host: str = "127.0.0.1",
         concurrency: int = 1,
         log_level: str = "warning",
+        bootstrap: str | None = None,
     ) -> None:
+        """`bootstrap` is the bootstrap YAML to run (e.g. `controlplane envoy-bootstrap`'s);
+        by default one for `node_id`, `group` and the xDS server, reconnecting quickly."""
         self.workdir = Path(workdir)
+        self.bootstrap = bootstrap
         self.node_id = node_id
         self.group = group
         self.xds_port = xds_port
@@ -78,7 +82,8 @@ class EnvoyProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.admin_address_path.unlink(missing_ok=True)
         self.config_path.write_text(
-            bootstrap_yaml(
+            self.bootstrap
+            or bootstrap_yaml(
                 self.node_id,
                 self.group,
                 self.xds_host,

@@ -6,18 +6,10 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 
 from ..model import Certificate
-from ..model.tls import is_inline_pem
 from .common import packed
 
 ALPN = ("h2", "http/1.1")
 """What an https listener offers in ALPN: HTTP/2 first, HTTP/1.1 otherwise."""
-
-
-def data_source(value: str) -> base_pb2.DataSource:
-    """Inline PEM text, or a file Envoy reads itself."""
-    if is_inline_pem(value):
-        return base_pb2.DataSource(inline_string=value)
-    return base_pb2.DataSource(filename=value)
 
 
 def downstream_tls_socket(certificate: Certificate) -> base_pb2.TransportSocket:
@@ -26,8 +18,8 @@ def downstream_tls_socket(certificate: Certificate) -> base_pb2.TransportSocket:
         common_tls_context=tls_pb2.CommonTlsContext(
             tls_certificates=[
                 common_pb2.TlsCertificate(
-                    certificate_chain=data_source(certificate.cert),
-                    private_key=data_source(certificate.key),
+                    certificate_chain=base_pb2.DataSource(inline_string=certificate.cert),
+                    private_key=base_pb2.DataSource(inline_string=certificate.key),
                 )
             ],
             alpn_protocols=list(ALPN),

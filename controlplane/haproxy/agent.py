@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from .. import __version__
+from ..client import tls_context
 from .bundle import Bundle
 from .manager import ApplyMode, ApplyResult, HAProxyManager
 
@@ -102,7 +103,10 @@ class BundleClient:
         instance_id: str,
         token: str | None = None,
         connect_timeout: float = 5.0,
+        ca: str | None = None,
     ) -> None:
+        """`ca` is the CA file an https server's certificate is verified against (default:
+        the system's CAs)."""
         self.group = group
         self.instance_id = instance_id
         headers = {"User-Agent": f"controlplane-haproxy-agent/{__version__}"}
@@ -110,7 +114,9 @@ class BundleClient:
             headers["Authorization"] = f"Bearer {token}"
         self._base = f"{check_server_url(server_url)}{API_PREFIX}/haproxy/{quote(group, safe='')}"
         self._connect_timeout = connect_timeout
-        self._http = httpx.Client(headers=headers, timeout=self._timeout(10.0))
+        self._http = httpx.Client(
+            headers=headers, timeout=self._timeout(10.0), verify=tls_context(ca)
+        )
 
     def fetch(self, known: str | None, wait: float) -> Fetched | None:
         """The group's bundle when it differs from `known`; None when it is still `known` after
@@ -171,6 +177,7 @@ class BundleClient:
 class HAProxyAgent:
     """Follows one node group's bundle from the control plane and keeps a local HAProxy on it.
 
+    `ca` is the CA file that signed an https server's certificate (default: the system's CAs);
     `poll_wait` is how long each request waits for a change (also the longest `stop()` may take
     to be noticed while the server is quiet); `backoff_initial` and `backoff_max` bound the
     delays between attempts while the server is unreachable or a start or reload failed.
@@ -185,6 +192,7 @@ class HAProxyAgent:
         instance_id: str | None = None,
         token: str | None = None,
         *,
+        ca: str | None = None,
         poll_wait: float = 30.0,
         backoff_initial: float = 0.2,
         backoff_max: float = 10.0,
@@ -197,7 +205,7 @@ class HAProxyAgent:
         self.manager = HAProxyManager(
             workdir, haproxy_bin=haproxy_bin, instance_id=self.instance_id, group=group
         )
-        self.client = BundleClient(server_url, group, self.instance_id, token)
+        self.client = BundleClient(server_url, group, self.instance_id, token, ca=ca)
         self.poll_wait = min(poll_wait, 60.0)  # the server's limit
         self._backoff = Backoff(backoff_initial, backoff_max)
         self._retry_backoff = Backoff(max(backoff_initial, 1.0), max(backoff_max, 30.0))

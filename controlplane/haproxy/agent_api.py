@@ -9,7 +9,11 @@ Two endpoints, meant to be mounted under `/v1` by the API (which also applies au
   `If-None-Match` may stand in for `known`. 404 for a group that has no bundle.
   `instance=ID` (optional) marks the agent as seen in the ledger while it polls.
 - `POST /haproxy/{group}/status`: what applying a version did (`StatusReport`), recorded in the
-  ledger as an ACK or a NACK of kind "haproxy"; 204.
+  ledger as an ACK or a NACK of kind "haproxy"; 204. 409 when the instance id is already
+  another proxy's in the ledger (an Envoy, a local HAProxy, an agent of another group).
+
+The API admits only agents of `{group}` here (see `controlplane.api.deps.agent`); the bundle
+holds the group's private keys, and nothing else of the config.
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
     ) -> Response:
         if known is None and if_none_match is not None:
             known = if_none_match.strip().removeprefix("W/").strip('"') or None
-        if instance:
+        if instance and _is_agent(ledger, instance, group):
             ledger.seen(instance)
         if known is not None and wait > 0:
             gone, entry = await _unless_disconnected(
@@ -117,7 +121,7 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
                 return Response(status_code=304)  # nobody is listening any more
         else:
             entry = source.current(group)
-        if instance:
+        if instance and _is_agent(ledger, instance, group):
             ledger.seen(instance)
         if entry is None:
             raise HTTPException(404, f"no HAProxy bundle for node group {group!r}")
@@ -134,6 +138,13 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         summary="Report what applying a version did (ACK or NACK)",
     )
     def post_status(group: GroupName, report: StatusReport) -> Response:
+        known = ledger.get(report.instance_id)
+        if known is not None and not _is_agent(ledger, report.instance_id, group):
+            raise HTTPException(
+                409,
+                f"instance id {report.instance_id!r} is another proxy's ({known.kind} of node "
+                f"group {known.group!r}); give this agent its own --instance-id",
+            )
         ledger.record_apply(
             report.instance_id,
             group,
@@ -152,6 +163,17 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         return Response(status_code=204)
 
     return router
+
+
+def _is_agent(ledger: Ledger, instance: str, group: str) -> bool:
+    """Whether the ledger knows `instance` as an agent's HAProxy of `group`."""
+    known = ledger.get(instance)
+    return (
+        known is not None
+        and known.kind == "haproxy"
+        and known.group == group
+        and known.detail.get("via") == "agent"
+    )
 
 
 async def _unless_disconnected(

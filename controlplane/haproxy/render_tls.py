@@ -10,7 +10,6 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..model import Listener
-from ..model.tls import pem_text
 
 
 def _digest(text: str) -> str:
@@ -31,8 +30,8 @@ def tls_files(listener: Listener) -> TlsFiles:
     files: dict[str, str] = {}
     lines = []
     for index, certificate in enumerate(listener.certificates):
-        cert = pem_text(certificate.cert).strip() + "\n"
-        key = pem_text(certificate.key).strip() + "\n"
+        cert = certificate.cert.strip() + "\n"
+        key = certificate.key.strip() + "\n"
         content = cert + key
         name = f"{listener.name}.{index}.{_digest(content)}.pem"
         files[name] = content

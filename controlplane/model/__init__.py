@@ -8,7 +8,14 @@ from .cluster import Cluster, Endpoint, HashCookie, HashOn, HealthCheck
 from .config import DEFAULT_GROUP, Config, NodeGroup, referenced_clusters
 from .errors import ConfigError, Issue, format_path
 from .listener import Certificate, Listener, SniRoute
-from .loading import ConfigFileError, dump_yaml, load_file, load_text, parse_text
+from .loading import (
+    ConfigFileError,
+    dump_yaml,
+    load_file,
+    load_text,
+    parse_text,
+    resolve_certificate_files,
+)
 from .precedence import ordered_routes, precedence_order
 from .route import (
     DirectResponse,
@@ -64,6 +71,7 @@ __all__ = [
     "parse_text",
     "precedence_order",
     "referenced_clusters",
+    "resolve_certificate_files",
     "split_address",
     "target_issues",
     "validate_config",

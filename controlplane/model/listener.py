@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializationInfo, field_serializer, model_validator
 
 from .route import VirtualHost
+from .tls import REDACT_KEYS, Pem, redacted
 from .types import BindAddress, Model, Name
 
 Protocol = Literal["http", "https", "tcp", "tls"]
@@ -23,16 +24,25 @@ ServerName = Annotated[
 
 
 class Certificate(Model):
-    """A certificate chain and its key, each a file path or inline PEM text.
+    """A certificate chain and its private key, both inline PEM text.
 
     The certificate is served to clients whose SNI matches one of `server_names`: an exact
     name beats a `*.suffix` wildcard, a longer wildcard beats a shorter one; the listener's
     first certificate is served when no name matches.
+
+    Config files may name PEM files instead (read when the file is loaded). The REST API
+    never shows a private key: reads show `redacted:sha256:<digest of the PEM>` in its place,
+    and a write that sends that marker back keeps the key it stands for.
     """
 
     server_names: list[ServerName] = Field(default_factory=list)
-    cert: str = Field(min_length=1, description="PEM text, or the path of a PEM file.")
-    key: str = Field(min_length=1, description="PEM text, or the path of a PEM file.")
+    cert: Pem = Field(description="The certificate chain, PEM.")
+    key: Pem = Field(description="The private key, PEM.", repr=False)
+
+    @field_serializer("key")
+    def _key_as_shown(self, key: str, info: SerializationInfo) -> str:
+        """The key, or its redaction marker when dumped with the REDACT_KEYS context."""
+        return redacted(key) if info.context and info.context.get(REDACT_KEYS) else key
 
 
 class SniRoute(Model):

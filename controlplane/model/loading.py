@@ -10,7 +10,7 @@ import yaml
 
 from .config import Config
 from .errors import ConfigError, Issue
-from .tls import is_inline_pem
+from .tls import REDACT_KEYS, PemFileError, is_inline_pem, read_pem_file
 from .validate import parse_config
 
 
@@ -35,9 +35,17 @@ def parse_text(text: str, source: str = "<config>") -> Any:
         raise ConfigFileError(f"{source}: {exc}") from None
 
 
-def load_text(text: str, source: str = "<config>") -> Config:
-    """A validated Config from YAML or JSON text."""
-    return _config_from_data(parse_text(text, source))
+def load_text(text: str, source: str = "<config>", files_relative_to: Path | None = None) -> Config:
+    """A validated Config from YAML or JSON text.
+
+    With `files_relative_to`, certificate and key fields may name PEM files (relative paths
+    from that directory), read as `resolve_certificate_files` does; without it they must be
+    inline PEM.
+    """
+    data = parse_text(text, source)
+    if files_relative_to is not None:
+        resolve_certificate_files(data, files_relative_to)
+    return _config_from_data(data)
 
 
 def _config_from_data(data: Any) -> Config:
@@ -51,32 +59,47 @@ def _config_from_data(data: Any) -> Config:
 def load_file(path: str | Path) -> Config:
     """A validated Config from a YAML or JSON file.
 
-    Relative certificate and key paths are relative to the file's own directory; the
-    returned Config holds them as absolute paths.
+    Certificate and key fields may name PEM files, relative to the file's own directory; the
+    returned Config holds their text (see `resolve_certificate_files`).
     """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigFileError(f"{path}: {exc.strerror}") from None
-    data = parse_text(text, str(path))
-    _anchor_certificate_paths(data, path.resolve().parent)
-    return _config_from_data(data)
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{path}: not UTF-8 text") from None
+    return load_text(text, str(path), files_relative_to=path.resolve().parent)
 
 
-def _anchor_certificate_paths(data: Any, base: Path) -> None:
-    if not isinstance(data, dict) or not isinstance(data.get("listeners"), list):
-        return
-    for listener in data["listeners"]:
+def resolve_certificate_files(data: Any, base: Path) -> None:
+    """Replace each certificate and key field of plain config data that names a file (any
+    value without PEM text) by the file's content, relative paths taken from `base`.
+
+    Files are read as `read_pem_file` does: regular files of at most MAX_PEM bytes. Raises
+    ConfigError naming the field of every file that cannot be read; what a file holds is
+    checked by validation, as inline PEM is.
+    """
+    issues = []
+    listeners = data.get("listeners") if isinstance(data, dict) else None
+    for li, listener in enumerate(listeners if isinstance(listeners, list) else ()):
         certificates = listener.get("certificates") if isinstance(listener, dict) else None
-        for cert in certificates if isinstance(certificates, list) else ():
+        for ci, cert in enumerate(certificates if isinstance(certificates, list) else ()):
             for field in ("cert", "key"):
                 value = cert.get(field) if isinstance(cert, dict) else None
-                if isinstance(value, str) and not is_inline_pem(value):
-                    cert[field] = str(base / value)
+                if not isinstance(value, str) or is_inline_pem(value) or not value:
+                    continue
+                try:
+                    cert[field] = read_pem_file(base / value)
+                except PemFileError as exc:
+                    issues.append(Issue(("listeners", li, "certificates", ci, field), str(exc)))
+    if issues:
+        raise ConfigError(issues)
 
 
-def dump_yaml(config: Config) -> str:
-    """The config as YAML, fields that keep their default omitted."""
-    data = config.model_dump(mode="json", exclude_defaults=True)
+def dump_yaml(config: Config, redact_keys: bool = False) -> str:
+    """The config as YAML, fields that keep their default omitted; private keys shown as their
+    redaction marker with `redact_keys`."""
+    context = {REDACT_KEYS: True} if redact_keys else None
+    data = config.model_dump(mode="json", exclude_defaults=True, context=context)
     return yaml.safe_dump(data, sort_keys=False)

@@ -3,6 +3,10 @@
 Responses are written as bytes assembled from the cache (see `cache.Selection`), so the
 response serialiser is the identity: a push costs each stream a write (and at most a byte
 concatenation), never a protobuf serialisation.
+
+With `XdsTls` the server speaks mutual TLS: a client without a certificate from the client CA
+cannot connect, and a stream whose node (id and group) is not one its certificate names (see
+`controlplane.xds.identity`) ends with PERMISSION_DENIED before anything is sent or recorded.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -17,8 +22,15 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from controlplane.xds import types
 from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.identity import PeerIdentity
 from controlplane.xds.ledger import Ledger
-from controlplane.xds.stream import DeltaStream, DiscoveryStream, SotwStream
+from controlplane.xds.stream import (
+    Authorize,
+    DeltaStream,
+    DiscoveryStream,
+    IdentityRefused,
+    SotwStream,
+)
 
 log = logging.getLogger("controlplane.xds")
 
@@ -66,6 +78,22 @@ def _as_is(payload: bytes) -> bytes:
     return payload
 
 
+@dataclass(frozen=True)
+class XdsTls:
+    """What the server needs for mutual TLS, all PEM: its certificate chain and key, and the
+    CA that signs the proxies' client certificates."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """gRPC server credentials that require a client certificate from `client_ca`."""
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)], root_certificates=self.client_ca, require_client_auth=True
+        )
+
+
 class XdsServer:
     """Serves the snapshots of a `SnapshotCache` to Envoys and records them in a `Ledger`."""
 
@@ -76,10 +104,14 @@ class XdsServer:
         *,
         serialise_per_stream: bool = False,
         grpc_options: list[tuple[str, Any]] | None = None,
+        tls: XdsTls | None = None,
     ) -> None:
         """`serialise_per_stream` turns off shared encodings (a baseline for benchmarks);
-        `grpc_options` are added to (and override) `DEFAULT_GRPC_OPTIONS`."""
+        `grpc_options` are added to (and override) `DEFAULT_GRPC_OPTIONS`; `tls` makes the
+        server speak mutual TLS and bind each stream to its client certificate's identity
+        (plain text without it)."""
         self.cache = cache
+        self.tls = tls
         self.ledger = ledger if ledger is not None else Ledger()
         self.serialise_per_stream = serialise_per_stream
         self._grpc_options = list(
@@ -93,12 +125,21 @@ class XdsServer:
         """Listen on host:port (0: any free port); returns the bound port."""
         server = grpc.aio.server(options=self._grpc_options)
         server.add_generic_rpc_handlers(self._handlers())
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if self.tls is not None:
+            bound = server.add_secure_port(address, self.tls.credentials())
+        else:
+            bound = server.add_insecure_port(address)
         if bound == 0:
             raise OSError(f"cannot listen on {host}:{port}")
         await server.start()
         self._server, self.port = server, bound
-        log.info("xDS server listening on %s:%d", host, bound)
+        log.info(
+            "xDS server listening on %s:%d (%s)",
+            host,
+            bound,
+            "mutual TLS" if self.tls else "plain text",
+        )
         return bound
 
     async def stop(self, grace: float | None = None) -> None:
@@ -173,6 +214,10 @@ class XdsServer:
                 refreshes.add(task)
                 task.add_done_callback(refreshes.discard)
 
+        authorize: Authorize | None = None
+        if self.tls is not None:
+            peer = PeerIdentity.of_peer(context.auth_context())
+            authorize = peer.refusal
         stream = kind(
             self.cache,
             self.ledger,
@@ -180,12 +225,16 @@ class XdsServer:
             wake,
             only_type,
             serialise_per_stream=self.serialise_per_stream,
+            authorize=authorize,
         )
         self._streams.add(stream)
+        refused: IdentityRefused | None = None
         try:
             async for request in requests:
                 async with lock:
                     await stream.handle(request)
+        except IdentityRefused as exc:
+            refused = exc
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
         finally:
@@ -194,3 +243,6 @@ class XdsServer:
             await asyncio.gather(*refreshes, return_exceptions=True)
             stream.close()
             self._streams.discard(stream)
+        if refused is not None:
+            log.warning("refused an xDS stream from %s: %s", context.peer(), refused)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(refused))

@@ -52,6 +52,13 @@ RECENT_KEPT = 8
 
 _stream_numbers = itertools.count(1)
 
+Authorize = Callable[[str, str], str | None]
+"""Why a stream may not be node (id, group); None when it may."""
+
+
+class IdentityRefused(Exception):
+    """The node a stream names is not one its peer may claim; the stream must end."""
+
 
 class _TypeState:
     """What one client subscribed to of one type, and what it was sent and ACKed."""
@@ -104,15 +111,19 @@ class DiscoveryStream:
         only_type: str | None = None,
         *,
         serialise_per_stream: bool = False,
+        authorize: Authorize | None = None,
     ) -> None:
         """`wake` is called (in the stream's loop) when the node's snapshot changes;
-        `only_type` restricts a per-type service stream to one type."""
+        `only_type` restricts a per-type service stream to one type; `authorize` (when given)
+        vets the node of the first request, which is refused with IdentityRefused before the
+        ledger or the cache hear of it."""
         self.cache = cache
         self.ledger = ledger
         self._send = send
         self._wake = wake
         self.only_type = only_type
         self.serialise_per_stream = serialise_per_stream
+        self._authorize = authorize
         self.number = next(_stream_numbers)
         self.node_id: str | None = None
         self.group: str = DEFAULT_GROUP
@@ -125,8 +136,13 @@ class DiscoveryStream:
     def _bind(self, node_id: str, cluster: str) -> None:
         if self.node_id is not None:
             return
+        group = cluster or DEFAULT_GROUP
+        if self._authorize is not None:
+            refusal = self._authorize(node_id, group)
+            if refusal is not None:
+                raise IdentityRefused(refusal)
         self.node_id = node_id or f"anonymous-{self.number}"
-        self.group = cluster or DEFAULT_GROUP
+        self.group = group
         self.ledger.connect(self.node_id, self.group, "envoy")
         self._unwatch = self.cache.watch(self.group, self._wake)
 

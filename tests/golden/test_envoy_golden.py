@@ -14,14 +14,14 @@ from .conftest import GOLDEN_DIR, check_golden, golden_inputs
 
 def envoy_outputs(source: Path) -> dict[Path, str]:
     """Golden file → expected text: `envoy/<feature>.json` for a config without node groups,
-    `envoy/<feature>.<group>.json` for each group otherwise. Absolute paths of files next to
-    the inputs are written relative to tests/golden, so the files do not depend on the checkout.
+    `envoy/<feature>.<group>.json` for each group otherwise. Certificate files the inputs
+    name are read into the resources as inline PEM, as `controlplane render envoy` does.
     """
     config = load_file(source)
     outputs = {}
     for group in config.group_names():
         suffix = "" if not config.node_groups else f".{group}"
-        text = translate(config, group).to_json().replace(str(GOLDEN_DIR.parent), "tests")
+        text = translate(config, group).to_json()
         outputs[GOLDEN_DIR / "envoy" / f"{source.stem}{suffix}.json"] = text
     return outputs
 

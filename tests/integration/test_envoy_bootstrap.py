@@ -8,17 +8,27 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controlplane.envoy.bootstrap import XDS_CLUSTER, bootstrap, bootstrap_yaml
+from controlplane.envoy.bootstrap import XDS_CLUSTER, XdsClientTls, bootstrap, bootstrap_yaml
+from controlplane.xds.identity import node_uri
 from tests.harness.envoy import envoy_binary
+from tests.harness.pki import TestPki
 
 pytestmark = pytest.mark.envoy
 
 
 @pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
 @pytest.mark.parametrize("xds_host", ["127.0.0.1", "controlplane.internal"])
-def test_envoy_validates_the_bootstrap(tmp_path: Path, delta: bool, xds_host: str) -> None:
+@pytest.mark.parametrize("mtls", [False, True], ids=["plain", "mtls"])
+def test_envoy_validates_the_bootstrap(
+    tmp_path: Path, delta: bool, xds_host: str, mtls: bool
+) -> None:
+    tls = None
+    if mtls:
+        pki = TestPki(tmp_path / "pki")
+        node = pki.client("node-1", (node_uri("edge", "node-1"),))
+        tls = XdsClientTls(str(pki.ca), str(node.cert), str(node.key))
     path = tmp_path / "bootstrap.yaml"
-    path.write_text(bootstrap_yaml("node-1", "edge", xds_host, 18000, 19000, delta))
+    path.write_text(bootstrap_yaml("node-1", "edge", xds_host, 18000, 19000, delta, tls=tls))
     result = subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
         capture_output=True,
@@ -42,3 +52,25 @@ def test_bootstrap_fetches_everything_over_ads() -> None:
     assert yaml.safe_load(bootstrap_yaml("n", "g", "127.0.0.1", 1, 2)) == bootstrap(
         "n", "g", "127.0.0.1", 1, 2
     )
+    assert "transport_socket" not in xds  # plain text unless told otherwise
+
+
+@pytest.mark.parametrize(
+    ("xds_host", "san_type"), [("127.0.0.1", "IP_ADDRESS"), ("cp.internal", "DNS")]
+)
+def test_an_mtls_bootstrap_presents_the_node_certificate_and_checks_the_server_name(
+    xds_host: str, san_type: str
+) -> None:
+    tls = XdsClientTls("/etc/cp/ca.crt", "/etc/cp/node.crt", "/etc/cp/node.key")
+    (xds,) = bootstrap("n", "g", xds_host, 18000, 9901, tls=tls)["static_resources"]["clusters"]
+    context = xds["transport_socket"]["typed_config"]
+    common = context["common_tls_context"]
+    assert common["tls_certificates"] == [
+        {"certificate_chain": {"filename": tls.cert}, "private_key": {"filename": tls.key}}
+    ]
+    assert common["validation_context"] == {
+        "trusted_ca": {"filename": tls.ca},
+        "match_typed_subject_alt_names": [{"san_type": san_type, "matcher": {"exact": xds_host}}],
+    }
+    assert common["alpn_protocols"] == ["h2"]
+    assert context.get("sni") == (None if san_type == "IP_ADDRESS" else xds_host)

@@ -1,4 +1,4 @@
-"""A scenario's config made concrete: real backend and listener addresses, absolute cert paths."""
+"""A scenario's config made concrete: real backend and listener addresses, certificates read."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from controlplane.model import Config, parse_config
-from controlplane.model.tls import is_inline_pem
+from controlplane.model import Config, parse_config, resolve_certificate_files
 
 from .format import Scenario
 
@@ -52,11 +51,7 @@ def concrete_data(
         name = listener.get("name")
         if isinstance(name, str) and name in listener_addresses:
             listener["address"] = listener_addresses[name]
-        for certificate in _dicts(listener.get("certificates")):
-            for field in ("cert", "key"):
-                value = certificate.get(field)
-                if isinstance(value, str) and not is_inline_pem(value):
-                    certificate[field] = str(REPO_ROOT / value)
+    resolve_certificate_files(data, REPO_ROOT)
     return data
 
 

@@ -142,3 +142,55 @@ def test_render_refuses_an_unknown_group(proxy: str, tmp_path: Path) -> None:
     result = controlplane("render", proxy, example, "--group", "l9", *output)
     assert result.returncode == 2
     assert result.stderr.strip() == f"{example}: no node group named 'l9' (groups: l4, l7)"
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--xds", "0.0.0.0:18000"], "plain-text xDS on 0.0.0.0 would hand every private key"),
+        (["--xds", "10.1.2.3:18000"], "--xds-tls-cert, --xds-tls-key and --xds-client-ca, or"),
+        (["--xds-tls-cert", "x.crt"], "--xds-tls-cert, --xds-tls-key and --xds-client-ca go"),
+        (["--api-tls-key", "x.key"], "--api-tls-cert and --api-tls-key go together"),
+        (
+            [
+                "--api-tls-cert",
+                str(ROOT / "tests/certs/example.com.crt"),
+                "--api-tls-key",
+                str(ROOT / "tests/certs/other.test.key"),
+            ],
+            "--api-tls-cert/--api-tls-key: ",
+        ),
+    ],
+)
+def test_serve_refuses_an_insecure_or_broken_transport(
+    tmp_path: Path, args: list[str], problem: str
+) -> None:
+    db = tmp_path / "cp.db"
+    result = controlplane("serve", "--db", str(db), "--api", "127.0.0.1:0", *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and problem in lines[0], lines
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--xds-ca", "ca.crt"], "--xds-ca, --tls-cert and --tls-key go together"),
+        (
+            ["--xds-ca", "/nonexistent/ca.crt", "--tls-cert", "a", "--tls-key", "b"],
+            "--xds-ca /nonexistent/ca.crt: not a readable file",
+        ),
+    ],
+)
+def test_envoy_bootstrap_refuses_incomplete_tls(args: list[str], problem: str) -> None:
+    result = controlplane("envoy-bootstrap", "--node-id", "n", "--xds", "127.0.0.1:1", *args)
+    assert result.returncode == 2
+    assert problem in result.stderr.splitlines()[0], result.stderr
+
+
+def test_status_with_a_ca_file_that_does_not_load_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "ca.crt"
+    result = controlplane("status", "--server", "https://127.0.0.1:1", "--ca", str(missing))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"--ca {missing}: No such file or directory"]

@@ -141,7 +141,7 @@ def lab() -> Iterator[Lab]:
         backends = {n.replace("-", "_"): b.address for n, b in fleet.start_all(specs).items()}
         ports = {n: free_port() for n in ("main", "plain", "https", "passthrough", "tcp")}
         text = CONFIG.substitute(backends, **ports, dead=f"{LOCAL}:{free_port()}", certs=CERTS_DIR)
-        config = load_text(text)
+        config = load_text(text, files_relative_to=CERTS_DIR)
         envoy = EnvoyTarget("sotw")
         envoy.start()
         try:

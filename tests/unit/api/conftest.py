@@ -15,7 +15,19 @@ from controlplane.store import SQLiteStore, Store
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's TestClient prefers httpx2
-    from fastapi.testclient import TestClient
+    from fastapi.testclient import TestClient as _TestClient
+
+
+class TestClient(_TestClient):
+    """Starlette's test client over https: the API refuses tokens over plain HTTP from
+    anywhere but loopback, and the test client's peer is not a loopback address."""
+
+    __test__ = False
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("base_url", "https://testserver")
+        super().__init__(app, **kwargs)
+
 
 READ_TOKEN = "reader-secret-0123456789"
 WRITE_TOKEN = "writer-secret-0123456789"

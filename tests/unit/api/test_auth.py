@@ -170,3 +170,40 @@ def test_bad_token_files_are_refused_with_a_reason(text: str, message: str) -> N
 def test_tokens_are_compared_as_digests() -> None:
     assert all(len(t.sha256) == 64 for t in TOKENS.tokens)
     assert TOKENS.authenticate(WRITE_TOKEN).name == "writer"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("peer", "server"),
+    [(("203.0.113.7", 40000), "http://testserver"), (("10.0.0.2", 40000), "http://10.0.0.1")],
+)
+def test_a_token_over_plain_http_from_another_machine_is_refused(
+    seeded: SQLiteStore, peer: tuple[str, int], server: str
+) -> None:
+    app = create_app(seeded, tokens=TOKENS)
+    with TestClient(app, base_url=server, client=peer, headers=bearer(ADMIN_TOKEN)) as remote:
+        before = state(seeded)
+        read = remote.get("/v1/config")
+        write = remote.put("/v1/config", json={})
+    for reply in (read, write):
+        assert reply.status_code == 403, reply.text
+        assert "refused over plain HTTP" in reply.json()["error"]
+        assert "TLS" in reply.json()["error"]
+    assert state(seeded) == before
+
+
+def test_a_token_over_plain_http_on_loopback_or_over_https_is_accepted(
+    seeded: SQLiteStore,
+) -> None:
+    app = create_app(seeded, tokens=TOKENS)
+    local = TestClient(
+        app, base_url="http://127.0.0.1", client=("127.0.0.1", 40000), headers=bearer(READ_TOKEN)
+    )
+    remote_tls = TestClient(
+        app,
+        base_url="https://cp.example",
+        client=("203.0.113.7", 40000),
+        headers=bearer(READ_TOKEN),
+    )
+    with local, remote_tls:
+        assert local.get("/v1/config").status_code == 200
+        assert remote_tls.get("/v1/config").status_code == 200

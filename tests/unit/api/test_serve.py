@@ -11,7 +11,14 @@ import pytest
 
 from controlplane.api import TokenSet
 from controlplane.model import ConfigError, load_file
-from controlplane.serve import ServeError, build_app, parse_listen, seed
+from controlplane.serve import (
+    ServeError,
+    ServeOptions,
+    build_app,
+    check_transport,
+    parse_listen,
+    seed,
+)
 from controlplane.store import SQLiteStore
 
 from .served import served
@@ -95,3 +102,16 @@ def test_serve_then_restart_keeps_the_store(tmp_path: Path) -> None:
             assert {c["name"]: c for c in body["clusters"]}["web"]["connect_timeout"] == "1s"
     finally:
         reopened.close()
+
+
+def test_plain_text_off_loopback_is_refused_or_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ServeError, match=r"plain-text xDS on 0\.0\.0\.0"):
+        check_transport("127.0.0.1", "0.0.0.0", ServeOptions(db=tmp_path / "s.db"))
+
+    check_transport("0.0.0.0", "0.0.0.0", ServeOptions(db=tmp_path / "s.db", xds_insecure=True))
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("--xds-insecure: xDS on 0.0.0.0 is plain text") for w in warnings)
+    assert any(w.startswith("the API listens on 0.0.0.0 without TLS") for w in warnings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -26,3 +28,13 @@ def test_bad_input_exits_2_with_one_line(args: list[str], problem: str) -> None:
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(problem)
     assert "t0k" not in result.output
+
+
+def test_a_ca_file_that_does_not_load_exits_2(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not a certificate\n")
+    args = ["--server", "https://h", "--group", "g", "--haproxy-bin", "/usr/sbin/haproxy"]
+    result = CliRunner().invoke(app, ["haproxy-agent", *args, "--ca", str(ca)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"--ca {ca}: "), lines

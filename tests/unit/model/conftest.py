@@ -40,8 +40,8 @@ def base_config() -> dict[str, Any]:
                 "certificates": [
                     {
                         "server_names": ["example.com"],
-                        "cert": str(CERTS / "example.com.crt"),
-                        "key": str(CERTS / "example.com.key"),
+                        "cert": (CERTS / "example.com.crt").read_text(),
+                        "key": (CERTS / "example.com.key").read_text(),
                     }
                 ],
                 "virtual_hosts": [

@@ -55,10 +55,59 @@ def test_an_empty_file_is_an_empty_config() -> None:
     assert load_text("").listeners == []
 
 
-def test_certificate_paths_are_relative_to_the_config_file() -> None:
-    config = load_file(EXAMPLES[0].parent / "nginx-article.yaml")
+def test_certificate_files_are_read_relative_to_the_config_file() -> None:
+    examples = EXAMPLES[0].parent
+    config = load_file(examples / "nginx-article.yaml")
     cert = config.listeners[0].certificates[0]
-    assert Path(cert.cert).is_absolute() and Path(cert.cert).exists()
+    assert cert.cert == (examples / "certs" / "example.com.crt").read_text()
+    assert cert.key == (examples / "certs" / "example.com.key").read_text()
+
+
+def https_config(cert: str, key: str) -> str:
+    return yaml.safe_dump(
+        {
+            "listeners": [
+                {
+                    "name": "secure",
+                    "address": "127.0.0.1:8443",
+                    "protocol": "https",
+                    "certificates": [{"cert": cert, "key": key}],
+                    "virtual_hosts": [
+                        {
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [{"backends": [{"cluster": "web"}]}],
+                        }
+                    ],
+                }
+            ],
+            "clusters": [{"name": "web", "endpoints": [{"address": "127.0.0.1:9001"}]}],
+        }
+    )
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("/dev/zero", "cannot read /dev/zero: not a regular file"),
+        (".", "not a regular file"),
+        ("missing.key", "missing.key: No such file"),
+        ("big.key", "larger than 65536 bytes"),
+    ],
+)
+def test_a_certificate_file_that_is_not_a_small_regular_file_is_refused_unread(
+    tmp_path: Path, key: str, reason: str
+) -> None:
+    certs = Path(__file__).resolve().parents[2] / "certs"
+    (tmp_path / "big.key").write_bytes(b"-" * 10_000_000)
+    path = tmp_path / "c.yaml"
+    path.write_text(https_config(str(certs / "example.com.crt"), key))
+    with pytest.raises(ConfigError) as refused:
+        load_file(path)
+    [issue] = refused.value.issues
+    assert str(issue).startswith("listeners[0].certificates[0].key: ")
+    assert reason in issue.message
 
 
 def test_a_dumped_config_loads_back_the_same() -> None:

@@ -245,20 +245,41 @@ INVALID: dict[str, tuple[Change, str, str]] = {
         "clusters[0].health_check",
         "not an HTTP status",
     ),
-    "unreadable certificate": (
-        lambda c: c["listeners"][1]["certificates"][0].update(cert="/nonexistent/cert.pem"),
-        "listeners[1].certificates[0]",
-        "cannot read /nonexistent/cert.pem",
+    "certificate given as a file path": (
+        lambda c: c["listeners"][1]["certificates"][0].update(cert="/etc/passwd"),
+        "listeners[1].certificates[0].cert",
+        "certificates and keys are inline PEM",
+    ),
+    "key given as a device path": (
+        lambda c: c["listeners"][1]["certificates"][0].update(key="/dev/zero"),
+        "listeners[1].certificates[0].key",
+        "certificates and keys are inline PEM",
+    ),
+    "PEM followed by something else": (
+        lambda c: c["listeners"][1]["certificates"][0].update(
+            cert=(CERTS / "example.com.crt").read_text() + "lua-load /tmp/x.lua\n"
+        ),
+        "listeners[1].certificates[0].cert",
+        "not PEM text",
+    ),
+    "PEM text over the size limit": (
+        lambda c: c["listeners"][1]["certificates"][0].update(
+            cert=(CERTS / "example.com.crt").read_text() * 120
+        ),
+        "listeners[1].certificates[0].cert",
+        "limited to 65536 characters",
     ),
     "certificate that is not PEM": (
         lambda c: c["listeners"][1]["certificates"][0].update(
-            cert="-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n"
+            cert="-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
         ),
         "listeners[1].certificates[0]",
         "do not load together",
     ),
     "key of another certificate": (
-        lambda c: c["listeners"][1]["certificates"][0].update(key=str(CERTS / "other.test.key")),
+        lambda c: c["listeners"][1]["certificates"][0].update(
+            key=(CERTS / "other.test.key").read_text()
+        ),
         "listeners[1].certificates[0]",
         "do not load together",
     ),
