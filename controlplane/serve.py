@@ -34,7 +34,8 @@ from .haproxy.bundles import RenderedBundles
 from .haproxy.manager import ApplyResult, HAProxyManager
 from .model import TARGETS, ConfigError, Issue, Target, load_file, target_issues
 from .model.types import split_address
-from .store import Conflict, Revision, SQLiteStore, Store
+from .store import Conflict, Revision, Store, StoreError
+from .store import open_store as open_db
 from .xds.cache import SnapshotCache
 from .xds.ledger import Ledger
 from .xds.server import XdsServer
@@ -184,16 +185,20 @@ class ApiServer:
             await self.stop()
 
 
-def open_store(db: str | Path) -> SQLiteStore:
-    """The SQLite store at `db` (created when missing)."""
-    return SQLiteStore(db)
+def open_store(db: str | Path, migrate: bool = False) -> Store:
+    """The store `--db` names: a SQLite file (created when missing) or a `postgresql://` URL
+    (migrated first with `migrate`); ServeError when it cannot be opened."""
+    try:
+        return open_db(db, migrate=migrate)
+    except StoreError as exc:
+        raise ServeError(str(exc)) from None
 
 
 @dataclass(frozen=True)
 class ServeOptions:
     """What `controlplane serve` runs: the API, the xDS server, local HAProxies."""
 
-    db: Path
+    db: str | Path
     config: Path | None = None
     api: str = DEFAULT_API
     xds: str = DEFAULT_XDS
@@ -204,6 +209,7 @@ class ServeOptions:
     haproxy_bin: str = "haproxy"
     haproxy_bind: str | None = None
     workdir: Path = Path("run")
+    migrate: bool = False
 
 
 @dataclass
@@ -237,7 +243,7 @@ async def start_server(options: ServeOptions) -> Running:
     api_host, api_port = parse_listen(options.api)
     xds_host, xds_port = parse_listen(options.xds)
     tokens = TokenSet.load(options.tokens_file)
-    store = open_store(options.db)
+    store = open_store(options.db, options.migrate)
     started: list[LocalHAProxy] = []
     xds: XdsServer | None = None
     try:
