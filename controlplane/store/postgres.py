@@ -324,20 +324,20 @@ class _Follower(threading.Thread):
                     keepalives_interval=5,
                     keepalives_count=3,
                 )
-            except StoreError as exc:
-                log.warning("%s; LISTEN again in %.1f s", exc, backoff)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
-            try:
                 with conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self._reread(conn, arming=True)
+                    backoff = 0.1
                     self._follow(conn)
+            except StoreError as exc:
+                log.warning("%s; LISTEN again in %.1f s", exc, backoff)
             except psycopg.Error as exc:
                 if not self._stopping.is_set():
                     log.warning("LISTEN on %s lost (%s); reconnecting", self._store.where, exc)
+            except Exception:
+                log.exception("following %s failed; reconnecting", self._store.where)
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
 
     def _follow(self, conn: psycopg.Connection[Row]) -> None:
         """Announce notifications until the connection breaks or the store closes."""
