@@ -100,7 +100,8 @@ def running_postgres(durable: bool = False, timeout: float = 60.0) -> Iterator[P
     benchmarks pass True to pay what a real commit pays.
     """
     bindir = postgres_bindir()
-    root = Path(tempfile.mkdtemp(prefix="cp-postgres-"))
+    # As root, under /tmp: nobody must be able to reach it, whatever $TMPDIR is.
+    root = Path(tempfile.mkdtemp(prefix="cp-postgres-", dir="/tmp" if os.geteuid() == 0 else None))
     data = root / "data"
     try:
         data.mkdir()
