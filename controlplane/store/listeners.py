@@ -36,9 +36,6 @@ class Listeners:
 
         return remove
 
-    def __bool__(self) -> bool:
-        return bool(self._listeners)
-
     def known(self, number: int) -> None:
         """`number` is a head the listeners need not be told (it was the head when they
         subscribed); later announcements must be above it."""

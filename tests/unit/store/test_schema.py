@@ -98,6 +98,9 @@ def test_a_password_never_shows_in_messages() -> None:
     assert result.returncode == 2
     assert "s3cret" not in result.stderr
     assert result.stderr.startswith("postgresql://cp:***@127.0.0.1:1/nothing: cannot connect")
+    in_query = controlplane("db", "migrate", "--db", "postgresql://127.0.0.1:1/x?password=s3cret")
+    assert in_query.returncode == 2 and "s3cret" not in in_query.stderr
+    assert in_query.stderr.startswith("postgresql://127.0.0.1:1/x?password=***: cannot connect")
 
 
 def test_an_unsupported_url_scheme_is_refused() -> None:
