@@ -81,8 +81,14 @@ def connect(url: str, application_name: str, **options: Any) -> psycopg.Connecti
             **options,
         )
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"{redact(url)}: cannot connect: {reason}") from None
+        raise StoreError(f"{redact(url)}: cannot connect: {one_line(exc)}") from None
+
+
+def one_line(exc: Exception) -> str:
+    """The first line of a database error, where libpq and the server say what failed."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    return text.removeprefix("connection failed: ")
 
 
 def schema_version(conn: psycopg.Connection[Row]) -> int:
@@ -100,17 +106,20 @@ def migrate_database(url: str) -> tuple[int, int]:
     Replicas migrating at once take turns (an advisory lock); the later ones find nothing
     to do.
     """
-    with connect(url, "controlplane-migrate") as conn, conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        before = schema_version(conn)
-        steps = schema.pending(before, redact(url))
-        conn.execute(schema.MIGRATIONS_TABLE["postgres"])
-        for step in steps:
-            conn.execute(step.postgres)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                (step.version, step.name),
-            )
+    try:
+        with connect(url, "controlplane-migrate") as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            before = schema_version(conn)
+            steps = schema.pending(before, redact(url))
+            conn.execute(schema.MIGRATIONS_TABLE["postgres"])
+            for step in steps:
+                conn.execute(step.postgres)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (step.version, step.name),
+                )
+    except psycopg.Error as exc:
+        raise StoreError(f"{redact(url)}: migrating failed: {one_line(exc)}") from None
     return before, schema.LATEST
 
 
@@ -146,6 +155,9 @@ class PostgresStore(Store):
         self._conn = connect(url, "controlplane", connect_timeout=connect_timeout)
         try:
             schema.check(schema_version(self._conn), self.where)
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise StoreError(f"{self.where}: cannot read the schema: {one_line(exc)}") from None
         except BaseException:
             self._conn.close()
             raise

@@ -152,3 +152,17 @@ def test_a_missing_sqlite_file_is_created_at_the_latest_version(tmp_path: Path) 
         assert store.opened_at_version == LATEST and store.head() is None
     finally:
         store.close()
+
+
+def test_a_migration_the_database_refuses_is_one_line_exit_2(postgres_url: str) -> None:
+    name = postgres_url.rsplit("/", 1)[1]
+    role = f"reader_{name}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')  # may not create tables in public
+    reader_url = postgres_url.replace("://cp@", f"://{role}@")
+    result = controlplane("db", "migrate", "--db", reader_url)
+    assert result.returncode == 2
+    assert result.stderr == f"{reader_url}: migrating failed: permission denied for schema public\n"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        assert admin.execute("SELECT to_regclass('schema_migrations')").fetchone() == (None,)
+        admin.execute(f'DROP ROLE "{role}"')
