@@ -1,7 +1,7 @@
 # `make run` and `make test` work on a fresh Debian machine with Python 3.11.
 PY ?= python3
 VENV := .venv
-APT_PACKAGES := haproxy wrk
+APT_PACKAGES := haproxy wrk postgresql
 
 .PHONY: setup apt run test lint fmt typecheck schema clean
 

@@ -345,9 +345,19 @@ def haproxy_agent(
         agent.run()
 
 
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="CONTROLPLANE_DB",
+        help="The store: a SQLite file, or a postgresql:// URL (or CONTROLPLANE_DB).",
+    ),
+]
+
+
 @app.command()
 def serve(
-    db: Annotated[Path, typer.Option(help="The SQLite store (created when missing).")],
+    db: DbOption,
     config: Annotated[
         Path | None, typer.Option(help="Config file that seeds an empty store.")
     ] = None,
@@ -387,12 +397,18 @@ def serve(
     api_tls_key: Annotated[
         Path | None, typer.Option(help="The API's private key (PEM file).")
     ] = None,
+    migrate: Annotated[
+        bool, typer.Option(help="Apply the schema migrations the database lacks first.")
+    ] = False,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process.
 
     xDS hands out private keys: off loopback it needs mutual TLS (--xds-tls-cert,
     --xds-tls-key, --xds-client-ca; each proxy's certificate names its node id and group),
     or --xds-insecure. The API serves HTTPS with --api-tls-cert and --api-tls-key.
+
+    A SQLite file is created when missing; a PostgreSQL database must be migrated first
+    (`controlplane db migrate`, or `--migrate`).
     """
     import asyncio
     import logging
@@ -426,6 +442,7 @@ def serve(
         else None,
         xds_insecure=xds_insecure,
         api_tls=TlsFiles(api_tls_cert, api_tls_key) if api_tls_cert and api_tls_key else None,
+        migrate=migrate,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -436,6 +453,98 @@ def serve(
         fail([f"{config}: {issue}" for issue in exc.issues])
     except (ServeError, TokenFileError, OSError) as exc:
         fail([str(exc)])
+
+
+db_app = typer.Typer(
+    help="The store: migrate its schema, export and import its whole history.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(db: DbOption) -> None:
+    """Apply the schema migrations the database lacks (a SQLite file is created when missing).
+
+    Run it before serving a new controlplane version on PostgreSQL; replicas of the old
+    version refuse a schema newer than they know.
+    """
+    from .store import StoreError, migrate
+    from .store.postgres import redact
+
+    try:
+        before, after = migrate(db)
+    except StoreError as exc:
+        fail([str(exc)])
+    done = f"migrated from version {before}" if before != after else "nothing to do"
+    typer.echo(f"{redact(db)}: schema version {after} ({done})")
+
+
+@db_app.command("export")
+def db_export(
+    file: Annotated[Path, typer.Argument(help="Where to write the history (JSON Lines).")],
+    db: DbOption,
+) -> None:
+    """Write every revision (number, time, author, message, config) to FILE, oldest first."""
+    from .store import StoreError, export_history, open_store
+    from .store.postgres import redact
+
+    try:
+        store = open_store(db, create=False)
+    except StoreError as exc:
+        fail([str(exc)])
+    partial = file.with_name(f".{file.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8") as out:
+            count = export_history(store, out)
+        partial.replace(file)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        fail([f"{file}: {exc.strerror or exc}"])
+    finally:
+        store.close()
+    typer.echo(f"{file}: {count} revisions from {redact(db)}")
+
+
+@db_app.command("import")
+def db_import(
+    file: Annotated[Path, typer.Argument(help="A history written by `controlplane db export`.")],
+    db: DbOption,
+    force: Annotated[
+        bool,
+        typer.Option(help="Replace the revisions the store holds (stop its replicas first)."),
+    ] = False,
+) -> None:
+    """Make the history in FILE the store's whole history, every revision as it was.
+
+    The store must be migrated, and empty unless --force. All or nothing: a bad line or a
+    config that does not validate writes nothing (exit 2, naming the line).
+    """
+    from .store import NotEmpty, StoreError, import_history, open_store
+    from .store.postgres import redact
+
+    try:
+        source = file.open(encoding="utf-8")
+    except OSError as exc:
+        fail([f"{file}: {exc.strerror or exc}"])
+    try:
+        store = open_store(db)
+    except StoreError as exc:
+        source.close()
+        fail([str(exc)])
+    try:
+        with source:
+            count = import_history(store, source, str(file), replace=force)
+    except NotEmpty as exc:
+        fail([f"{exc}; import into an empty store, or pass --force to replace them"])
+    except StoreError as exc:
+        fail([str(exc)])
+    except UnicodeDecodeError:
+        fail([f"{file}: not UTF-8 text"])
+    finally:
+        store.close()
+    typer.echo(f"{redact(db)}: {count} revisions imported from {file}")
 
 
 def main() -> None:

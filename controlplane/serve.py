@@ -41,7 +41,8 @@ from .haproxy.manager import ApplyResult, HAProxyManager
 from .model import TARGETS, ConfigError, Issue, Target, load_file, target_issues
 from .model.tls import PemFileError, read_pem_file
 from .model.types import split_address
-from .store import Conflict, Revision, SQLiteStore, Store
+from .store import Conflict, Revision, Store, StoreError
+from .store import open_store as open_db
 from .xds.cache import SnapshotCache
 from .xds.ledger import Ledger
 from .xds.server import XdsServer, XdsTls
@@ -258,16 +259,20 @@ class ApiServer:
             await self.stop()
 
 
-def open_store(db: str | Path) -> SQLiteStore:
-    """The SQLite store at `db` (created when missing)."""
-    return SQLiteStore(db)
+def open_store(db: str | Path, migrate: bool = False) -> Store:
+    """The store `--db` names: a SQLite file (created when missing) or a `postgresql://` URL
+    (migrated first with `migrate`); ServeError when it cannot be opened."""
+    try:
+        return open_db(db, migrate=migrate)
+    except StoreError as exc:
+        raise ServeError(str(exc)) from None
 
 
 @dataclass(frozen=True)
 class ServeOptions:
     """What `controlplane serve` runs: the API, the xDS server, local HAProxies."""
 
-    db: Path
+    db: str | Path
     config: Path | None = None
     api: str = DEFAULT_API
     xds: str = DEFAULT_XDS
@@ -281,6 +286,7 @@ class ServeOptions:
     xds_tls: TlsFiles | None = None
     xds_insecure: bool = False
     api_tls: TlsFiles | None = None
+    migrate: bool = False
 
 
 @dataclass
@@ -318,7 +324,7 @@ async def start_server(options: ServeOptions) -> Running:
     if options.api_tls is not None:
         check_tls_files(options.api_tls, "--api-tls-cert/--api-tls-key")
     tokens = TokenSet.load(options.tokens_file)
-    store = open_store(options.db)
+    store = open_store(options.db, options.migrate)
     started: list[LocalHAProxy] = []
     xds: XdsServer | None = None
     try:

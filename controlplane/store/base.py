@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +11,9 @@ from ..model import Config
 
 RevisionListener = Callable[[int], None]
 """Told the number of a new head revision; see `Store.subscribe`."""
+
+MAX_NUMBER = 2**63 - 2
+"""The largest revision number a store holds (a signed 64-bit integer, with room for `before`)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,18 @@ class RevisionNotFound(KeyError):
         return f"no revision {self.number}"
 
 
+class StoreError(Exception):
+    """The store cannot be opened or used as asked; the message says why in one line."""
+
+
+class SchemaError(StoreError):
+    """The database's schema is not the version this controlplane knows (older or newer)."""
+
+
+class NotEmpty(StoreError):
+    """A whole history cannot be loaded into a store that already holds revisions."""
+
+
 class Store(abc.ABC):
     """Numbered revisions of the whole config, kept for ever; the highest number is the head.
 
@@ -99,6 +114,16 @@ class Store(abc.ABC):
         never count calls). Listeners may be called from any thread (SQLite: the committing
         thread; PostgreSQL: the thread that receives NOTIFY, including commits made by other
         replicas), and an exception from a listener is logged, never raised to the committer.
+        """
+
+    @abc.abstractmethod
+    def load_history(self, revisions: Iterable[Revision], replace: bool = False) -> int | None:
+        """Make `revisions` the store's whole history, in one transaction; the new head number.
+
+        `revisions` come in increasing order of number, each kept exactly as given (number,
+        time, author, message, config). A store that already holds revisions raises NotEmpty
+        unless `replace`, which deletes them first. Any exception, also one raised while
+        iterating `revisions`, writes nothing. Listeners are told the new head.
         """
 
     def close(self) -> None:  # noqa: B027 - optional for implementations holding nothing

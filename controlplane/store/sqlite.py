@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..model import Config
-from .base import Conflict, Revision, RevisionListener, RevisionMeta, RevisionNotFound, Store
-from .content import config_json, text_hash
-
-log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS revisions (
-    number       INTEGER PRIMARY KEY,
-    created_at   TEXT    NOT NULL,
-    author       TEXT    NOT NULL,
-    message      TEXT    NOT NULL,
-    config       TEXT    NOT NULL,
-    content_hash TEXT    NOT NULL
+from . import schema
+from .base import (
+    MAX_NUMBER,
+    Conflict,
+    NotEmpty,
+    Revision,
+    RevisionListener,
+    RevisionMeta,
+    RevisionNotFound,
+    Store,
 )
-"""
-
-MAX_NUMBER = 2**63 - 2
-"""The largest revision number SQLite's INTEGER holds (with room for `before` one above)."""
+from .content import config_json, text_hash
+from .listeners import Listeners
 
 _META_COLUMNS = "number, created_at, author, message, content_hash"
 
@@ -38,6 +32,10 @@ class SQLiteStore(Store):
     Listeners hear of commits made through this object; another process writing to the
     same file is seen by `head()` but not announced (several replicas need the PostgreSQL
     store).
+
+    Opening applies the schema migrations the file lacks (one process owns an embedded
+    file, so upgrading it needs no separate step); a file written by a newer controlplane
+    is refused (SchemaError). `opened_at_version` is the version the file had.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -46,14 +44,53 @@ class SQLiteStore(Store):
             self.path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
         self._lock = threading.RLock()
-        self._notify_lock = threading.Lock()
-        self._listeners: list[RevisionListener] = []
+        self._listeners = Listeners()
         self._cached: Revision | None = None
-        self._announced = 0
-        with self._lock:
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(SCHEMA)
+            self.opened_at_version, _ = self.migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def schema_version(self) -> int:
+        """The highest migration applied to the file (1 for a file from before migrations
+        were recorded: its one table is migration 1)."""
+        tables = {
+            str(row[0])
+            for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "schema_migrations" in tables:
+            row = self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            return int(row[0] or 0)
+        return 1 if "revisions" in tables else 0
+
+    def migrate(self) -> tuple[int, int]:
+        """Apply the migrations the file lacks, in one transaction: (version before, after)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self.schema_version()
+                steps = schema.pending(before, self.path)
+                self._db.execute(schema.MIGRATIONS_TABLE["sqlite"])
+                recorded = self._db.execute("SELECT count(*) FROM schema_migrations").fetchone()
+                if before == 1 and recorded[0] == 0:
+                    self._record(schema.MIGRATIONS[0])
+                for step in steps:
+                    self._db.execute(step.sqlite)
+                    self._record(step)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return before, schema.LATEST
+
+    def _record(self, step: schema.Migration) -> None:
+        self._db.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            (step.version, step.name, datetime.now(UTC).isoformat()),
+        )
 
     def head(self) -> Revision | None:
         with self._lock:
@@ -121,34 +158,48 @@ class SQLiteStore(Store):
                 raise
         revision = Revision(number, created_at, author, message, digest, config)
         self._cached = revision
-        self._announce(number)
+        self._listeners.announce(number)
         return revision
 
     def subscribe(self, listener: RevisionListener) -> Callable[[], None]:
-        with self._notify_lock:
-            self._listeners.append(listener)
+        return self._listeners.add(listener)
 
-        def unsubscribe() -> None:
-            with self._notify_lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
+    def load_history(self, revisions: Iterable[Revision], replace: bool = False) -> int | None:
+        head: int | None = None
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("SELECT 1 FROM revisions LIMIT 1").fetchone() is not None:
+                    if not replace:
+                        raise NotEmpty(f"{self.path} already holds revisions")
+                    self._db.execute("DELETE FROM revisions")
+                for r in revisions:
+                    text = config_json(r.config)
+                    self._db.execute(
+                        "INSERT INTO revisions (number, created_at, author, message, config,"
+                        " content_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            r.number,
+                            r.created_at.isoformat(),
+                            r.author,
+                            r.message,
+                            text,
+                            text_hash(text),
+                        ),
+                    )
+                    head = r.number
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._cached = None
+        if head is not None:
+            self._listeners.announce(head)
+        return head
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def _announce(self, number: int) -> None:
-        with self._notify_lock:
-            if number <= self._announced:
-                return
-            self._announced = number
-            for listener in list(self._listeners):
-                try:
-                    listener(number)
-                except Exception:
-                    log.exception("a store listener failed on revision %d", number)
 
 
 def _meta(row: tuple[object, ...] | sqlite3.Row) -> RevisionMeta:

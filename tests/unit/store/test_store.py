@@ -1,44 +1,25 @@
-"""The SQLite store: revisions, conflicts, durability, atomicity, notifications."""
+"""What every store promises (SQLite and PostgreSQL alike): revisions, conflicts,
+durability, atomicity, notifications."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from controlplane.model import Config, parse_config
-from controlplane.store import Conflict, RevisionNotFound, SQLiteStore, content_hash
+from controlplane.store import Conflict, RevisionNotFound, Store, content_hash
+
+from .conftest import Backend, config_with
 
 
-def config_with(*clusters: str) -> Config:
-    return parse_config(
-        {"clusters": [{"name": c, "endpoints": [{"address": "127.0.0.1:9000"}]} for c in clusters]}
-    )
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "store.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(db)
-    yield s
-    s.close()
-
-
-def test_an_empty_store_has_no_head(store: SQLiteStore) -> None:
+def test_an_empty_store_has_no_head(store: Store) -> None:
     assert store.head() is None
     assert store.list() == []
     with pytest.raises(RevisionNotFound):
         store.get(1)
 
 
-def test_commits_number_revisions_from_one_and_keep_history(store: SQLiteStore) -> None:
+def test_commits_number_revisions_from_one_and_keep_history(store: Store) -> None:
     first = store.commit(config_with("a"), None, "alice", "first")
     second = store.commit(config_with("a", "b"), 1, "bob", "second")
     assert (first.number, second.number) == (1, 2)
@@ -52,7 +33,15 @@ def test_commits_number_revisions_from_one_and_keep_history(store: SQLiteStore) 
     assert store.list()[0] == second.meta
 
 
-def test_a_commit_against_a_stale_head_conflicts_and_writes_nothing(store: SQLiteStore) -> None:
+def test_out_of_range_numbers_are_not_found(store: Store) -> None:
+    store.commit(config_with("a"), None, "alice")
+    for number in (0, -1, 2, 2**63, 2**80):
+        with pytest.raises(RevisionNotFound):
+            store.get(number)
+    assert [m.number for m in store.list(before=2**80, limit=2**80)] == [1]
+
+
+def test_a_commit_against_a_stale_head_conflicts_and_writes_nothing(store: Store) -> None:
     store.commit(config_with("a"), None, "alice")
     with pytest.raises(Conflict) as caught:
         store.commit(config_with("b"), None, "bob")
@@ -63,38 +52,26 @@ def test_a_commit_against_a_stale_head_conflicts_and_writes_nothing(store: SQLit
     assert store.head().config == config_with("a")  # type: ignore[union-attr]
 
 
-def test_revisions_survive_reopening(db: Path) -> None:
-    first = SQLiteStore(db)
+def test_revisions_survive_reopening(backend: Backend) -> None:
+    first = backend.open()
     first.commit(config_with("a"), None, "alice", "one")
-    first.commit(config_with("a", "b"), 1, "alice", "two")
+    made = first.commit(config_with("a", "b"), 1, "alice", "two")
     first.close()
-    again = SQLiteStore(db)
-    try:
-        head = again.head()
-        assert head is not None and head.number == 2
-        assert head.config == config_with("a", "b")
-        assert again.get(1).message == "one"
-        assert again.commit(config_with("c"), 2, "bob").number == 3
-    finally:
-        again.close()
-
-
-def test_the_file_is_in_wal_mode(store: SQLiteStore, db: Path) -> None:
-    with sqlite3.connect(db) as other:
-        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = backend.open()
+    head = again.head()
+    assert head is not None and head.number == 2
+    assert head.config == config_with("a", "b")
+    assert head.created_at == made.created_at and head.created_at.utcoffset() is not None
+    assert again.get(1).message == "one"
+    assert again.commit(config_with("c"), 2, "bob").number == 3
 
 
 def test_a_commit_failing_inside_the_transaction_leaves_the_head_unchanged(
-    store: SQLiteStore, db: Path
+    backend: Backend, store: Store
 ) -> None:
     store.commit(config_with("a"), None, "alice")
-    # A real failure after the row is inserted, inside the same transaction.
-    with sqlite3.connect(db) as other:
-        other.execute(
-            "CREATE TRIGGER refuse AFTER INSERT ON revisions WHEN NEW.author = 'mallory' "
-            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-        )
-    with pytest.raises(sqlite3.IntegrityError):
+    backend.refuse_commits_by("mallory")  # a real failure after the row is inserted
+    with pytest.raises(backend.failure):
         store.commit(config_with("b"), 1, "mallory")
     head = store.head()
     assert head is not None and head.number == 1 and head.config == config_with("a")
@@ -102,7 +79,7 @@ def test_a_commit_failing_inside_the_transaction_leaves_the_head_unchanged(
     assert store.commit(config_with("c"), 1, "bob").number == 2
 
 
-def test_listeners_hear_each_new_head_after_it_is_readable(store: SQLiteStore) -> None:
+def test_listeners_hear_each_new_head_after_it_is_readable(store: Store) -> None:
     heard: list[tuple[int, str]] = []
     unsubscribe = store.subscribe(lambda n: heard.append((n, store.get(n).author)))
     store.commit(config_with("a"), None, "alice")
@@ -112,7 +89,7 @@ def test_listeners_hear_each_new_head_after_it_is_readable(store: SQLiteStore) -
     assert heard == [(1, "alice"), (2, "bob")]
 
 
-def test_a_failing_listener_does_not_fail_the_commit(store: SQLiteStore) -> None:
+def test_a_failing_listener_does_not_fail_the_commit(store: Store) -> None:
     def broken(number: int) -> None:
         raise RuntimeError("listener bug")
 
@@ -123,7 +100,7 @@ def test_a_failing_listener_does_not_fail_the_commit(store: SQLiteStore) -> None
     assert heard == [1]
 
 
-def test_concurrent_commits_against_one_head_let_exactly_one_win(store: SQLiteStore) -> None:
+def test_concurrent_commits_against_one_head_let_exactly_one_win(store: Store) -> None:
     store.commit(config_with("a"), None, "alice")
     results: list[str] = []
     barrier = threading.Barrier(8)
@@ -145,12 +122,14 @@ def test_concurrent_commits_against_one_head_let_exactly_one_win(store: SQLiteSt
     assert store.head().number == 2  # type: ignore[union-attr]
 
 
-def test_a_second_store_on_the_same_file_sees_new_revisions(store: SQLiteStore, db: Path) -> None:
-    other = SQLiteStore(db)
-    try:
-        store.commit(config_with("a"), None, "alice")
-        assert other.head() is not None and other.head().number == 1  # type: ignore[union-attr]
-        other.commit(config_with("b"), 1, "bob")
-        assert store.head().config == config_with("b")  # type: ignore[union-attr]
-    finally:
-        other.close()
+def test_a_second_store_on_the_same_database_sees_new_revisions(
+    backend: Backend, store: Store
+) -> None:
+    other = backend.open()
+    store.commit(config_with("a"), None, "alice")
+    assert other.head() is not None and other.head().number == 1  # type: ignore[union-attr]
+    other.commit(config_with("b"), 1, "bob")
+    assert store.head().config == config_with("b")  # type: ignore[union-attr]
+    with pytest.raises(Conflict) as caught:
+        store.commit(config_with("c"), 1, "carol")
+    assert caught.value.head == 2
