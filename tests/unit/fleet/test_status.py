@@ -94,18 +94,43 @@ def test_an_envoy_nack_is_a_refusal_and_the_envoy_still_runs_the_revision_before
     assert proxy.refused(2) and not proxy.runs(2)
 
 
-def test_an_envoy_between_two_revisions_runs_neither() -> None:
+def test_an_envoy_between_two_revisions_reads_as_the_last_one_it_ran_entirely() -> None:
     ledger, index = Ledger(), RevisionIndex()
     status = LedgerStatus(ledger, index)
     publish(index, 1, "e1")
     connect_envoy(ledger)
+    assert status.proxies()[0].revision is None
     envoy_takes(ledger, "e1")
     publish(index, 2, "e2", cds="cds-2", rds="rds-2")
 
     envoy_takes(ledger, "e2", ("cds", "eds", "lds"))  # took the new clusters...
     ledger.nacked(ENVOY, "rds", "e2/rds", "refused")  # ...and refused the new routes
 
-    assert status.proxies()[0].revision is None
+    [proxy] = status.proxies()
+    assert proxy.revision == 1
+    assert proxy.refused(2) and not proxy.runs(2)
+
+
+def test_a_type_sent_anew_no_longer_matches_until_acked() -> None:
+    """The stream may find a type's content matching a new snapshot before the client asks
+    for more of it (new clusters bring new endpoint names): sending the content of that
+    snapshot takes the match back, and a refusal leaves the Envoy behind."""
+    ledger, index = Ledger(), RevisionIndex()
+    status = LedgerStatus(ledger, index)
+    publish(index, 1, "e1")
+    connect_envoy(ledger)
+    envoy_takes(ledger, "e1")
+    publish(index, 2, "e2", cds="cds-2", eds="eds-2")
+
+    envoy_takes(ledger, "e2", ("cds", "lds", "rds"))
+    ledger.synced(ENVOY, "eds", "e2")  # its old endpoints are all e2 selects... for now
+    assert status.proxies()[0].runs(2)
+    ledger.sent(ENVOY, "eds", "e2/eds", "e2")  # the new cluster's endpoints are asked for
+    assert not status.proxies()[0].runs(2)
+    ledger.nacked(ENVOY, "eds", "e2/eds", "malformed IP address")
+
+    [proxy] = status.proxies()
+    assert (proxy.revision, proxy.refused(2)) == (1, True)
 
 
 def test_a_haproxy_refusal_names_the_revision_and_keeps_the_one_it_runs() -> None:
