@@ -229,6 +229,8 @@ class DiscoveryStream:
         """Send `version` of a type, what `snap` gives the client (so what it held before no
         longer counts as matching `snap`)."""
         assert self.node_id is not None
+        if version != st.acked_version:
+            st.synced = None  # what it will hold is matched anew once it is ACKed
         st.sent_version = version
         st.pending = True
         st.first_response_due = False

@@ -294,3 +294,24 @@ def test_an_endpoint_envoy_refuses_leaves_it_behind_on_the_revision_before(
         assert proxy.revision == 1 and proxy.refused(2), proxy
         assert proxy.last_nack is not None and "malformed IP address" in proxy.last_nack.error
         assert get(listener_port) == (200, "alpha")
+
+
+def test_going_back_to_a_snapshot_it_ran_before_is_recognised(
+    tmp_path: Path, xds: XdsServerThread, backends: dict[str, int], listener_port: int, delta: bool
+) -> None:
+    """A cluster removed (make-before-break), then the previous config again: the same
+    snapshot version as before, which the Envoy is seen to run once it ACKs it anew."""
+    both = http_snapshot(listener_port, backends, [("/x", "alpha"), ("/", "beta")])
+    xds.cache.set_snapshot(GROUP, both)
+    with start_envoy(tmp_path, xds, delta) as envoy:
+        envoy.wait_synced(xds.ledger, both.version)
+        one = http_snapshot(listener_port, backends, [("/", "alpha")], clusters=["alpha"])
+        xds.cache.set_snapshot(GROUP, one)
+        envoy.wait_synced(xds.ledger, one.version)
+        wait_for("beta to be removed", lambda: "beta" not in envoy.cluster_names(), timeout=10)
+
+        again = http_snapshot(listener_port, backends, [("/x", "alpha"), ("/", "beta")])
+        assert again.version == both.version
+        xds.cache.set_snapshot(GROUP, again)
+        envoy.wait_synced(xds.ledger, again.version)
+        assert get(listener_port) == (200, "beta")
