@@ -320,6 +320,14 @@ def serve(
         typer.Option(help="Bind the local HAProxies' listeners on this IP, ports unchanged."),
     ] = None,
     workdir: Annotated[Path, typer.Option(help="Directory for local HAProxy files.")] = Path("run"),
+    forget_after: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds after which the status drops a proxy that disconnected "
+            "(or an agent that stopped polling).",
+        ),
+    ] = 3600.0,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process."""
     import asyncio
@@ -340,6 +348,7 @@ def serve(
         haproxy_bin=haproxy_bin,
         haproxy_bind=haproxy_bind,
         workdir=workdir,
+        forget_after=forget_after,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -7,9 +7,12 @@ Two endpoints, meant to be mounted under `/v1` by the API (which also applies au
   differs from `known` (or `known` is absent), otherwise as soon as it changes within `wait`
   seconds (at most 60, default 0); `304 Not Modified` without a body when it did not.
   `If-None-Match` may stand in for `known`. 404 for a group that has no bundle.
-  `instance=ID` (optional) marks the agent as seen in the ledger while it polls.
+  `instance=ID` (optional) marks the agent as seen in the ledger while it polls, and
+  `running=V` says which version its HAProxy runs, so that a server that restarted lists the
+  agent at once.
 - `POST /haproxy/{group}/status`: what applying a version did (`StatusReport`), recorded in the
-  ledger as an ACK or a NACK of kind "haproxy"; 204.
+  ledger as an ACK or a NACK of kind "haproxy", or what the agent's supervisor saw of HAProxy
+  (`event` `down`, `restarted` or `restart failed`); 204.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import Annotated, Literal
@@ -24,7 +28,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..xds.ledger import Ledger
+from ..xds.ledger import Health, Ledger
 from .bundles import BundleSource, GroupBundle, RenderedBundles
 
 __all__ = ["BundleSource", "GroupBundle", "RenderedBundles", "StatusReport", "agent_router"]
@@ -40,6 +44,8 @@ class StatusReport(BaseModel):
 
     Mirrors `controlplane.haproxy.manager.ApplyResult`; `revision` is the revision the agent
     received with the bundle. Unknown fields are ignored (newer agents, older servers).
+    With `event` other than "apply" it is what the agent's supervisor saw instead (see
+    `controlplane.haproxy.manager.HealthEvent`), at `at` (the agent's clock).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -52,6 +58,8 @@ class StatusReport(BaseModel):
     error: str | None = Field(default=None, max_length=100_000)
     duration: float = Field(ge=0)
     revision: int | None = None
+    event: Literal["apply", "down", "restarted", "restart failed"] = "apply"
+    at: float | None = None
 
 
 GroupName = Annotated[str, Path(min_length=1, max_length=253, description="Node group.")]
@@ -103,22 +111,27 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         instance: Annotated[
             str | None, Query(max_length=512, description="The polling agent's instance id.")
         ] = None,
+        running: Annotated[
+            str | None, Query(max_length=128, description="The version its HAProxy runs.")
+        ] = None,
         if_none_match: Annotated[str | None, Header()] = None,
     ) -> Response:
         if known is None and if_none_match is not None:
             known = if_none_match.strip().removeprefix("W/").strip('"') or None
         if instance:
-            ledger.seen(instance)
-        if known is not None and wait > 0:
-            gone, entry = await _unless_disconnected(
-                request, source.wait_change(group, known, wait)
-            )
-            if gone:
-                return Response(status_code=304)  # nobody is listening any more
-        else:
-            entry = source.current(group)
-        if instance:
-            ledger.seen(instance)
+            ledger.poll_started(instance, group, running)
+        try:
+            if known is not None and wait > 0:
+                gone, entry = await _unless_disconnected(
+                    request, source.wait_change(group, known, wait)
+                )
+                if gone:
+                    return Response(status_code=304)  # nobody is listening any more
+            else:
+                entry = source.current(group)
+        finally:
+            if instance:
+                ledger.poll_ended(instance)
         if entry is None:
             raise HTTPException(404, f"no HAProxy bundle for node group {group!r}")
         etag = f'"{entry.bundle.version}"'
@@ -134,6 +147,12 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         summary="Report what applying a version did (ACK or NACK)",
     )
     def post_status(group: GroupName, report: StatusReport) -> Response:
+        if report.event != "apply":
+            health = Health(report.event, report.at or time.time(), report.reason, report.error)
+            ledger.record_health(
+                report.instance_id, group, "haproxy", health, report.version, {"via": "agent"}
+            )
+            return Response(status_code=204)
         ledger.record_apply(
             report.instance_id,
             group,

@@ -125,8 +125,9 @@ class HealthEvent:
     """HAProxy died, or was started again, as the manager's supervisor saw it.
 
     `state` is "down" (`reason` says what died), "restarted" (it runs `version` again) or
-    "restart failed" (`error` is HAProxy's message; another attempt follows). `at` is the
-    wall-clock time (`time.time()`) it was seen.
+    "restart failed" (`error` says why it does not start: HAProxy's message; another attempt
+    follows); `reason` keeps saying what died. `at` is the wall-clock time (`time.time()`) it
+    was seen.
     """
 
     state: HealthState
@@ -224,6 +225,8 @@ class HAProxyManager:
         self._adopted: int | None = None
         self._worker: int | None = None
         self._log: IO[bytes] | None = None
+        self._log_from = 0
+        """Where in the log file what the running HAProxy logged begins."""
         self._current: Bundle | None = None
         self._last_good: Bundle | None = None
         """What HAProxy last ran: what it is restarted on. None once stopped or detached."""
@@ -267,6 +270,8 @@ class HAProxyManager:
             except (OSError, ValueError, KeyError, TypeError, CommandError):
                 return False
             self._adopted, self._current = pid, bundle
+            with contextlib.suppress(OSError):
+                self._log_from = (self.workdir / LOG_FILE).stat().st_size
             self._worker = procs.workers[0].pid if procs.workers else None
             self._supervise(bundle)
             log.info(
@@ -332,7 +337,7 @@ class HAProxyManager:
             self._notice_death()
             if self._down is None or time.monotonic() < self._restart_at:
                 return
-            bundle, began = self._last_good, time.monotonic()
+            bundle, began, died = self._last_good, time.monotonic(), self._down.reason
             try:
                 result = self._start(bundle, began)
             except Exception as exc:
@@ -340,9 +345,8 @@ class HAProxyManager:
             if not result.ok:
                 self._restart_at = time.monotonic() + self._restart_delay
                 self._restart_delay = min(self._restart_delay * 2, _RESTART_BACKOFF[1])
-                self._down = self._health(
-                    "restart failed", bundle.version, result.reason, result.error
-                )
+                error = f"{result.reason}: {result.error}" if result.error else result.reason
+                self._down = self._health("restart failed", bundle.version, died, error)
 
     def reload_count(self) -> int:
         """How many times the master has reloaded since it started (from `show proc`)."""
@@ -370,6 +374,7 @@ class HAProxyManager:
         for name in (MASTER_SOCKET, RUNTIME_SOCKET):
             (self.workdir / name).unlink(missing_ok=True)
         self._log = open(self.workdir / LOG_FILE, "ab")  # noqa: SIM115 (closed by stop())
+        self._log_from = self._log.tell()
         self._process = subprocess.Popen(
             [
                 self.haproxy_bin,
@@ -491,9 +496,9 @@ class HAProxyManager:
         self._current = bundle
         self._supervise(bundle)
         if self._down is not None:
-            self._down = None
+            died, self._down = self._down.reason, None
             self._restart_delay = _RESTART_BACKOFF[0]
-            self._health("restarted", bundle.version, "started again on the last good bundle")
+            self._health("restarted", bundle.version, died)
         pid = self._process.pid if self._process is not None else self._adopted
         state = {
             "pid": pid,
@@ -670,8 +675,11 @@ class HAProxyManager:
         return self._result(bundle, False, mode, "the manager failed", error, began=began)
 
     def _log_tail(self, lines: int = 20) -> str:
+        """The last lines HAProxy logged since it was started (or adopted)."""
         try:
-            text = (self.workdir / LOG_FILE).read_text(errors="replace")
+            with open(self.workdir / LOG_FILE, "rb") as log_file:
+                log_file.seek(self._log_from)
+                text = log_file.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])

@@ -2,7 +2,7 @@
 
 Envoys are recorded by the xDS server as they connect, receive, ACK and NACK; HAProxy
 instances are recorded by whatever applies their configuration (`record_apply`), supervises
-them (`record_health`) or serves their agents (`polled`). A configuration the control plane
+them (`record_health`) or serves their agents (`poll_started`). A configuration the control plane
 could not produce for a proxy is recorded as its refusal too (`refused`). Proxies gone for
 long are dropped by `forget`. Queries return copies, so callers can read them from any thread.
 """
@@ -207,24 +207,33 @@ class Ledger:
         if p is not None:
             p.last_seen = time.time()
 
-    def polled(self, node_id: str, group: str, running: str | None) -> None:
-        """An agent asked for its group's HAProxy configuration, saying it runs `running`
-        (None: nothing yet). One the ledger does not know (the server restarted since it last
-        reported) is recorded at once as an agent-fed HAProxy running that version."""
+    def poll_started(self, node_id: str, group: str, running: str | None) -> None:
+        """An agent asks for its group's HAProxy configuration (until `poll_ended`), saying it
+        runs `running` (None: nothing yet). One the ledger does not know (the server restarted
+        since it last reported) is recorded at once as an agent-fed HAProxy running that
+        version. `streams` counts the polls open."""
         now = time.time()
         with self._lock:
             p = self._proxies.get(node_id)
             if p is not None and p.connected:
                 p.group, p.last_seen = group, now
+                p.streams += 1
                 return
             p = ProxyStatus(node_id, group, "haproxy", connected_since=now, last_seen=now)
-            p.detail = {"via": "agent"}
+            p.streams, p.detail = 1, {"via": "agent"}
+            held = p.types[HAPROXY_TYPE] = TypeStatus()
             if running is not None:
-                p.types[HAPROXY_TYPE] = TypeStatus(
-                    version_acked=running, acked_at=now, snapshots=[running]
-                )
+                held.version_acked, held.acked_at, held.snapshots = running, now, [running]
                 p.ran_entirely(running)
             self._proxies[node_id] = p
+
+    def poll_ended(self, node_id: str) -> None:
+        """A poll `poll_started` opened was answered, or its agent went away."""
+        with self._lock:
+            p = self._proxies.get(node_id)
+            if p is not None:
+                p.streams = max(0, p.streams - 1)
+                p.last_seen = time.time()
 
     def subscribed(self, node_id: str, type_url: str) -> None:
         """The proxy subscribed to a type; from now on it counts in `runs`."""
@@ -328,7 +337,7 @@ class Ledger:
             gone = [
                 node_id
                 for node_id, p in self._proxies.items()
-                if (not p.connected or p.via_agent) and p.last_seen < cutoff
+                if (not p.connected or (p.via_agent and p.streams == 0)) and p.last_seen < cutoff
             ]
             for node_id in gone:
                 del self._proxies[node_id]
