@@ -282,8 +282,11 @@ def alive(pid: int) -> bool:
 
 
 def test_apply_restarts_haproxy_whose_master_died(fleet: BackendFleet, instance: Instance) -> None:
-    """Workers left by a killed master are stopped and a new HAProxy starts on the bundle."""
+    """Workers left by a killed master are stopped and a new HAProxy starts on the bundle (an
+    apply that comes before the supervisor noticed: it reports `down`, then `restarted`)."""
+    events: list[HealthEvent] = []
     manager = instance.manager
+    manager.supervise_every, manager.on_health = None, events.append
     bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
     assert manager.start(bundle).ok
     procs = manager.processes()
@@ -297,6 +300,7 @@ def test_apply_restarts_haproxy_whose_master_died(fleet: BackendFleet, instance:
     assert (result.ok, result.mode) == (True, "start"), result
     assert not any(alive(w.pid) for w in procs.workers)
     assert instance.backends_seen(3) == Counter({"a": 3})
+    assert [e.state for e in events] == ["down", "restarted"]
 
 
 def test_a_new_manager_adopts_a_detached_haproxy_without_a_reload(
@@ -420,15 +424,27 @@ def test_a_restart_that_fails_is_reported_and_tried_again(
 
 
 def test_stop_and_detach_end_supervision(fleet: BackendFleet, instance: Instance) -> None:
+    def supervisors() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("haproxy-supervisor")]
+
     events: list[HealthEvent] = []
+    before = supervisors()
     manager = instance.manager
     manager.on_health = events.append
     bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
     assert manager.start(bundle).ok
+    assert len(supervisors()) == len(before) + 1
     manager.stop()
     manager.supervise()
-    assert not manager.running and events == []
-    assert not [t for t in threading.enumerate() if t.name.startswith("haproxy-supervisor")]
+    assert not manager.running and supervisors() == before
+
+    assert manager.start(bundle).ok
+    manager.detach()
+    assert supervisors() == before
+    adopting = HAProxyManager(manager.workdir, instance_id="test", on_health=events.append)
+    assert adopting.adopt()
+    adopting.stop()
+    assert supervisors() == before and events == []
 
 
 def test_output_that_is_not_utf8_is_a_rejection_with_the_message(instance: Instance) -> None:
