@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from ..api.status import Health, ProxyRecord, Refusal, WaitResult
 from ..xds.ledger import Ledger, ProxyStatus
+from ..xds.types import WILDCARD_TYPES
 from .revisions import Published, RevisionIndex
 
 POLL_SECONDS = 0.005
@@ -49,9 +50,12 @@ class LedgerStatus:
 
     def _record(self, proxy: ProxyStatus) -> ProxyRecord:
         published = self.index.revisions(proxy.kind, proxy.group)
-        running = next((p.revision for p in published if _runs(proxy, p, published)), None)
-        if running is None and proxy.last_ran is not None:
-            running = next((p.revision for p in published if proxy.last_ran in p.versions), None)
+        running = None
+        if _started(proxy):
+            running = next((p.revision for p in published if _runs(proxy, p, published)), None)
+            if running is None and proxy.last_ran is not None:
+                ran = proxy.last_ran
+                running = next((p.revision for p in published if ran in p.versions), None)
         acks = [t.acked_at for t in proxy.types.values() if t.acked_at is not None]
         health = proxy.health
         return ProxyRecord(
@@ -103,6 +107,12 @@ def _runs(proxy: ProxyStatus, wanted: Published, published: list[Published]) -> 
         ):
             return False
     return True
+
+
+def _started(proxy: ProxyStatus) -> bool:
+    """An Envoy that has not subscribed to the listeners and the clusters yet (it does once
+    it starts: its bootstrap takes both over ADS) has not taken a configuration yet."""
+    return proxy.kind != "envoy" or set(proxy.types) >= WILDCARD_TYPES
 
 
 def _parts(version: str, published: list[Published]) -> Mapping[str, str] | None:

@@ -465,6 +465,7 @@ def test_a_revision_the_server_cannot_apply_is_a_nack(tmp_path: Path) -> None:
     lab = Lab(thread, options, (0, 0), "127.0.0.1:9")
     try:
         lab.start()
+        lab.wait_status("the refusal", lambda s: s.get(LOCAL_ID, {}).get("last_nack"))
         waited = lab.wait_revision(1)
         [refusal] = waited["refused"]
         assert (refusal["id"], refusal["refused_revision"]) == (LOCAL_ID, 1), waited
