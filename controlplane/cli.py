@@ -400,6 +400,14 @@ def serve(
     migrate: Annotated[
         bool, typer.Option(help="Apply the schema migrations the database lacks first.")
     ] = False,
+    forget_after: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds after which the status drops a proxy that disconnected "
+            "(or an agent that stopped polling).",
+        ),
+    ] = 3600.0,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process.
 
@@ -443,6 +451,7 @@ def serve(
         xds_insecure=xds_insecure,
         api_tls=TlsFiles(api_tls_cert, api_tls_key) if api_tls_cert and api_tls_key else None,
         migrate=migrate,
+        forget_after=forget_after,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -242,18 +242,13 @@ def status_table(data: dict[str, Any], now: float | None = None) -> list[str]:
     rows = [("ID", "KIND", "GROUP", "REVISION", "STATE", "LAST SEEN", "LAST NACK")]
     for p in data.get("proxies", []):
         nack = p.get("last_nack")
-        state = (
-            "disconnected"
-            if not p.get("connected")
-            else ("current" if p.get("current") else "behind")
-        )
         rows.append(
             (
                 str(p["id"]),
                 str(p["kind"]),
                 str(p["group"]),
                 "-" if p.get("revision") is None else str(p["revision"]),
-                state,
+                _state(p, now),
                 _ago(now - float(p["last_seen"])),
                 f"r{nack['revision']}: {nack['error']}" if nack else "",
             )
@@ -262,6 +257,21 @@ def status_table(data: dict[str, Any], now: float | None = None) -> list[str]:
     lines = [f"head revision {head}; {len(rows) - 1} proxies"]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return lines
+
+
+def _state(proxy: dict[str, Any], now: float) -> str:
+    """disconnected, down (since when), restart failed (when it was last tried), current or
+    behind (and when it was last restarted)."""
+    health = proxy.get("health") or {}
+    when = _ago(now - float(health["at"])) if health else ""
+    if not proxy.get("connected"):
+        return "disconnected"
+    if health.get("state") == "down":
+        return f"down since {when}"
+    if health.get("state") == "restart failed":
+        return f"restart failed {when}"
+    state = "current" if proxy.get("current") else "behind"
+    return f"{state}, restarted {when}" if health else state
 
 
 def _ago(seconds: float) -> str:

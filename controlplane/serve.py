@@ -37,20 +37,22 @@ from .fleet import Fleet, LedgerStatus, LocalHAProxy, ProxyDiffExplainer, Revisi
 from .fleet.metrics import FleetMetrics
 from .haproxy.agent_api import agent_router
 from .haproxy.bundles import RenderedBundles
-from .haproxy.manager import ApplyResult, HAProxyManager
+from .haproxy.manager import ApplyResult, HAProxyManager, HealthEvent
 from .model import TARGETS, ConfigError, Issue, Target, load_file, target_issues
 from .model.tls import PemFileError, read_pem_file
 from .model.types import split_address
 from .store import Conflict, Revision, Store, StoreError
 from .store import open_store as open_db
 from .xds.cache import SnapshotCache
-from .xds.ledger import Ledger
+from .xds.ledger import Health, Ledger
 from .xds.server import XdsServer, XdsTls
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API = "127.0.0.1:8080"
 DEFAULT_XDS = "127.0.0.1:18000"
+DEFAULT_FORGET_AFTER = 3600.0
+"""Seconds after which the status forgets a proxy that disconnected (or an agent gone silent)."""
 
 
 class ServeError(ValueError):
@@ -287,6 +289,7 @@ class ServeOptions:
     xds_insecure: bool = False
     api_tls: TlsFiles | None = None
     migrate: bool = False
+    forget_after: float = DEFAULT_FORGET_AFTER
 
 
 @dataclass
@@ -300,11 +303,16 @@ class Running:
     ledger: Ledger
     status: LedgerStatus
     local: list[LocalHAProxy] = field(default_factory=list)
+    forgetting: asyncio.Task[None] | None = None
 
     async def stop(self, keep_proxies: bool = False) -> None:
         """Stop the API and the xDS server and close the store. The local HAProxies stop too,
         or with `keep_proxies` keep serving, for the next server to adopt them."""
         try:
+            if self.forgetting is not None:
+                self.forgetting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.forgetting
             await self.api.stop()
             await self.xds.stop(grace=0.5)
         finally:
@@ -340,6 +348,7 @@ async def start_server(options: ServeOptions) -> Running:
                 instance_id=f"local-haproxy-{group}",
                 group=group,
                 on_apply=record_in(ledger, f"local-haproxy-{group}", group),
+                on_health=health_in(ledger, f"local-haproxy-{group}", group),
             )
             if await asyncio.to_thread(manager.adopt):
                 log.info("adopted the running HAProxy of group %s", group)
@@ -352,6 +361,7 @@ async def start_server(options: ServeOptions) -> Running:
             targets=options.targets,
             agents=bundles,
             local=started,
+            ledger=ledger,
         )
         status = LedgerStatus(ledger, index)
         app = build_app(
@@ -368,6 +378,7 @@ async def start_server(options: ServeOptions) -> Running:
         )
         api = ApiServer(app, api_host, api_port, options.api_tls)
         await api.start()
+        forgetting = asyncio.create_task(forget_gone(ledger, options.forget_after))
     except BaseException:
         if xds is not None:
             await xds.stop()
@@ -375,7 +386,7 @@ async def start_server(options: ServeOptions) -> Running:
             local.manager.stop()
         store.close()
         raise
-    return Running(store, xds, api, fleet, ledger, status, started)
+    return Running(store, xds, api, fleet, ledger, status, started, forgetting)
 
 
 def record_in(ledger: Ledger, instance: str, group: str) -> Callable[[ApplyResult], None]:
@@ -388,6 +399,24 @@ def record_in(ledger: Ledger, instance: str, group: str) -> Callable[[ApplyResul
         )
 
     return record
+
+
+def health_in(ledger: Ledger, instance: str, group: str) -> Callable[[HealthEvent], None]:
+    """An `on_health` callback recording what a local HAProxy's supervisor saw."""
+
+    def record(event: HealthEvent) -> None:
+        health = Health(event.state, event.at, event.reason, event.error)
+        ledger.record_health(instance, group, "haproxy", health, event.version)
+
+    return record
+
+
+async def forget_gone(ledger: Ledger, after: float) -> None:
+    """Every so often, drop from the ledger the proxies gone for more than `after` seconds."""
+    while True:
+        await asyncio.sleep(min(after / 2, 60.0))
+        for node_id in ledger.forget(after):
+            log.info("forgot proxy %s: gone for more than %gs", node_id, after)
 
 
 async def serve(options: ServeOptions) -> None:

@@ -26,12 +26,30 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class Health:
+    """What a proxy's supervisor last saw of its process: `down` (`reason` says what died),
+    `restarted`, or `restart failed` (`error` says why; it is still down), at `at`."""
+
+    state: str
+    at: float
+    reason: str
+    error: str | None = None
+
+    @property
+    def down(self) -> bool:
+        return self.state != "restarted"
+
+
+@dataclass(frozen=True)
 class ProxyRecord:
     """One proxy as the control plane last saw it.
 
-    `revision`: the newest revision whose configuration for the proxy's group it runs (None
-    before its first ACK). A revision that changed nothing for a group counts as run by that
-    group's proxies once they run the one before it.
+    `revision`: the newest revision whose configuration for the proxy's group it runs, every
+    part of it (None before its first ACK). A revision that changed nothing for a group counts
+    as run by that group's proxies once they run the one before it. When a refused change left
+    it between two revisions (an Envoy that took the new clusters but refused their
+    endpoints), it is the last revision it ran entirely. A proxy that is `down` (see `health`)
+    runs nothing, whatever its revision says it ran.
     """
 
     id: str
@@ -43,10 +61,16 @@ class ProxyRecord:
     last_ack_at: float | None = None
     last_nack: Refusal | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    health: Health | None = None
+
+    @property
+    def down(self) -> bool:
+        """Its process died and has not been restarted (yet)."""
+        return self.health is not None and self.health.down
 
     def runs(self, revision: int) -> bool:
         """Whether the proxy runs `revision` or a newer one."""
-        return self.revision is not None and self.revision >= revision
+        return not self.down and self.revision is not None and self.revision >= revision
 
     def refused(self, revision: int) -> bool:
         """Whether the proxy refused `revision` (or a newer one) and does not run it."""

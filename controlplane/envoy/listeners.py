@@ -37,8 +37,13 @@ Clusters = Mapping[str, Cluster]
 
 
 def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Listener:
-    """The Envoy Listener for a model listener."""
-    result = listener_pb2.Listener(name=listener.name, address=socket_address(listener.address))
+    """The Envoy Listener for a model listener. It binds without SO_REUSEPORT: a port another
+    process holds is a NACK, never a share of that process's connections."""
+    result = listener_pb2.Listener(
+        name=listener.name,
+        address=socket_address(listener.address),
+        enable_reuse_port=wrappers_pb2.BoolValue(value=False),
+    )
     if listener.accept_proxy_protocol:
         result.listener_filters.append(
             lc.ListenerFilter(

@@ -1,5 +1,5 @@
 """Prometheus families of the fleet: proxies connected, pushes, ACKs and NACKs, push-to-ACK
-latency, and HAProxy reloads versus runtime updates."""
+latency, HAProxy reloads versus runtime updates, and HAProxy restarts after it died."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ class FleetMetrics:
             "controlplane_haproxy_applies_total",
             "HAProxy configuration changes by how they were applied (runtime, reload, ...).",
         )
+        self.haproxy_restarts = Counter(
+            "controlplane_haproxy_restarts_total",
+            "HAProxy restarts by its supervisor after it died, by outcome (restarted, failed).",
+        )
         self._sent: dict[tuple[str, str, str], float] = {}
         self._lock = threading.Lock()
         ledger.observe(self._on_event)
@@ -49,6 +53,9 @@ class FleetMetrics:
                 self.latency.observe(event.at - sent_at, labels[:2])
         elif event.action == "nack":
             self.nacks.inc(labels)
+        elif event.action in ("restarted", "restart failed"):
+            outcome = "restarted" if event.action == "restarted" else "failed"
+            self.haproxy_restarts.inc((("group", group), ("outcome", outcome)))
         if kind == "haproxy" and "mode" in detail:
             self.haproxy_applies.inc((("group", group), ("mode", str(detail["mode"]))))
             if "duration" in detail:
@@ -66,5 +73,12 @@ class FleetMetrics:
             f'controlplane_connected_proxies{{group="{g}",kind="{k}"}} {n}'
             for (g, k), n in sorted(connected.items())
         ]
-        families = (self.pushes, self.acks, self.nacks, self.latency, self.haproxy_applies)
+        families = (
+            self.pushes,
+            self.acks,
+            self.nacks,
+            self.latency,
+            self.haproxy_applies,
+            self.haproxy_restarts,
+        )
         return "\n".join(lines) + "\n" + "".join(f.exposition() for f in families)

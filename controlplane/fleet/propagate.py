@@ -1,4 +1,9 @@
-"""Taking committed revisions to the proxies: compile per group, publish, apply locally."""
+"""Taking committed revisions to the proxies: compile per group, publish, apply locally.
+
+A part that fails (compiling a group for Envoy, rendering it for HAProxy, a local HAProxy's
+apply) is a refusal of that revision by the proxies concerned, recorded in the ledger with the
+error, and the other parts still go out.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..envoy import translate
 from ..haproxy.bundle import Bundle
@@ -16,6 +21,7 @@ from ..haproxy.manager import HAProxyManager
 from ..haproxy.render import render
 from ..model import Config, Target, split_address
 from ..xds.cache import Snapshot, SnapshotCache
+from ..xds.ledger import Ledger, ProxyKind
 from .revisions import RevisionIndex
 
 log = logging.getLogger(__name__)
@@ -25,9 +31,10 @@ COALESCE_SECONDS = 0.005
 
 
 class BundlePublisher(Protocol):
-    """Where HAProxy agents fetch their group's bundle from."""
+    """Where HAProxy agents fetch their group's bundle from; `publish` returns the groups it
+    could not render, with the error."""
 
-    def publish(self, revision: int, config: Config) -> None: ...
+    def publish(self, revision: int, config: Config) -> dict[str, str]: ...
 
     def current(self, group: str) -> GroupBundle | None: ...
 
@@ -67,7 +74,8 @@ class Fleet:
 
     `publish` may be called from any thread; the work runs on `loop`. Bursts of writes are
     coalesced: only the newest revision of a burst is compiled and pushed. Compilation runs
-    in a worker thread so the xDS streams keep being served meanwhile.
+    in a worker thread so the xDS streams keep being served meanwhile. What fails is recorded
+    in `ledger` as a refusal by the proxies concerned.
     """
 
     def __init__(
@@ -80,10 +88,12 @@ class Fleet:
         agents: BundlePublisher | None = None,
         local: Sequence[LocalHAProxy] = (),
         coalesce: float = COALESCE_SECONDS,
+        ledger: Ledger | None = None,
     ) -> None:
         self.loop = loop
         self.cache = cache
         self.index = index
+        self.ledger = ledger
         self.targets = tuple(targets)
         self.agents = agents
         self.local = list(local)
@@ -125,28 +135,68 @@ class Fleet:
         if "envoy" in self.targets:
             snapshots = await asyncio.to_thread(_snapshots, config)
             for group, snapshot in snapshots.items():
+                if isinstance(snapshot, str):
+                    self._refused(revision, "envoy", group, snapshot, self._members("envoy", group))
+                    continue
                 parts = {t: snapshot.type_version(t) for t in snapshot}
                 self.index.record(revision, "envoy", group, snapshot.version, parts)
                 self.cache.set_snapshot(group, snapshot)
         local: list[tuple[LocalHAProxy, Bundle]] = []
         if "haproxy" in self.targets:
             if self.agents is not None:
-                await asyncio.to_thread(self.agents.publish, revision, config)
+                failed = await asyncio.to_thread(self.agents.publish, revision, config)
+                for group, error in failed.items():
+                    self._refused(revision, "haproxy", group, error, self._members("agent", group))
                 for group in config.group_names():
                     current = self.agents.current(group)
-                    if current is not None:
+                    if current is not None and group not in failed:
                         self.index.record(revision, "haproxy", group, current.bundle.version)
-            local = await asyncio.to_thread(self._local_bundles, config)
-            for haproxy, bundle in local:
+            for haproxy, bundle in await asyncio.to_thread(self._local_bundles, config):
+                if isinstance(bundle, str):
+                    node = haproxy.manager.instance_id
+                    self._refused(revision, "haproxy", haproxy.group, bundle, [node])
+                    continue
                 self.index.record(revision, "haproxy", haproxy.group, bundle.version)
+                local.append((haproxy, bundle))
         self.index.complete(revision)
         await self._apply_local(revision, local)
         self.published = revision
         log.info("revision %d published", revision)
 
-    def _local_bundles(self, config: Config) -> list[tuple[LocalHAProxy, Bundle]]:
-        found = [(local, local.bundle(config)) for local in self.local]
-        return [(local, bundle) for local, bundle in found if bundle is not None]
+    def _local_bundles(self, config: Config) -> list[tuple[LocalHAProxy, Bundle | str]]:
+        """Each local HAProxy's bundle for `config`, or why it could not be rendered."""
+        found: list[tuple[LocalHAProxy, Bundle | str]] = []
+        for local in self.local:
+            try:
+                bundle = local.bundle(config)
+            except Exception as exc:
+                log.exception("rendering for haproxy %s failed", local.manager.instance_id)
+                found.append((local, _error(exc)))
+                continue
+            if bundle is not None:
+                found.append((local, bundle))
+        return found
+
+    def _members(self, feed: Literal["envoy", "agent"], group: str) -> list[str]:
+        """The node ids of the group's Envoys, or of its agent-fed HAProxies."""
+        if self.ledger is None:
+            return []
+        proxies = self.ledger.proxies(group)
+        if feed == "envoy":
+            return [p.node_id for p in proxies if p.kind == "envoy"]
+        return [p.node_id for p in proxies if p.kind == "haproxy" and p.via_agent]
+
+    def _refused(
+        self, revision: int, kind: ProxyKind, group: str, error: str, nodes: Sequence[str]
+    ) -> None:
+        """Revision `revision` could not be produced for these proxies of (kind, group): it is
+        published as a version none runs, and refused by each with `error`."""
+        log.error("revision %d for %s group %s: %s", revision, kind, group, error)
+        version = f"unproduced-{revision}"
+        self.index.record(revision, kind, group, version)
+        if self.ledger is not None:
+            for node in nodes:
+                self.ledger.refused(node, group, kind, version, error)
 
     async def _apply_local(self, revision: int, bundles: list[tuple[LocalHAProxy, Bundle]]) -> None:
         for local, bundle in bundles:
@@ -172,7 +222,17 @@ class Fleet:
             await asyncio.sleep(0)  # the worker's wake-up is still on its way to the loop
 
 
-def _snapshots(config: Config) -> dict[str, Snapshot]:
-    return {
-        group: Snapshot(translate(config, group).by_type_url()) for group in config.group_names()
-    }
+def _snapshots(config: Config) -> dict[str, Snapshot | str]:
+    """Each group's Envoy snapshot, or why it could not be compiled."""
+    found: dict[str, Snapshot | str] = {}
+    for group in config.group_names():
+        try:
+            found[group] = Snapshot(translate(config, group).by_type_url())
+        except Exception as exc:
+            log.exception("compiling group %s for Envoy failed", group)
+            found[group] = _error(exc)
+    return found
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"

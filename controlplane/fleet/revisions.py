@@ -54,7 +54,8 @@ class RevisionIndex:
             all_parts = dict(known.parts) if known else {}
             if parts is not None:
                 all_parts[version] = dict(parts)
-            entry[(kind, group)] = Published(revision, versions, time.time(), all_parts)
+            at = known.at if known else time.time()  # when the revision first reached them
+            entry[(kind, group)] = Published(revision, versions, at, all_parts)
             for old in sorted(self._by_revision)[:-KEPT]:
                 del self._by_revision[old]
                 self._complete.discard(old)

@@ -6,8 +6,9 @@ import asyncio
 import time
 from collections.abc import Mapping
 
-from ..api.status import ProxyRecord, Refusal, WaitResult
+from ..api.status import Health, ProxyRecord, Refusal, WaitResult
 from ..xds.ledger import Ledger, ProxyStatus
+from ..xds.types import WILDCARD_TYPES
 from .revisions import Published, RevisionIndex
 
 POLL_SECONDS = 0.005
@@ -49,8 +50,14 @@ class LedgerStatus:
 
     def _record(self, proxy: ProxyStatus) -> ProxyRecord:
         published = self.index.revisions(proxy.kind, proxy.group)
-        running = next((p.revision for p in published if _runs(proxy, p, published)), None)
+        running = None
+        if _started(proxy):
+            running = next((p.revision for p in published if _runs(proxy, p, published)), None)
+            if running is None and proxy.last_ran is not None:
+                ran = proxy.last_ran
+                running = next((p.revision for p in published if ran in p.versions), None)
         acks = [t.acked_at for t in proxy.types.values() if t.acked_at is not None]
+        health = proxy.health
         return ProxyRecord(
             id=proxy.node_id,
             kind=proxy.kind,
@@ -61,11 +68,14 @@ class LedgerStatus:
             last_ack_at=max(acks, default=None),
             last_nack=self._refusal(proxy, published),
             detail=dict(proxy.detail),
+            health=Health(health.state, health.at, health.reason, health.error) if health else None,
         )
 
     @staticmethod
     def _refusal(proxy: ProxyStatus, published: list[Published]) -> Refusal | None:
         nacks = [t.last_nack for t in proxy.types.values() if t.last_nack is not None]
+        if proxy.failure is not None:
+            nacks.append(proxy.failure)
         if not nacks:
             return None
         nack = max(nacks, key=lambda n: n.at)
@@ -77,24 +87,32 @@ class LedgerStatus:
 def _runs(proxy: ProxyStatus, wanted: Published, published: list[Published]) -> bool:
     """Whether `proxy` runs what `wanted` gave its group.
 
-    Each of an Envoy's types is known to match some snapshot; after a NACK they match
+    Each of an Envoy's types is known to match some snapshots; after a NACK they match
     different ones (the refused type the previous snapshot, the others the refused one). The
-    proxy then runs `wanted` when each type's content, known from the snapshot it matches, is
+    proxy then runs `wanted` when each type's content, known from a snapshot it matches, is
     what `wanted` gave that type.
     """
     if any(proxy.runs(v) for v in wanted.versions):
         return True
-    if not proxy.types or len(wanted.versions) != 1:
+    if not proxy.types or proxy.down or len(wanted.versions) != 1:
         return False
     [version] = wanted.versions
     parts = wanted.parts.get(version)
     if parts is None:
         return False
     for type_url, state in proxy.types.items():
-        held = _parts(state.snapshot, published) if state.snapshot is not None else None
-        if held is None or type_url not in held or held[type_url] != parts.get(type_url):
+        held = (_parts(v, published) for v in state.snapshots)
+        if not any(
+            h is not None and type_url in h and h[type_url] == parts.get(type_url) for h in held
+        ):
             return False
     return True
+
+
+def _started(proxy: ProxyStatus) -> bool:
+    """An Envoy that has not subscribed to the listeners and the clusters yet (it does once
+    it starts: its bootstrap takes both over ADS) has not taken a configuration yet."""
+    return proxy.kind != "envoy" or set(proxy.types) >= WILDCARD_TYPES
 
 
 def _parts(version: str, published: list[Published]) -> Mapping[str, str] | None:
@@ -104,6 +122,4 @@ def _parts(version: str, published: list[Published]) -> Mapping[str, str] | None
 
 def _silent_agent(proxy: ProxyStatus) -> bool:
     """An agent-fed HAProxy that stopped polling: nothing tells the ledger it left."""
-    return (
-        proxy.detail.get("via") == "agent" and time.time() - proxy.last_seen > AGENT_SILENCE_SECONDS
-    )
+    return proxy.via_agent and time.time() - proxy.last_seen > AGENT_SILENCE_SECONDS

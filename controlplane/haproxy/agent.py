@@ -1,14 +1,17 @@
 """The HAProxy agent: keeps a HAProxy beside it on its node group's bundle from the control plane.
 
 The agent long-polls `GET <server>/v1/haproxy/<group>/bundle` (see
-`controlplane.haproxy.agent_api`), applies each new bundle with a `HAProxyManager` and reports
-the outcome (`POST .../status`: an ACK, or a NACK with HAProxy's own message).
+`controlplane.haproxy.agent_api`), saying which version it runs, applies each new bundle with a
+`HAProxyManager` and reports the outcome (`POST .../status`: an ACK, or a NACK with HAProxy's
+own message). The manager supervises HAProxy; what its supervisor sees (`down`, `restarted`,
+`restart failed`) is reported the same way, at once, by a reporting thread that sends every
+report in order.
 
 - While the control plane is unreachable (or answers with an error) the agent retries with a
   bounded exponential backoff with jitter, and the running HAProxy keeps its configuration.
 - A version HAProxy rejects is not applied again: the agent asks for a version different from
   it. A version that was valid but failed to start or reload is retried with a backoff.
-- An outcome the server could not be told is reported again once it can.
+- A report the server could not be told is sent again once it can (the newest 100 are kept).
 - The bearer token is sent in the Authorization header only; it is never logged.
 
 The agent owns its HAProxy: `run()` stops it when it returns.
@@ -21,6 +24,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,11 +35,13 @@ import httpx
 from .. import __version__
 from ..client import tls_context
 from .bundle import Bundle
-from .manager import ApplyMode, ApplyResult, HAProxyManager
+from .manager import ApplyResult, HAProxyManager, HealthEvent
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
+REPORTS_KEPT = 100
+"""How many reports wait for a server that cannot be reached; older ones are dropped."""
 
 
 class ServerProblem(Exception):
@@ -118,10 +124,13 @@ class BundleClient:
             headers=headers, timeout=self._timeout(10.0), verify=tls_context(ca)
         )
 
-    def fetch(self, known: str | None, wait: float) -> Fetched | None:
+    def fetch(self, known: str | None, wait: float, running: str | None = None) -> Fetched | None:
         """The group's bundle when it differs from `known`; None when it is still `known` after
-        `wait` seconds. ServerProblem when there is no usable answer."""
+        `wait` seconds. `running` tells the server which version HAProxy runs. ServerProblem
+        when there is no usable answer."""
         params: dict[str, str] = {"instance": self.instance_id}
+        if running is not None:
+            params["running"] = running
         if known is not None:
             params["known"] = known
             params["wait"] = f"{max(0.0, wait):.3f}"
@@ -144,10 +153,26 @@ class BundleClient:
             )
         return Fetched(revision, bundle)
 
-    def report(self, result: ApplyResult, revision: int | None) -> None:
-        """Tell the control plane what applying a version did."""
-        body: dict[str, Any] = {**asdict(result), "instance_id": self.instance_id}
-        body["revision"] = revision
+    def applied(self, result: ApplyResult, revision: int | None) -> dict[str, Any]:
+        """The report of what applying a version did."""
+        return {**asdict(result), "instance_id": self.instance_id, "revision": revision}
+
+    def health(self, event: HealthEvent) -> dict[str, Any]:
+        """The report of what the supervisor saw of HAProxy."""
+        return {
+            "instance_id": self.instance_id,
+            "event": event.state,
+            "at": event.at,
+            "version": event.version,
+            "ok": event.state == "restarted",
+            "mode": "start",
+            "reason": event.reason,
+            "error": event.error,
+            "duration": 0.0,
+        }
+
+    def report(self, body: dict[str, Any]) -> None:
+        """Send a report (`applied` or `health`) to the control plane."""
         response = self._request("POST", "/status", json=body, timeout=self._timeout(0.0))
         self._expect(response, 204)
 
@@ -172,6 +197,62 @@ class BundleClient:
                 f"{response.status_code}: {text}",
                 response.status_code,
             )
+
+
+class Reports:
+    """The agent's reports on their way to the control plane: sent in order from a thread of
+    their own (so a long poll never delays them), each again after a backoff while the server
+    cannot be reached; one the server refuses (400, 422) is dropped."""
+
+    def __init__(self, client: BundleClient, backoff: Backoff) -> None:
+        self._client = client
+        self._backoff = backoff
+        self._waiting: deque[dict[str, Any]] = deque(maxlen=REPORTS_KEPT)
+        self._changed = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._send_all, name="agent-reports", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, body: dict[str, Any]) -> None:
+        with self._changed:
+            self._waiting.append(body)
+            self._changed.notify()
+
+    def pending(self) -> int:
+        """How many reports have not been delivered yet."""
+        with self._changed:
+            return len(self._waiting)
+
+    def close(self) -> None:
+        """Stop sending (what was not delivered is dropped) and close the client."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._client.close()
+
+    def _send_all(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._closed or bool(self._waiting))
+                if self._closed:
+                    return
+                body = self._waiting[0]
+            try:
+                self._client.report(body)
+            except ServerProblem as exc:
+                if exc.status not in (400, 422):
+                    with self._changed:
+                        self._changed.wait_for(lambda: self._closed, self._backoff.next())
+                    continue
+                log.error("status report refused: %s", exc)  # sending it again won't help
+            self._backoff.reset()
+            with self._changed:
+                if self._waiting and self._waiting[0] is body:
+                    self._waiting.popleft()
 
 
 class HAProxyAgent:
@@ -202,17 +283,24 @@ class HAProxyAgent:
         self.group = group
         workdir = Path(workdir).resolve()
         self.instance_id = instance_id or f"{socket.gethostname()}:{workdir}"
-        self.manager = HAProxyManager(
-            workdir, haproxy_bin=haproxy_bin, instance_id=self.instance_id, group=group
-        )
         self.client = BundleClient(server_url, group, self.instance_id, token, ca=ca)
+        self.reports = Reports(
+            BundleClient(server_url, group, self.instance_id, token, ca=ca),
+            Backoff(backoff_initial, backoff_max),
+        )
+        self.manager = HAProxyManager(
+            workdir,
+            haproxy_bin=haproxy_bin,
+            instance_id=self.instance_id,
+            group=group,
+            on_health=lambda event: self.reports.put(self.client.health(event)),
+        )
         self.poll_wait = min(poll_wait, 60.0)  # the server's limit
         self._backoff = Backoff(backoff_initial, backoff_max)
         self._retry_backoff = Backoff(max(backoff_initial, 1.0), max(backoff_max, 30.0))
         self._stop = threading.Event()
         self._attempted: str | None = None
         self._retry_at: float | None = None
-        self._unreported: tuple[ApplyResult, int | None] | None = None
         self._failing_since: float | None = None
 
     def __repr__(self) -> str:
@@ -227,14 +315,16 @@ class HAProxyAgent:
     def run(self) -> None:
         """Follow the group until `stop()`; stops HAProxy on the way out."""
         log.info("agent %s following group %s", self.instance_id, self.group)
+        self.reports.start()
         if self.manager.adopt():
             log.info("agent %s adopted the running HAProxy", self.instance_id)
         try:
             while not self._stop.is_set():
                 self._step()
         finally:
-            self.client.close()
             self.manager.stop()
+            self.reports.close()
+            self.client.close()
             log.info("agent %s stopped", self.instance_id)
 
     def stop(self) -> None:
@@ -245,8 +335,7 @@ class HAProxyAgent:
 
     def _step(self) -> None:
         try:
-            self._flush_report()
-            fetched = self.client.fetch(self._known(), self._wait())
+            fetched = self.client.fetch(self._known(), self._wait(), self.version)
         except ServerProblem as exc:
             self._trouble(exc)
             return
@@ -254,10 +343,6 @@ class HAProxyAgent:
         if fetched is None or self._stop.is_set():
             return
         self._apply(fetched)
-        try:
-            self._flush_report()
-        except ServerProblem as exc:
-            self._trouble(exc)
 
     def _known(self) -> str | None:
         """The version to wait past: the last one tried, unless a failed one is due a retry."""
@@ -271,15 +356,7 @@ class HAProxyAgent:
         return min(self.poll_wait, max(0.0, self._retry_at - time.monotonic()))
 
     def _apply(self, fetched: Fetched) -> None:
-        try:
-            result = self.manager.apply(fetched.bundle)
-        except Exception as exc:  # e.g. the haproxy binary vanished: report it, retry later
-            log.exception("applying version %s failed", fetched.bundle.version)
-            mode: ApplyMode = "reload" if self.manager.running else "start"
-            error = f"{type(exc).__name__}: {exc}"
-            result = ApplyResult(
-                fetched.bundle.version, False, mode, "the manager failed", 0.0, error
-            )
+        result = self.manager.apply(fetched.bundle)
         self._attempted = result.version
         if result.ok:
             self._retry_at = None
@@ -311,21 +388,7 @@ class HAProxyAgent:
                 result.error,
                 delay,
             )
-        self._unreported = (result, fetched.revision)
-
-    def _flush_report(self) -> None:
-        if self._unreported is None:
-            return
-        result, revision = self._unreported
-        try:
-            self.client.report(result, revision)
-        except ServerProblem as exc:
-            if exc.status in (400, 422):  # the server refuses it; sending it again won't help
-                log.error("status report refused: %s", exc)
-                self._unreported = None
-                return
-            raise
-        self._unreported = None
+        self.reports.put(self.client.applied(result, fetched.revision))
 
     def _trouble(self, problem: ServerProblem) -> None:
         delay = self._backoff.next()

@@ -7,9 +7,12 @@ Two endpoints, meant to be mounted under `/v1` by the API (which also applies au
   differs from `known` (or `known` is absent), otherwise as soon as it changes within `wait`
   seconds (at most 60, default 0); `304 Not Modified` without a body when it did not.
   `If-None-Match` may stand in for `known`. 404 for a group that has no bundle.
-  `instance=ID` (optional) marks the agent as seen in the ledger while it polls.
+  `instance=ID` (optional) marks the agent as seen in the ledger while it polls, and
+  `running=V` says which version its HAProxy runs, so that a server that restarted lists the
+  agent at once.
 - `POST /haproxy/{group}/status`: what applying a version did (`StatusReport`), recorded in the
-  ledger as an ACK or a NACK of kind "haproxy"; 204. 409 when the instance id is already
+  ledger as an ACK or a NACK of kind "haproxy", or what the agent's supervisor saw of HAProxy
+  (`event` `down`, `restarted` or `restart failed`); 204. 409 when the instance id is already
   another proxy's in the ledger (an Envoy, a local HAProxy, an agent of another group).
 
 The API admits only agents of `{group}` here (see `controlplane.api.deps.agent`); the bundle
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import Annotated, Literal
@@ -28,7 +32,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..xds.ledger import Ledger
+from ..xds.ledger import Health, Ledger
 from .bundles import BundleSource, GroupBundle, RenderedBundles
 
 __all__ = ["BundleSource", "GroupBundle", "RenderedBundles", "StatusReport", "agent_router"]
@@ -44,6 +48,8 @@ class StatusReport(BaseModel):
 
     Mirrors `controlplane.haproxy.manager.ApplyResult`; `revision` is the revision the agent
     received with the bundle. Unknown fields are ignored (newer agents, older servers).
+    With `event` other than "apply" it is what the agent's supervisor saw instead (see
+    `controlplane.haproxy.manager.HealthEvent`), at `at` (the agent's clock).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -56,6 +62,8 @@ class StatusReport(BaseModel):
     error: str | None = Field(default=None, max_length=100_000)
     duration: float = Field(ge=0)
     revision: int | None = None
+    event: Literal["apply", "down", "restarted", "restart failed"] = "apply"
+    at: float | None = None
 
 
 GroupName = Annotated[str, Path(min_length=1, max_length=253, description="Node group.")]
@@ -107,22 +115,28 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         instance: Annotated[
             str | None, Query(max_length=512, description="The polling agent's instance id.")
         ] = None,
+        running: Annotated[
+            str | None, Query(max_length=128, description="The version its HAProxy runs.")
+        ] = None,
         if_none_match: Annotated[str | None, Header()] = None,
     ) -> Response:
         if known is None and if_none_match is not None:
             known = if_none_match.strip().removeprefix("W/").strip('"') or None
-        if instance and _is_agent(ledger, instance, group):
-            ledger.seen(instance)
-        if known is not None and wait > 0:
-            gone, entry = await _unless_disconnected(
-                request, source.wait_change(group, known, wait)
-            )
-            if gone:
-                return Response(status_code=304)  # nobody is listening any more
-        else:
-            entry = source.current(group)
-        if instance and _is_agent(ledger, instance, group):
-            ledger.seen(instance)
+        polling = instance if instance and _may_poll(ledger, instance, group) else None
+        if polling is not None:
+            ledger.poll_started(polling, group, running)
+        try:
+            if known is not None and wait > 0:
+                gone, entry = await _unless_disconnected(
+                    request, source.wait_change(group, known, wait)
+                )
+                if gone:
+                    return Response(status_code=304)  # nobody is listening any more
+            else:
+                entry = source.current(group)
+        finally:
+            if polling is not None:
+                ledger.poll_ended(polling)
         if entry is None:
             raise HTTPException(404, f"no HAProxy bundle for node group {group!r}")
         etag = f'"{entry.bundle.version}"'
@@ -145,6 +159,12 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
                 f"instance id {report.instance_id!r} is another proxy's ({known.kind} of node "
                 f"group {known.group!r}); give this agent its own --instance-id",
             )
+        if report.event != "apply":
+            health = Health(report.event, report.at or time.time(), report.reason, report.error)
+            ledger.record_health(
+                report.instance_id, group, "haproxy", health, report.version, {"via": "agent"}
+            )
+            return Response(status_code=204)
         ledger.record_apply(
             report.instance_id,
             group,
@@ -163,6 +183,12 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         return Response(status_code=204)
 
     return router
+
+
+def _may_poll(ledger: Ledger, instance: str, group: str) -> bool:
+    """Whether a poll may speak for `instance`: one the ledger does not know (a server that
+    restarted lists it at once), or an agent's HAProxy of this group; never another proxy."""
+    return ledger.get(instance) is None or _is_agent(ledger, instance, group)
 
 
 def _is_agent(ledger: Ledger, instance: str, group: str) -> bool:

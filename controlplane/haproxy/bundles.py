@@ -68,27 +68,29 @@ class RenderedBundles:
         """The newest revision published, None before the first."""
         return self._revision
 
-    def publish(self, revision: int, config: Config) -> None:
+    def publish(self, revision: int, config: Config) -> dict[str, str]:
         """Make `config` (revision `revision`) what every group's agents follow.
 
         An older revision than the newest published is ignored. A group that fails to render
-        keeps its previous bundle (the failure is logged); the store's validation should have
-        refused such a config.
+        keeps its previous bundle; the groups that failed are returned with the error (the
+        store's validation should have refused such a config).
         """
         if self._revision is not None and revision < self._revision:
-            return
+            return {}
         rendered: dict[str, Bundle] = {}
+        failed: dict[str, str] = {}
         for group in config.group_names():
             try:
                 rendered[group] = render(config, group)
-            except Exception:
+            except Exception as exc:
                 log.exception("rendering revision %d for HAProxy group %s failed", revision, group)
+                failed[group] = f"{type(exc).__name__}: {exc}"
                 previous = self._groups.get(group)
                 if previous is not None:
                     rendered[group] = previous.bundle
         with self._lock:
             if self._revision is not None and revision < self._revision:
-                return
+                return {}
             self._revision = revision
             for group in set(self._groups) - set(rendered):
                 del self._groups[group]
@@ -96,6 +98,7 @@ class RenderedBundles:
             for group, bundle in rendered.items():
                 self._put(group, revision, bundle)
         self._wake()
+        return failed
 
     def put(self, group: str, revision: int, bundle: Bundle) -> None:
         """Set one group's bundle directly (a bundle rendered elsewhere, or a test's)."""

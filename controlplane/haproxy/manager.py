@@ -6,9 +6,11 @@ The manager owns a working directory and the HAProxy running from it in master-w
 
 `manager.cfg` is the manager's own `global` section: the runtime API socket
 (`stats socket <workdir>/admin.sock level admin expose-fd listeners`, which also hands the
-listening sockets to the next worker on reload), `hard-stop-after`, `mworker-max-reloads` and
-`default-path config`. `haproxy.cfg` and the map files beside it are the bundle, byte for byte,
-so HAProxy's messages point at the renderer's own line numbers. HAProxy runs (and checks) with
+listening sockets to the next worker on reload), `hard-stop-after`, `mworker-max-reloads`,
+`default-path config` and `noreuseport` (a port another process holds, even one that allows
+`SO_REUSEPORT`, makes the start or reload fail instead of sharing its connections).
+`haproxy.cfg` and the map files beside it are the bundle, byte for byte, so HAProxy's messages
+point at the renderer's own line numbers. HAProxy runs (and checks) with
 the configuration's directory as its working directory: HAProxy 2.6 opens the map files of
 converters such as `map_beg(paths.map)` after parsing, from its working directory, where
 `default-path config` no longer applies.
@@ -28,6 +30,14 @@ loaded by a reload through the master CLI, confirmed by `show proc` (the reload 
 a new worker serves the runtime API, the previous workers are leaving). Since files are written
 in both cases, a later reload or restart runs exactly what the runtime API was told. If a
 runtime update fails midway, the manager reloads instead.
+
+Any failure while applying (HAProxy's messages are read as UTF-8 with replacement characters,
+and an unexpected exception is caught) is an `ApplyResult` that is not ok, carrying the error.
+
+While HAProxy runs, the manager supervises it (a thread, every `supervise_every` seconds): when
+the master or its current worker is gone (HAProxy 2.6's master exits when its only worker dies),
+it reports `down`, starts HAProxy again on the bundle it last ran, and reports `restarted` or
+`restart failed` (then tries again with a growing delay) through `on_health`.
 
 A manager can let go of its HAProxy without stopping it (`detach`), so that the data plane
 keeps serving while the control plane restarts; the next manager of the same workdir takes it
@@ -64,6 +74,7 @@ from controlplane.haproxy.runtime import (
 log = logging.getLogger(__name__)
 
 ApplyMode = Literal["start", "runtime", "reload", "unchanged", "rejected"]
+HealthState = Literal["down", "restarted", "restart failed"]
 
 CONFIG_FILE = "haproxy.cfg"
 MANAGER_CONFIG_FILE = "manager.cfg"
@@ -85,6 +96,10 @@ RESERVED_GLOBAL_KEYWORDS = (
 )
 _PROXY_SECTIONS = frozenset({"frontend", "backend", "listen"})
 _UNIX_PATH_MAX = 107
+SUPERVISE_EVERY = 0.5
+"""Seconds between two looks at whether HAProxy still runs."""
+_RESTART_BACKOFF = (1.0, 30.0)
+"""The first and the longest delay between attempts to restart an HAProxy that will not start."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,23 @@ class ApplyResult:
     mode: ApplyMode
     reason: str
     duration: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthEvent:
+    """HAProxy died, or was started again, as the manager's supervisor saw it.
+
+    `state` is "down" (`reason` says what died), "restarted" (it runs `version` again) or
+    "restart failed" (`error` says why it does not start: HAProxy's message; another attempt
+    follows); `reason` keeps saying what died. `at` is the wall-clock time (`time.time()`) it
+    was seen.
+    """
+
+    state: HealthState
+    version: str | None
+    at: float
+    reason: str
     error: str | None = None
 
 
@@ -155,7 +187,11 @@ def contract_problems(bundle: Bundle) -> list[str]:
 
 
 class HAProxyManager:
-    """Runs one HAProxy (master-worker) from `workdir` and keeps it on the latest bundle."""
+    """Runs one HAProxy (master-worker) from `workdir` and keeps it on the latest bundle.
+
+    `on_apply` is told the result of every start and apply, `on_health` every `HealthEvent` of
+    the supervisor (None as `supervise_every` turns supervision off).
+    """
 
     def __init__(
         self,
@@ -167,15 +203,19 @@ class HAProxyManager:
         hard_stop_after: str = "30s",
         max_reloads: int = 10,
         timeout: float = 10.0,
+        on_health: Callable[[HealthEvent], None] | None = None,
+        supervise_every: float | None = SUPERVISE_EVERY,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.haproxy_bin = haproxy_bin
         self.instance_id = instance_id or f"{socket.gethostname()}:{self.workdir}"
         self.group = group
         self.on_apply = on_apply
+        self.on_health = on_health
         self.hard_stop_after = hard_stop_after
         self.max_reloads = max_reloads
         self.timeout = timeout
+        self.supervise_every = supervise_every
         if len(str(self.workdir / MASTER_SOCKET)) > _UNIX_PATH_MAX:
             raise ValueError(f"workdir path too long for unix sockets: {self.workdir}")
         self.master = MasterCLI(str(self.workdir / MASTER_SOCKET))
@@ -183,8 +223,17 @@ class HAProxyManager:
         self._lock = threading.RLock()
         self._process: subprocess.Popen[bytes] | None = None
         self._adopted: int | None = None
+        self._worker: int | None = None
         self._log: IO[bytes] | None = None
+        self._log_from = 0
+        """Where in the log file what the running HAProxy logged begins."""
         self._current: Bundle | None = None
+        self._last_good: Bundle | None = None
+        """What HAProxy last ran: what it is restarted on. None once stopped or detached."""
+        self._down: HealthEvent | None = None
+        self._restart_delay = _RESTART_BACKOFF[0]
+        self._restart_at = 0.0
+        self._supervisor: tuple[threading.Thread, threading.Event] | None = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -200,6 +249,11 @@ class HAProxyManager:
             return self._process.poll() is None
         return self._adopted is not None and _alive(self._adopted)
 
+    @property
+    def down(self) -> HealthEvent | None:
+        """The `down` (or `restart failed`) event while HAProxy is down, None while it runs."""
+        return self._down
+
     def adopt(self) -> bool:
         """Take over the HAProxy that a previous manager of this workdir left running (see
         `detach`), with the bundle it runs; False when there is none to take over."""
@@ -212,10 +266,14 @@ class HAProxyManager:
                 bundle = Bundle.of(state["cfg"], state["maps"], state["files"])
                 if bundle.version != state["version"] or not _alive(pid):
                     return False
-                self.master.show_proc()
+                procs = self.master.show_proc()
             except (OSError, ValueError, KeyError, TypeError, CommandError):
                 return False
             self._adopted, self._current = pid, bundle
+            with contextlib.suppress(OSError):
+                self._log_from = (self.workdir / LOG_FILE).stat().st_size
+            self._worker = procs.workers[0].pid if procs.workers else None
+            self._supervise(bundle)
             log.info(
                 "haproxy %s: adopted master %d running %s", self.instance_id, pid, bundle.version
             )
@@ -225,11 +283,13 @@ class HAProxyManager:
         """Let go of HAProxy without stopping it, so that it keeps serving while no manager
         runs; a later manager of the same workdir takes it over with `adopt`."""
         with self._lock:
-            self._process = self._adopted = None
+            supervisor = self._unsupervise()
+            self._process = self._adopted = self._worker = None
             self._current = None
             if self._log is not None:
                 self._log.close()
                 self._log = None
+        _join(supervisor)
 
     def start(self, bundle: Bundle) -> ApplyResult:
         """Validate the bundle, write it and start HAProxy on it."""
@@ -237,38 +297,56 @@ class HAProxyManager:
             if self.running:
                 raise RuntimeError("HAProxy is already running; use apply()")
             began = time.monotonic()
-            result = self._start(bundle, began)
+            try:
+                result = self._start(bundle, began)
+            except Exception as exc:
+                result = self._failed(bundle, exc, began)
             return self._report(result)
 
     def apply(self, bundle: Bundle) -> ApplyResult:
         """Make HAProxy run `bundle`: start, runtime update, reload, nothing, or reject."""
         with self._lock:
             began = time.monotonic()
-            if not self.running:
-                result = self._start(bundle, began)
-            elif self._current is not None and self._current.version == bundle.version:
-                result = self._result(
-                    bundle, True, "unchanged", "version already running", began=began
-                )
-            else:
-                result = self._change(bundle, began)
+            self._notice_death()
+            try:
+                if not self.running:
+                    result = self._start(bundle, began)
+                elif self._current is not None and self._current.version == bundle.version:
+                    result = self._result(
+                        bundle, True, "unchanged", "version already running", began=began
+                    )
+                else:
+                    result = self._change(bundle, began)
+            except Exception as exc:
+                result = self._failed(bundle, exc, began)
             return self._report(result)
 
     def stop(self) -> None:
         """Stop the master and every worker (fast stop, then SIGKILL); safe to call twice."""
         with self._lock:
-            process, self._process = self._process, None
-            adopted, self._adopted = self._adopted, None
-            self._current = None
-            if process is not None:
-                _stop_group(process, self.timeout)
-            if adopted is not None:
-                _stop_adopted(adopted, self.timeout)
-            if process is not None or adopted is not None:
-                (self.workdir / STATE_FILE).unlink(missing_ok=True)
-            if self._log is not None:
-                self._log.close()
-                self._log = None
+            supervisor = self._unsupervise()
+            self._halt()
+        _join(supervisor)
+
+    def supervise(self) -> None:
+        """Look once whether HAProxy still runs; if it died, report it and start it again on
+        the bundle it last ran (the supervisor thread calls this every `supervise_every`)."""
+        with self._lock:
+            if self._last_good is None:
+                return
+            self._notice_death()
+            if self._down is None or time.monotonic() < self._restart_at:
+                return
+            bundle, began, died = self._last_good, time.monotonic(), self._down.reason
+            try:
+                result = self._start(bundle, began)
+            except Exception as exc:
+                result = self._failed(bundle, exc, began)
+            if not result.ok:
+                self._restart_at = time.monotonic() + self._restart_delay
+                self._restart_delay = min(self._restart_delay * 2, _RESTART_BACKOFF[1])
+                error = f"{result.reason}: {result.error}" if result.error else result.reason
+                self._down = self._health("restart failed", bundle.version, died, error)
 
     def reload_count(self) -> int:
         """How many times the master has reloaded since it started (from `show proc`)."""
@@ -287,7 +365,7 @@ class HAProxyManager:
     # -- steps --------------------------------------------------------------------------------
 
     def _start(self, bundle: Bundle, began: float) -> ApplyResult:
-        self.stop()  # what a master that died may have left: workers, an open log
+        self._halt()  # what a master that died may have left: workers, an open log
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._write_manager_config()
         refusal = self._validate_and_install(bundle)
@@ -296,6 +374,7 @@ class HAProxyManager:
         for name in (MASTER_SOCKET, RUNTIME_SOCKET):
             (self.workdir / name).unlink(missing_ok=True)
         self._log = open(self.workdir / LOG_FILE, "ab")  # noqa: SIM115 (closed by stop())
+        self._log_from = self._log.tell()
         self._process = subprocess.Popen(
             [
                 self.haproxy_bin,
@@ -317,7 +396,7 @@ class HAProxyManager:
         try:
             self._wait_for_worker(previous=None)
         except HAProxyError as exc:
-            self.stop()
+            self._halt()
             return self._result(
                 bundle, False, "start", "HAProxy did not start", str(exc), began=began
             )
@@ -356,9 +435,9 @@ class HAProxyManager:
             return "bundle breaks the manager's contract", "; ".join(problems)
         stage = Path(tempfile.mkdtemp(prefix=".stage-", dir=self.workdir))
         try:
-            (stage / CONFIG_FILE).write_text(bundle.cfg)
+            (stage / CONFIG_FILE).write_text(bundle.cfg, encoding="utf-8")
             for name, content in bundle_files(bundle).items():
-                (stage / name).write_text(content)
+                (stage / name).write_text(content, encoding="utf-8")
             check = subprocess.run(
                 [
                     self.haproxy_bin,
@@ -371,11 +450,11 @@ class HAProxyManager:
                 cwd=stage,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                text=True,
                 timeout=60,
             )
             if check.returncode != 0:
-                message = _haproxy_message(check.stdout + check.stderr, f"{stage}/")
+                output = (check.stdout + check.stderr).decode("utf-8", errors="replace")
+                message = _haproxy_message(output, f"{stage}/")
                 return "haproxy -c rejected the configuration", message
             previous = set(bundle_files(self._current)) if self._current is not None else set()
             wanted = bundle_files(bundle)
@@ -412,8 +491,14 @@ class HAProxyManager:
         return path.name == name and str(path.parent) in (".", str(self.workdir))
 
     def _running(self, bundle: Bundle) -> None:
-        """HAProxy runs `bundle`: remember it, also on disk for a manager that adopts it."""
+        """HAProxy runs `bundle`: remember it, also on disk for a manager that adopts it, and
+        supervise it (reporting `restarted` when it was down)."""
         self._current = bundle
+        self._supervise(bundle)
+        if self._down is not None:
+            died, self._down = self._down.reason, None
+            self._restart_delay = _RESTART_BACKOFF[0]
+            self._health("restarted", bundle.version, died)
         pid = self._process.pid if self._process is not None else self._adopted
         state = {
             "pid": pid,
@@ -453,6 +538,7 @@ class HAProxyManager:
                     fresh = current - old_pids
                     pid = self.runtime.show_info().get("Pid", "")
                     if pid.isdigit() and int(pid) in fresh:
+                        self._worker = int(pid)
                         return
                     last_problem = f"runtime API answered from pid {pid}, waiting for {fresh}"
             except (OSError, CommandError, ValueError) as exc:
@@ -468,15 +554,132 @@ class HAProxyManager:
             f"    hard-stop-after {self.hard_stop_after}\n"
             f"    mworker-max-reloads {self.max_reloads}\n"
             "    default-path config\n"
+            "    noreuseport\n"
         )
         target = self.workdir / MANAGER_CONFIG_FILE
         temporary = target.with_suffix(".tmp")
         temporary.write_text(text)
         os.replace(temporary, target)
 
-    def _log_tail(self, lines: int = 20) -> str:
+    # -- supervision ----------------------------------------------------------------------------
+
+    def _supervise(self, bundle: Bundle) -> None:
+        """Keep `bundle` as what HAProxy is restarted on, and the supervisor thread running."""
+        self._last_good = bundle
+        if self.supervise_every is None:
+            return
+        if self._supervisor is None or not self._supervisor[0].is_alive():
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._supervision,
+                args=(stop, self.supervise_every),
+                name=f"haproxy-supervisor-{self.group}",
+                daemon=True,
+            )
+            self._supervisor = (thread, stop)
+            thread.start()
+
+    def _supervision(self, stop: threading.Event, every: float) -> None:
+        while not stop.wait(every):
+            try:
+                self.supervise()
+            except Exception:
+                log.exception("supervising haproxy %s failed", self.instance_id)
+
+    def _unsupervise(self) -> threading.Thread | None:
+        """Stop supervising (lock held); the thread to join once the lock is released."""
+        self._last_good = self._down = None
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return None
+        thread, stop = supervisor
+        stop.set()
+        return thread
+
+    def _notice_death(self) -> None:
+        """Report `down` when the HAProxy that should run has died (lock held)."""
+        if self._last_good is None or self._down is not None:
+            return
+        died = self._what_died()
+        if died is None:
+            return
+        self._current = None
+        self._restart_at = 0.0
+        self._down = self._health("down", self._last_good.version, died)
+
+    def _what_died(self) -> str | None:
+        """What is gone of the HAProxy that should run (its master or current worker)."""
+        if not self.running:
+            pid = self._process.pid if self._process is not None else self._adopted
+            code = self._process.returncode if self._process is not None else None
+            died = f"the master (pid {pid}) exited" + (f" with code {code}" if code else "")
+            alert = self._last_alert()
+            return f"{died}: {alert}" if alert else died
+        if self._worker is None or _alive(self._worker):
+            return None
         try:
-            text = (self.workdir / LOG_FILE).read_text(errors="replace")
+            workers = self.master.show_proc().workers
+        except (OSError, CommandError, ValueError):
+            workers = ()
+        if workers and _alive(workers[0].pid):
+            self._worker = workers[0].pid  # someone else reloaded it
+            return None
+        return f"the worker (pid {self._worker}) exited"
+
+    def _health(
+        self, state: HealthState, version: str | None, reason: str, error: str | None = None
+    ) -> HealthEvent:
+        event = HealthEvent(state, version, time.time(), reason, error)
+        report = log.info if state == "restarted" else log.error
+        report("haproxy %s %s: %s%s", self.instance_id, state, reason, f" ({error})" * bool(error))
+        if self.on_health is not None:
+            try:
+                self.on_health(event)
+            except Exception:
+                log.exception("on_health callback failed")
+        return event
+
+    def _halt(self) -> None:
+        """Stop every process of HAProxy (lock held); what it should run stays known."""
+        process, self._process = self._process, None
+        adopted, self._adopted = self._adopted, None
+        worker, self._worker = self._worker, None
+        self._current = None
+        if process is not None:
+            _stop_group(process, self.timeout)
+        if adopted is not None:
+            _stop_adopted(adopted, self.timeout)
+        if worker is not None:  # a worker outliving its master holds the listening sockets
+            _wait_gone(worker, self.timeout)
+        if process is not None or adopted is not None:
+            (self.workdir / STATE_FILE).unlink(missing_ok=True)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _last_alert(self) -> str:
+        """The first alert HAProxy logged since its last notice (what went wrong first), without
+        its prefix."""
+        lines = self._log_tail(50).splitlines()
+        notices = [n for n, line in enumerate(lines) if "[NOTICE]" in line]
+        since = lines[notices[-1] + 1 :] if notices else lines
+        alerts = [line for line in since if "[ALERT]" in line]
+        return alerts[0].split(" : ", 1)[-1] if alerts else ""
+
+    def _failed(self, bundle: Bundle, exc: Exception, began: float) -> ApplyResult:
+        """An apply that raised (say, the haproxy binary vanished): not ok, with the error."""
+        log.exception("haproxy %s: applying %s failed", self.instance_id, bundle.version)
+        self._current = None  # what runs is not known any more
+        mode: ApplyMode = "reload" if self.running else "start"
+        error = f"{type(exc).__name__}: {exc}"
+        return self._result(bundle, False, mode, "the manager failed", error, began=began)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        """The last lines HAProxy logged since it was started (or adopted)."""
+        try:
+            with open(self.workdir / LOG_FILE, "rb") as log_file:
+                log_file.seek(self._log_from)
+                text = log_file.read().decode("utf-8", errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
@@ -516,6 +719,12 @@ def _haproxy_message(output: str, stage_prefix: str) -> str:
     return "\n".join(alerts or lines).replace(stage_prefix, "") or "haproxy -c failed"
 
 
+def _join(thread: threading.Thread | None) -> None:
+    """Wait for a supervisor thread that was told to stop (unless it is the caller)."""
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()
+
+
 def _alive(pid: int) -> bool:
     """Whether a process exists and has not exited (an exited child of someone else may
     linger as a zombie until its parent reaps it)."""
@@ -526,15 +735,22 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until a process is gone (or a zombie); False if it is still alive after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def _stop_adopted(pid: int, timeout: float) -> None:
     """Stop an adopted master's process group, which is not our child to wait for."""
     for signum in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signum)
-        deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if not _alive(pid):
+        if _wait_gone(pid, timeout):
             return
 
 

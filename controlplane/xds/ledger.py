@@ -1,8 +1,10 @@
 """The ledger: which proxy runs which version, with every ACK and NACK.
 
 Envoys are recorded by the xDS server as they connect, receive, ACK and NACK; HAProxy
-instances are recorded by whatever applies their configuration (`record_apply`). Queries
-return copies, so callers can read them from any thread.
+instances are recorded by whatever applies their configuration (`record_apply`), supervises
+them (`record_health`) or serves their agents (`poll_started`). A configuration the control plane
+could not produce for a proxy is recorded as its refusal too (`refused`). Proxies gone for
+long are dropped by `forget`. Queries return copies, so callers can read them from any thread.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ ProxyKind = Literal["envoy", "haproxy"]
 
 EVENTS_KEPT = 200
 """How many recent protocol events are kept per proxy."""
+MATCHES_KEPT = 16
+"""How many group snapshots a type's content is remembered to match."""
 
 
 @dataclass
@@ -29,12 +33,29 @@ class Nack:
     at: float
 
 
+@dataclass(frozen=True)
+class Health:
+    """The last thing a proxy's supervisor saw of its process: `down` (`reason` says what
+    died), `restarted`, or `restart failed` (`error` says why), at `at`."""
+
+    state: str
+    at: float
+    reason: str
+    error: str | None = None
+
+    @property
+    def down(self) -> bool:
+        return self.state != "restarted"
+
+
 @dataclass
 class TypeStatus:
     """One resource type as one proxy holds it.
 
-    `snapshot` is the version of the group snapshot this type is known to match (ACKed
-    content equal to what that snapshot selects for the proxy), None until it matches one.
+    `snapshots` are the versions of the group snapshots this type's ACKed content is known
+    to match (what each selects for the proxy, for what it subscribes to), oldest first: the
+    content of a type that did not change matches several. A new ACKed content starts the
+    list again; sending the content of a snapshot takes that snapshot off until it is ACKed.
     """
 
     version_sent: str | None = None
@@ -42,7 +63,16 @@ class TypeStatus:
     version_acked: str | None = None
     acked_at: float | None = None
     last_nack: Nack | None = None
-    snapshot: str | None = None
+    snapshots: list[str] = field(default_factory=list)
+
+    @property
+    def snapshot(self) -> str | None:
+        """The newest snapshot this type is known to match."""
+        return self.snapshots[-1] if self.snapshots else None
+
+    def matched(self, snapshot: str) -> None:
+        if snapshot not in self.snapshots:
+            self.snapshots = [*self.snapshots[-(MATCHES_KEPT - 1) :], snapshot]
 
 
 @dataclass(frozen=True)
@@ -60,7 +90,11 @@ class ProxyStatus:
     """One proxy: who it is, since when, and what it runs per resource type.
 
     For HAProxy (`kind == "haproxy"`) the applied configuration is recorded as the single
-    type `"haproxy"`; `detail` holds what the applier reported.
+    type `"haproxy"`; `detail` holds what the applier reported (`"via": "agent"` for one an
+    agent feeds). `health` is what its supervisor last reported; `failure` the last
+    configuration the control plane could not produce for it. `ran` are the last group
+    snapshots (configuration versions) it was seen running entirely, every type at once,
+    oldest first.
     """
 
     node_id: str
@@ -73,19 +107,42 @@ class ProxyStatus:
     types: dict[str, TypeStatus] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    health: Health | None = None
+    failure: Nack | None = None
+    ran: list[str] = field(default_factory=list)
+
+    @property
+    def last_ran(self) -> str | None:
+        """The last group snapshot it was seen running entirely."""
+        return self.ran[-1] if self.ran else None
+
+    def ran_entirely(self, version: str) -> None:
+        self.ran = [*(v for v in self.ran[-(MATCHES_KEPT - 1) :] if v != version), version]
+
+    @property
+    def via_agent(self) -> bool:
+        """An HAProxy fed by an agent: it polls; nothing tells the ledger when it leaves."""
+        return self.detail.get("via") == "agent"
+
+    @property
+    def down(self) -> bool:
+        """Its supervisor saw it die and has not restarted it."""
+        return self.health is not None and self.health.down
 
     def runs(self, version: str, required_types: Iterable[str] | None = None) -> bool:
-        """True when every required type (default: every type it has) matches `version`."""
+        """True when it is not down and every required type (default: every type it has)
+        matches `version`."""
         wanted = list(required_types) if required_types is not None else list(self.types)
-        if not wanted:
+        if not wanted or self.down:
             return False
-        return all((s := self.types.get(t)) is not None and s.snapshot == version for t in wanted)
+        return all((s := self.types.get(t)) is not None and version in s.snapshots for t in wanted)
 
     def copy(self) -> ProxyStatus:
         """An independent copy (events are immutable and shared)."""
         return replace(
             self,
-            types={t: replace(s) for t, s in self.types.items()},
+            types={t: replace(s, snapshots=list(s.snapshots)) for t, s in self.types.items()},
+            ran=list(self.ran),
             detail=dict(self.detail),
             events=deque(self.events, maxlen=EVENTS_KEPT),
         )
@@ -96,6 +153,8 @@ Observer = Callable[[str, str, ProxyKind, Event, dict[str, Any]], None]
 
 HAPROXY_TYPE = "haproxy"
 """The pseudo type under which HAProxy applies are recorded."""
+COMPILE_TYPE = "compile"
+"""The pseudo type of the events of a configuration the control plane could not produce."""
 
 
 class Ledger:
@@ -148,14 +207,43 @@ class Ledger:
         if p is not None:
             p.last_seen = time.time()
 
+    def poll_started(self, node_id: str, group: str, running: str | None) -> None:
+        """An agent asks for its group's HAProxy configuration (until `poll_ended`), saying it
+        runs `running` (None: nothing yet). One the ledger does not know (the server restarted
+        since it last reported) is recorded at once as an agent-fed HAProxy running that
+        version. `streams` counts the polls open."""
+        now = time.time()
+        with self._lock:
+            p = self._proxies.get(node_id)
+            if p is not None and p.connected:
+                p.group, p.last_seen = group, now
+                p.streams += 1
+                return
+            p = ProxyStatus(node_id, group, "haproxy", connected_since=now, last_seen=now)
+            p.streams, p.detail = 1, {"via": "agent"}
+            held = p.types[HAPROXY_TYPE] = TypeStatus()
+            if running is not None:
+                held.version_acked, held.acked_at, held.snapshots = running, now, [running]
+                p.ran_entirely(running)
+            self._proxies[node_id] = p
+
+    def poll_ended(self, node_id: str) -> None:
+        """A poll `poll_started` opened was answered, or its agent went away."""
+        with self._lock:
+            p = self._proxies.get(node_id)
+            if p is not None:
+                p.streams = max(0, p.streams - 1)
+                p.last_seen = time.time()
+
     def subscribed(self, node_id: str, type_url: str) -> None:
         """The proxy subscribed to a type; from now on it counts in `runs`."""
         with self._lock:
             self._type(node_id, type_url)
 
-    def sent(self, node_id: str, type_url: str, version: str) -> None:
-        """A version of a type was sent to the proxy."""
-        self._record(node_id, type_url, "sent", version)
+    def sent(self, node_id: str, type_url: str, version: str, snapshot: str | None = None) -> None:
+        """A version of a type was sent to the proxy: what group snapshot `snapshot` selects
+        for it, so until it is ACKed the type does not match that snapshot."""
+        self._record(node_id, type_url, "sent", version, snapshot=snapshot)
 
     def acked(self, node_id: str, type_url: str, version: str) -> None:
         """The proxy accepted a version of a type."""
@@ -170,7 +258,10 @@ class Ledger:
         with self._lock:
             s = self._type(node_id, type_url)
             if s is not None:
-                s.snapshot = snapshot_version
+                s.matched(snapshot_version)
+                p = self._proxies[node_id]
+                if p.runs(snapshot_version):
+                    p.ran_entirely(snapshot_version)
 
     # --- recording (HAProxy manager) ---
 
@@ -187,23 +278,70 @@ class Ledger:
         """A configuration `version` was applied to a proxy (ok = ACK) or refused (NACK)."""
         now = time.time()
         with self._lock:
-            p = self._proxies.get(node_id)
-            if p is None or not p.connected:
-                p = ProxyStatus(node_id, group, kind, connected_since=now, last_seen=now)
-                self._proxies[node_id] = p
-            p.group, p.kind, p.last_seen = group, kind, now
+            p = self._member(node_id, group, kind, now)
             p.detail = dict(detail or {})
             s = p.types.setdefault(HAPROXY_TYPE, TypeStatus())
             s.version_sent, s.sent_at = version, now
             if ok:
-                s.version_acked, s.acked_at, s.snapshot = version, now, version
+                s.version_acked, s.acked_at, s.snapshots = version, now, [version]
+                p.ran_entirely(version)
             else:
                 s.last_nack = Nack(version, error or "", now)
             event = Event(now, HAPROXY_TYPE, "ack" if ok else "nack", version)
             p.events.append(event)
             observers, applied = self._observers, dict(p.detail)
-        for observer in observers:
-            observer(node_id, group, kind, event, applied)
+        self._tell(observers, node_id, group, kind, event, applied)
+
+    def record_health(
+        self,
+        node_id: str,
+        group: str,
+        kind: ProxyKind,
+        health: Health,
+        version: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """What a proxy's supervisor saw: it is down, or restarted running `version`."""
+        with self._lock:
+            p = self._member(node_id, group, kind, time.time())
+            p.health = health
+            if detail is not None:
+                p.detail = {**p.detail, **detail}
+            if not health.down and version is not None:
+                s = p.types.setdefault(HAPROXY_TYPE, TypeStatus())
+                if s.version_acked != version:
+                    s.version_acked, s.acked_at, s.snapshots = version, health.at, [version]
+                p.ran_entirely(version)
+            event = Event(health.at, HAPROXY_TYPE, health.state, version or "")
+            p.events.append(event)
+            observers = self._observers
+        self._tell(observers, node_id, group, kind, event, {})
+
+    def refused(self, node_id: str, group: str, kind: ProxyKind, version: str, error: str) -> None:
+        """The control plane could not produce configuration `version` for a proxy (its
+        compiler or applier failed): a refusal of that version, with `error`."""
+        now = time.time()
+        with self._lock:
+            p = self._member(node_id, group, kind, now)
+            p.failure = Nack(version, error, now)
+            event = Event(now, COMPILE_TYPE, "nack", version)
+            p.events.append(event)
+            observers = self._observers
+        self._tell(observers, node_id, group, kind, event, {})
+
+    def forget(self, older_than: float) -> list[str]:
+        """Drop the proxies gone for more than `older_than` seconds: disconnected, or fed by
+        an agent that stopped polling. Returns their node ids."""
+        cutoff = time.time() - older_than
+        with self._lock:
+            gone = [
+                node_id
+                for node_id, p in self._proxies.items()
+                if (not p.connected or (p.via_agent and p.streams == 0)) and p.last_seen < cutoff
+            ]
+            for node_id in gone:
+                del self._proxies[node_id]
+        return sorted(gone)
 
     # --- queries ---
 
@@ -253,6 +391,27 @@ class Ledger:
 
     # --- internals ---
 
+    def _member(self, node_id: str, group: str, kind: ProxyKind, now: float) -> ProxyStatus:
+        """The proxy's status, recorded anew when unknown or disconnected (lock held)."""
+        p = self._proxies.get(node_id)
+        if p is None or not p.connected:
+            p = ProxyStatus(node_id, group, kind, connected_since=now, last_seen=now)
+            self._proxies[node_id] = p
+        p.group, p.kind, p.last_seen = group, kind, now
+        return p
+
+    @staticmethod
+    def _tell(
+        observers: list[Observer],
+        node_id: str,
+        group: str,
+        kind: ProxyKind,
+        event: Event,
+        detail: dict[str, Any],
+    ) -> None:
+        for observer in observers:
+            observer(node_id, group, kind, event, detail)
+
     def _type(self, node_id: str, type_url: str) -> TypeStatus | None:
         p = self._proxies.get(node_id)
         if p is None:
@@ -263,7 +422,13 @@ class Ledger:
         return s
 
     def _record(
-        self, node_id: str, type_url: str, action: str, version: str, error: str = ""
+        self,
+        node_id: str,
+        type_url: str,
+        action: str,
+        version: str,
+        error: str = "",
+        snapshot: str | None = None,
     ) -> None:
         now = time.time()
         with self._lock:
@@ -274,12 +439,16 @@ class Ledger:
             assert s is not None
             if action == "sent":
                 s.version_sent, s.sent_at = version, now
+                if snapshot is not None and version != s.version_acked:
+                    s.snapshots = [v for v in s.snapshots if v != snapshot]
+                    p.ran = [v for v in p.ran if v != snapshot]
             elif action == "ack":
+                if version != s.version_acked:
+                    s.snapshots = []
                 s.version_acked, s.acked_at = version, now
             else:
                 s.last_nack = Nack(version, error, now)
             event = Event(now, type_url, action, version)
             p.events.append(event)
             observers, group, kind = self._observers, p.group, p.kind
-        for observer in observers:
-            observer(node_id, group, kind, event, {})
+        self._tell(observers, node_id, group, kind, event, {})

@@ -239,12 +239,18 @@ class DiscoveryStream:
                 st.synced = snap.version
                 self.ledger.synced(self.node_id, t, snap.version)
 
-    async def _emit(self, type_url: str, st: _TypeState, version: str, payload: bytes) -> None:
+    async def _emit(
+        self, type_url: str, st: _TypeState, snap: Snapshot, version: str, payload: bytes
+    ) -> None:
+        """Send `version` of a type, what `snap` gives the client (so what it held before no
+        longer counts as matching `snap`)."""
         assert self.node_id is not None
+        if version != st.acked_version:
+            st.synced = None  # what it will hold is matched anew once it is ACKed
         st.sent_version = version
         st.pending = True
         st.first_response_due = False
-        self.ledger.sent(self.node_id, type_url, version)
+        self.ledger.sent(self.node_id, type_url, version, snap.version)
         await self._send(payload)
 
     async def refresh(self) -> None:
@@ -322,7 +328,7 @@ class SotwStream(DiscoveryStream):
             st.nonce = target.version
             payload = target.sotw_shared()
         st.recent = (*st.recent[-(RECENT_KEPT - 1) :], target.version)
-        await self._emit(type_url, st, target.version, payload)
+        await self._emit(type_url, st, snap, target.version, payload)
         if not target.entries and type_url not in types.WILDCARD_TYPES:
             # An empty answer to named interest is settled as sent: a client that meanwhile
             # stopped watching the type (its clusters went away) never ACKs it.
@@ -403,7 +409,7 @@ class DeltaStream(DiscoveryStream):
             payload = _naive_delta(target, body, nonce)
         else:
             payload = body.response(type_url, target.version, nonce)
-        await self._emit(type_url, st, target.version, payload)
+        await self._emit(type_url, st, snap, target.version, payload)
 
 
 def _naive_sotw(target: Selection, nonce: str) -> bytes:

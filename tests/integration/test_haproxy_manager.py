@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from controlplane.haproxy.bundle import Bundle
-from controlplane.haproxy.manager import ApplyResult, HAProxyManager
+from controlplane.haproxy.manager import ApplyResult, HAProxyManager, HealthEvent
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import HttpSession, http
-from tests.harness.ports import free_port
+from tests.harness.ports import SharedPortListener, connect_times, free_port
 
 pytestmark = pytest.mark.haproxy
 
@@ -282,8 +282,11 @@ def alive(pid: int) -> bool:
 
 
 def test_apply_restarts_haproxy_whose_master_died(fleet: BackendFleet, instance: Instance) -> None:
-    """Workers left by a killed master are stopped and a new HAProxy starts on the bundle."""
+    """Workers left by a killed master are stopped and a new HAProxy starts on the bundle (an
+    apply that comes before the supervisor noticed: it reports `down`, then `restarted`)."""
+    events: list[HealthEvent] = []
     manager = instance.manager
+    manager.supervise_every, manager.on_health = None, events.append
     bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
     assert manager.start(bundle).ok
     procs = manager.processes()
@@ -297,6 +300,7 @@ def test_apply_restarts_haproxy_whose_master_died(fleet: BackendFleet, instance:
     assert (result.ok, result.mode) == (True, "start"), result
     assert not any(alive(w.pid) for w in procs.workers)
     assert instance.backends_seen(3) == Counter({"a": 3})
+    assert [e.state for e in events] == ["down", "restarted"]
 
 
 def test_a_new_manager_adopts_a_detached_haproxy_without_a_reload(
@@ -324,3 +328,174 @@ def test_a_new_manager_adopts_a_detached_haproxy_without_a_reload(
         second.stop()
     assert not alive(master)
     assert not HAProxyManager(first.workdir).adopt()
+
+
+def wait_for_states(events: list[HealthEvent], states: list[str]) -> list[HealthEvent]:
+    deadline = time.monotonic() + 15
+    while [e.state for e in events] != states:
+        assert time.monotonic() < deadline, f"expected {states}, reported {events}"
+        time.sleep(0.01)
+    return list(events)
+
+
+@pytest.mark.parametrize("victim", ["worker", "master"])
+def test_a_killed_haproxy_is_noticed_restarted_on_its_bundle_and_reported(
+    fleet: BackendFleet, instance: Instance, victim: str
+) -> None:
+    """`kill -9` of the worker (HAProxy 2.6's master then exits too) or of the master: the
+    supervisor reports `down`, starts HAProxy on the bundle it ran, and reports `restarted`."""
+    events: list[HealthEvent] = []
+    manager = instance.manager
+    manager.on_health = events.append
+    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    assert manager.start(bundle).ok
+    before = manager.processes()
+    pid = before.workers[0].pid if victim == "worker" else before.master.pid
+
+    killed_at = time.time()
+    os.kill(pid, signal.SIGKILL)
+    down, restarted = wait_for_states(events, ["down", "restarted"])
+
+    assert f"(pid {before.master.pid}) exited" in down.reason
+    if victim == "worker":
+        assert f"worker ({pid}) exited with code 137" in down.reason
+    assert down.version == restarted.version == bundle.version
+    assert manager.current == bundle and manager.down is None
+    assert manager.processes().master.pid != before.master.pid
+    assert instance.backends_seen(3) == Counter({"a": 3})
+    assert [r.mode for r in instance.results] == ["start"]  # a restart is not an apply
+    print(
+        f"\nkill -9 of the {victim}: down reported after {down.at - killed_at:.3f}s, "
+        f"restarted after {restarted.at - killed_at:.3f}s"
+    )
+
+
+def test_an_adopted_haproxy_whose_master_dies_is_restarted(
+    fleet: BackendFleet, instance: Instance
+) -> None:
+    first = instance.manager
+    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    assert first.start(bundle).ok
+    first.detach()
+    events: list[HealthEvent] = []
+    second = HAProxyManager(first.workdir, instance_id="test", on_health=events.append)
+    try:
+        assert second.adopt()
+        master = second.processes().master.pid
+        os.kill(master, signal.SIGKILL)
+        down, _ = wait_for_states(events, ["down", "restarted"])
+        assert f"(pid {master}) exited" in down.reason
+        assert instance.backends_seen(3) == Counter({"a": 3})
+    finally:
+        second.stop()
+
+
+def test_a_restart_that_fails_is_reported_and_tried_again(
+    fleet: BackendFleet, tmp_path: Path
+) -> None:
+    events: list[HealthEvent] = []
+    port = free_port()
+    manager = HAProxyManager(
+        tmp_path / "hx", instance_id="test", on_health=events.append, supervise_every=None
+    )
+    try:
+        bundle = Bundle.of(config(port, servers(fleet, ("s1", "a", 1))))
+        assert manager.start(bundle).ok
+        os.kill(manager.processes().master.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while manager.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with SharedPortListener(LOOPBACK, port):  # someone took the port meanwhile
+            manager.supervise()
+        down, failed = events
+        assert (down.state, failed.state) == ("down", "restart failed")
+        assert failed.error is not None and "cannot bind socket" in failed.error, failed
+        assert manager.down == failed and not manager.running
+
+        deadline = time.monotonic() + 15
+        while not manager.running:
+            assert time.monotonic() < deadline, events
+            manager.supervise()  # the next attempt waits a second
+            time.sleep(0.05)
+        assert [e.state for e in events] == ["down", "restart failed", "restarted"]
+        assert http(LOOPBACK, port).backend == "a"
+    finally:
+        manager.stop()
+
+
+def test_stop_and_detach_end_supervision(fleet: BackendFleet, instance: Instance) -> None:
+    def supervisors() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("haproxy-supervisor")]
+
+    events: list[HealthEvent] = []
+    before = supervisors()
+    manager = instance.manager
+    manager.on_health = events.append
+    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    assert manager.start(bundle).ok
+    assert len(supervisors()) == len(before) + 1
+    manager.stop()
+    manager.supervise()
+    assert not manager.running and supervisors() == before
+
+    assert manager.start(bundle).ok
+    manager.detach()
+    assert supervisors() == before
+    adopting = HAProxyManager(manager.workdir, instance_id="test", on_health=events.append)
+    assert adopting.adopt()
+    adopting.stop()
+    assert supervisors() == before and events == []
+
+
+def test_output_that_is_not_utf8_is_a_rejection_with_the_message(instance: Instance) -> None:
+    """HAProxy quotes the offending byte of a port in Arabic-Indic digits on its own: an
+    invalid UTF-8 sequence. The manager reports it (with replacement characters)."""
+    manager = instance.manager
+    arabic_port = "\u0661\u0662\u0663"
+    result = manager.apply(
+        Bundle.of(
+            config(instance.port, "").replace(
+                f"{LOOPBACK}:{instance.port}", f"{LOOPBACK}:{arabic_port}"
+            )
+        )
+    )
+    assert (result.ok, result.mode) == (False, "rejected"), result
+    assert result.error is not None
+    assert f"invalid character '\ufffd' in port number '{arabic_port}'" in result.error
+    assert not manager.running
+
+
+def test_a_manager_that_fails_reports_the_failure(tmp_path: Path) -> None:
+    results: list[ApplyResult] = []
+    manager = HAProxyManager(
+        tmp_path / "hx", haproxy_bin=str(tmp_path / "no-haproxy"), on_apply=results.append
+    )
+    result = manager.apply(Bundle.of(config(free_port(), "")))
+    assert (result.ok, result.mode, result.reason) == (False, "start", "the manager failed")
+    assert result.error is not None and result.error.startswith("FileNotFoundError: ")
+    assert results == [result]
+
+
+def test_a_port_another_process_holds_is_refused_not_shared(
+    fleet: BackendFleet, instance: Instance
+) -> None:
+    """Even when the other socket allows SO_REUSEPORT, HAProxy does not bind beside it: the
+    start (or the reload that adds the listener) fails, and every connection still reaches
+    the other socket."""
+    manager = instance.manager
+    with SharedPortListener(LOOPBACK) as other:
+        taken = Bundle.of(config(other.port, servers(fleet, ("s1", "a", 1))))
+        result = manager.apply(taken)
+        assert (result.ok, result.mode) == (False, "start"), result
+        assert result.error is not None and "cannot bind socket" in result.error, result
+
+        good = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+        assert manager.apply(good).ok
+        second = f"frontend other\n    bind {LOOPBACK}:{other.port}\n    default_backend be\n"
+        result = manager.apply(Bundle.of(good.cfg + second))
+        assert (result.ok, result.mode) == (False, "reload"), result
+        assert "cannot bind socket" in (result.error or ""), result
+
+        assert connect_times(LOOPBACK, other.port, 50) == 50
+        assert other.accepted() == 50
+    assert instance.backends_seen(3) == Counter({"a": 3})

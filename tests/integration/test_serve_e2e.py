@@ -199,6 +199,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             lab.start()
             lab.envoy = EnvoyProcess(tmp, ENVOY_ID, "default", lab.running.xds.port or 0)
             lab.envoy.start()
+            # `wait` counts the proxies connected: let the Envoy connect first.
+            wait_for("Envoy to connect", lambda: lab.running.ledger.count() == 2, WAIT)
             assert lab.wait_revision(1)["converged"]
             yield lab
         finally:

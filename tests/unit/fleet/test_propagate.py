@@ -11,13 +11,17 @@ import asyncio
 import threading
 from typing import cast
 
+import pytest
+
 from controlplane.envoy import translate
-from controlplane.fleet import Fleet, LocalHAProxy, RevisionIndex, relocate
+from controlplane.fleet import Fleet, LedgerStatus, LocalHAProxy, RevisionIndex, relocate
 from controlplane.haproxy.bundle import Bundle
+from controlplane.haproxy.bundles import RenderedBundles
 from controlplane.haproxy.manager import ApplyResult, HAProxyManager
 from controlplane.haproxy.render import render
 from controlplane.model import Config
 from controlplane.xds.cache import Snapshot, SnapshotCache
+from controlplane.xds.ledger import Ledger
 
 from .configs import config
 
@@ -189,6 +193,60 @@ def test_a_failed_push_does_not_stop_the_next_ones() -> None:
         await fleet.settled()
 
         assert fleet.published == 2 and len(manager.applied) == 2 and len(cache.given) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_revision_that_cannot_be_compiled_is_refused_by_the_proxies_concerned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A compiler that raises (fault injected: validated configs compile) is a refusal of that
+    revision, with the error, by the group's Envoys, its agents' HAProxies and the local
+    HAProxy; the revisions after it go out as usual."""
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("compiler bug")
+
+    async def scenario() -> None:
+        cache, index, ledger = RecordingCache(), RevisionIndex(), Ledger()
+        manager, agents = RecordingManager(), RenderedBundles()
+        local = LocalHAProxy(cast(HAProxyManager, manager), "default")
+        fleet = Fleet(
+            asyncio.get_running_loop(),
+            cache,
+            index,
+            agents=agents,
+            local=[local],
+            coalesce=0,
+            ledger=ledger,
+        )
+        configs = revisions()
+        fleet.publish(1, configs[1])
+        await fleet.settled()
+        ledger.connect("envoy-1", "default", "envoy")
+        ledger.poll_started("agent-1", "default", agents.current("default").bundle.version)
+
+        with monkeypatch.context() as patched:
+            patched.setattr("controlplane.fleet.propagate.translate", broken)
+            patched.setattr("controlplane.fleet.propagate.render", broken)
+            patched.setattr("controlplane.haproxy.bundles.render", broken)
+            fleet.publish(2, configs[2])
+            await fleet.settled()
+
+        refusals = {
+            p.id: (p.revision, p.last_nack and (p.last_nack.revision, p.last_nack.error))
+            for p in LedgerStatus(ledger, index).proxies()
+        }
+        assert refusals == {
+            "envoy-1": (None, (2, "RuntimeError: compiler bug")),
+            "agent-1": (1, (2, "RuntimeError: compiler bug")),
+            "recording": (None, (2, "RuntimeError: compiler bug")),
+        }
+        assert fleet.published == 2 and len(manager.applied) == 1
+
+        fleet.publish(3, configs[3])
+        await fleet.settled()
+        assert len(manager.applied) == 2
 
     asyncio.run(scenario())
 

@@ -11,16 +11,18 @@ import asyncio
 import pytest
 
 from controlplane.fleet import LedgerStatus, RevisionIndex
+from controlplane.xds import types
 from controlplane.xds.ledger import Ledger
 
-TYPES = ("cds", "eds", "lds", "rds")
+CDS, EDS, LDS, RDS = types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE
+TYPES = (CDS, EDS, LDS, RDS)
 ENVOY = "envoy-1"
 HAPROXY = "haproxy-1"
 
 
 def parts(**changed: str) -> dict[str, str]:
-    """An Envoy snapshot's per-type versions: `<type>-1` unless given."""
-    return {t: changed.get(t, f"{t}-1") for t in TYPES}
+    """An Envoy snapshot's per-type versions: `<type>-1` unless given (by short name)."""
+    return {t: changed.get(types.short_name(t), f"{types.short_name(t)}-1") for t in TYPES}
 
 
 def connect_envoy(ledger: Ledger, group: str = "edge") -> None:
@@ -83,9 +85,9 @@ def test_an_envoy_nack_is_a_refusal_and_the_envoy_still_runs_the_revision_before
     publish(index, 2, "e2", rds="rds-2")
 
     # The stream marks the unchanged types as matching the new snapshot; RDS was refused.
-    envoy_takes(ledger, "e2", ("cds", "eds", "lds"))
-    ledger.sent(ENVOY, "rds", "e2/rds")
-    ledger.nacked(ENVOY, "rds", "e2/rds", "regex too big")
+    envoy_takes(ledger, "e2", (CDS, EDS, LDS))
+    ledger.sent(ENVOY, RDS, "e2/rds")
+    ledger.nacked(ENVOY, RDS, "e2/rds", "regex too big")
 
     [proxy] = status.proxies()
     assert proxy.revision == 1
@@ -94,18 +96,43 @@ def test_an_envoy_nack_is_a_refusal_and_the_envoy_still_runs_the_revision_before
     assert proxy.refused(2) and not proxy.runs(2)
 
 
-def test_an_envoy_between_two_revisions_runs_neither() -> None:
+def test_an_envoy_between_two_revisions_reads_as_the_last_one_it_ran_entirely() -> None:
+    ledger, index = Ledger(), RevisionIndex()
+    status = LedgerStatus(ledger, index)
+    publish(index, 1, "e1")
+    connect_envoy(ledger)
+    assert status.proxies()[0].revision is None
+    envoy_takes(ledger, "e1")
+    publish(index, 2, "e2", cds="cds-2", rds="rds-2")
+
+    envoy_takes(ledger, "e2", (CDS, EDS, LDS))  # took the new clusters...
+    ledger.nacked(ENVOY, RDS, "e2/rds", "refused")  # ...and refused the new routes
+
+    [proxy] = status.proxies()
+    assert proxy.revision == 1
+    assert proxy.refused(2) and not proxy.runs(2)
+
+
+def test_a_type_sent_anew_no_longer_matches_until_acked() -> None:
+    """The stream may find a type's content matching a new snapshot before the client asks
+    for more of it (new clusters bring new endpoint names): sending the content of that
+    snapshot takes the match back, and a refusal leaves the Envoy behind."""
     ledger, index = Ledger(), RevisionIndex()
     status = LedgerStatus(ledger, index)
     publish(index, 1, "e1")
     connect_envoy(ledger)
     envoy_takes(ledger, "e1")
-    publish(index, 2, "e2", cds="cds-2", rds="rds-2")
+    publish(index, 2, "e2", cds="cds-2", eds="eds-2")
 
-    envoy_takes(ledger, "e2", ("cds", "eds", "lds"))  # took the new clusters...
-    ledger.nacked(ENVOY, "rds", "e2/rds", "refused")  # ...and refused the new routes
+    envoy_takes(ledger, "e2", (CDS, LDS, RDS))
+    ledger.synced(ENVOY, EDS, "e2")  # its old endpoints are all e2 selects... for now
+    assert status.proxies()[0].runs(2)
+    ledger.sent(ENVOY, EDS, "e2/eds", "e2")  # the new cluster's endpoints are asked for
+    assert not status.proxies()[0].runs(2)
+    ledger.nacked(ENVOY, EDS, "e2/eds", "malformed IP address")
 
-    assert status.proxies()[0].revision is None
+    [proxy] = status.proxies()
+    assert (proxy.revision, proxy.refused(2)) == (1, True)
 
 
 def test_a_haproxy_refusal_names_the_revision_and_keeps_the_one_it_runs() -> None:
@@ -156,8 +183,8 @@ def test_wait_reports_a_refusal_once_no_proxy_is_pending() -> None:
         publish(index, 2, "e2", "h2", rds="rds-2")
 
         waiting = asyncio.create_task(status.wait(2, timeout=5))
-        envoy_takes(ledger, "e2", ("cds", "eds", "lds"))
-        ledger.nacked(ENVOY, "rds", "e2/rds", "refused")
+        envoy_takes(ledger, "e2", (CDS, EDS, LDS))
+        ledger.nacked(ENVOY, RDS, "e2/rds", "refused")
         await asyncio.sleep(0.05)
         assert not waiting.done()  # the HAProxy has not answered yet
         ledger.record_apply(HAPROXY, "edge", "haproxy", "h2", True)
@@ -204,3 +231,20 @@ def test_wait_leaves_out_other_groups_and_disconnected_proxies(group: str, conne
 
     assert result.converged and result.proxies == []
     assert [r.id for r in status.proxies()] == [ENVOY]
+
+
+def test_an_envoy_runs_nothing_before_it_subscribed_to_listeners_and_clusters() -> None:
+    """Envoy asks for clusters (and their endpoints) first, listeners once they are warm: an
+    Envoy that ACKed the clusters alone has no listener yet, so it is not current."""
+    ledger, index = Ledger(), RevisionIndex()
+    status = LedgerStatus(ledger, index)
+    publish(index, 1, "e1")
+    ledger.connect(ENVOY, "edge", "envoy")
+    for t in (CDS, EDS):
+        ledger.subscribed(ENVOY, t)
+    envoy_takes(ledger, "e1", (CDS, EDS))
+    assert status.proxies()[0].revision is None
+
+    ledger.subscribed(ENVOY, LDS)
+    envoy_takes(ledger, "e1", (LDS,))
+    assert status.proxies()[0].revision == 1
