@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from ..model.regex import RE2_MAX_PROGRAM_SIZE
+
 XDS_CLUSTER = "controlplane_xds"
 """Name of the static cluster that reaches the xDS server."""
 
@@ -26,12 +28,6 @@ def _is_ip(host: str) -> bool:
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.3f}s"
-
-
-RE2_MAX_PROGRAM_SIZE = 10_000
-"""Envoy refuses regexes whose compiled RE2 program exceeds 100 instructions by default, which
-a cookie or header matched against a long exact value already does; HAProxy (PCRE) has no such
-limit. Raised so that what the model accepts runs on both; beyond it Envoy still NACKs."""
 
 
 def bootstrap(

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from .route import VirtualHost
-from .types import BindAddress, Model, Name
+from .types import BindAddress, Model, Name, ServerName
 
 Protocol = Literal["http", "https", "tcp", "tls"]
 L7_PROTOCOLS: frozenset[str] = frozenset({"http", "https"})
-
-
-ServerName = Annotated[
-    str,
-    Field(
-        pattern=r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
-        description="A lower-case host name or '*.suffix' (one or more labels).",
-    ),
-]
 
 
 class Certificate(Model):
@@ -29,6 +20,8 @@ class Certificate(Model):
     name beats a `*.suffix` wildcard, a longer wildcard beats a shorter one; the listener's
     first certificate is served when no name matches.
     """
+
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"cert", "key"})
 
     server_names: list[ServerName] = Field(default_factory=list)
     cert: str = Field(min_length=1, description="PEM text, or the path of a PEM file.")
