@@ -209,8 +209,10 @@ class Slot:
     label: str
     """The path with indices left out: `listeners[].virtual_hosts[].domains[]`."""
     path: tuple[PathPart, ...]
-    field: tuple[str, str]
-    """(model class, field) holding the string."""
+    model: type[BaseModel]
+    """The model class holding the string, at `owner` in the data."""
+    owner: tuple[PathPart, ...]
+    field: str
     key: bool = False
 
     def get(self, data: dict[str, Any]) -> str:
@@ -222,6 +224,16 @@ def _at(data: Any, path: Sequence[PathPart]) -> Any:
     for part in path:
         data = data[part]
     return data
+
+
+def fits(data: dict[str, Any], slot: Slot) -> bool:
+    """Whether the model object holding `slot` accepts what `data` has there (a quick check:
+    whole-config rules aside)."""
+    try:
+        slot.model.model_validate(_at(data, slot.owner))
+    except ValueError:
+        return False
+    return True
 
 
 def place(data: dict[str, Any], slot: Slot, value: str) -> dict[str, Any]:
@@ -242,25 +254,25 @@ def _slots(model: BaseModel, data: dict[str, Any], path: tuple[PathPart, ...]) -
     for name in type(model).model_fields:
         if name not in data:
             continue
-        owner = (type(model).__name__, name)
+        owner = (type(model), path, name)
         yield from _value_slots(getattr(model, name), data[name], (*path, name), owner)
 
 
 def _value_slots(
-    value: Any, raw: Any, path: tuple[PathPart, ...], owner: tuple[str, str]
+    value: Any, raw: Any, path: tuple[PathPart, ...], owner: tuple[Any, Any, str]
 ) -> Iterator[Slot]:
     if isinstance(value, BaseModel):
         yield from _slots(value, raw, path)
     elif isinstance(raw, str):
-        yield Slot(_label(path), path, owner)
+        yield Slot(_label(path), path, *owner)
     elif isinstance(raw, list):
         for i, item in enumerate(raw):
             yield from _value_slots(value[i], item, (*path, i), owner)
     elif isinstance(raw, dict):
         for key, item in raw.items():
-            yield Slot(_label((*path, "{key}")), (*path, key), owner, key=True)
+            yield Slot(_label((*path, "{key}")), (*path, key), *owner, key=True)
             if isinstance(item, str):
-                yield Slot(_label((*path, "{value}")), (*path, key), owner)
+                yield Slot(_label((*path, "{value}")), (*path, key), *owner)
 
 
 def _label(path: Sequence[PathPart]) -> str:
@@ -318,7 +330,7 @@ def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
 
 def uncovered_fields(data: dict[str, Any]) -> set[tuple[str, str]]:
     """String fields of the model that no slot of `data` holds."""
-    return string_fields() - {slot.field for slot in slots(data)}
+    return string_fields() - {(slot.model.__name__, slot.field) for slot in slots(data)}
 
 
 # -- stand-ins ------------------------------------------------------------------------------

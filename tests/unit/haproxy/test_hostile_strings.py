@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controlplane.envoy import translate
-from controlplane.model import Config, ConfigError, parse_config, target_issues
+from controlplane.model import Certificate, Config, ConfigError, parse_config, target_issues
 from tests.harness.hostile import (
     Slot,
     bundles,
@@ -153,10 +153,10 @@ SWEPT += ["$HOME", "${HOME}", "-i", "{", "}", "|", ";", ",", "=", "\u0661", "é"
 @pytest.mark.parametrize("slot", SLOTS, ids=[s.label for s in SLOTS])
 def test_each_hostile_character_is_refused_or_stays_its_own_words(slot: Slot) -> None:
     benign = slot.get(BASE)
-    middle = len(benign) // 2 if slot.field[0] != "Certificate" else len(benign) - 1
+    middle = len(benign) // 2 if slot.model is not Certificate else len(benign) - 1
     for fragment in SWEPT:
         refused_or_its_own_words(slot, benign[:middle] + fragment + benign[middle:])
-        if slot.field[0] != "Certificate":
+        if slot.model is not Certificate:
             refused_or_its_own_words(slot, fragment + benign)
 
 
@@ -167,5 +167,5 @@ def test_hostile_strings_are_refused_or_stay_their_own_words(
     slot: Slot, data: st.DataObject
 ) -> None:
     benign = slot.get(BASE)
-    value = data.draw(hostile_strings(benign, keep_marker=slot.field[0] == "Certificate"))
+    value = data.draw(hostile_strings(benign, keep_marker=slot.model is Certificate))
     refused_or_its_own_words(slot, value)
