@@ -41,12 +41,14 @@ def bootstrap(
     admin_host: str = "127.0.0.1",
     retry_base_s: float = 0.5,
     retry_max_s: float = 10.0,
+    re2_max_program_size: int = RE2_MAX_PROGRAM_SIZE,
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (as a dict) for one node of `group`.
 
     `delta` picks incremental xDS (`DELTA_GRPC`) over state of the world (`GRPC`).
     `retry_base_s`/`retry_max_s` bound the backoff with which Envoy reconnects to the
-    xDS server after losing it.
+    xDS server after losing it. `re2_max_program_size` is the largest regex program Envoy
+    accepts; the model keeps every regex within the default.
     """
     config_source = {"ads": {}, "resource_api_version": "V3"}
     return {
@@ -81,8 +83,8 @@ def bootstrap(
                 {
                     "name": "static",
                     "static_layer": {
-                        "re2.max_program_size.error_level": RE2_MAX_PROGRAM_SIZE,
-                        "re2.max_program_size.warn_level": RE2_MAX_PROGRAM_SIZE,
+                        "re2.max_program_size.error_level": re2_max_program_size,
+                        "re2.max_program_size.warn_level": re2_max_program_size,
                     },
                 }
             ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ..model.regex import RE2_MAX_PROGRAM_SIZE
 from .bootstrap import bootstrap_yaml
 
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class EnvoyProcess:
         xds_host: str = "127.0.0.1",
         concurrency: int = 1,
         log_level: str = "warning",
+        re2_max_program_size: int = RE2_MAX_PROGRAM_SIZE,
     ) -> None:
         self.workdir = Path(workdir)
         self.node_id = node_id
@@ -65,6 +67,7 @@ class EnvoyProcess:
         self.delta = delta
         self.concurrency = concurrency
         self.log_level = log_level
+        self.re2_max_program_size = re2_max_program_size
         self.config_path = self.workdir / f"{node_id}.yaml"
         self.admin_address_path = self.workdir / f"{node_id}.admin"
         self.log_path = self.workdir / f"{node_id}.log"
@@ -87,6 +90,7 @@ class EnvoyProcess:
                 self.delta,
                 retry_base_s=0.05,
                 retry_max_s=0.5,
+                re2_max_program_size=self.re2_max_program_size,
             )
         )
         with open(self.log_path, "wb") as log:
