@@ -86,7 +86,7 @@ class Model(_BaseModel):
         return value
 
 
-def _text(value: str) -> str:
+def _without_controls(value: str) -> str:
     problem = control_character_problem(value)
     if problem:
         raise ValueError(problem)
@@ -130,7 +130,7 @@ MatchName = Annotated[
 
 
 def _check_header_value(value: str) -> str:
-    _text(value)
+    _without_controls(value)
     if "%" in value:
         raise ValueError("a header value must not contain '%' (both proxies read it as a format)")
     if value != value.strip(" "):
@@ -338,12 +338,12 @@ def split_address(address: str) -> HostPort:
 
 
 def _check_address(text: str) -> str:
-    split_address(_text(text))
+    split_address(_without_controls(text))
     return text
 
 
 def _check_bind_address(text: str) -> str:
-    if split_address(_text(text)).ip is None:
+    if split_address(_without_controls(text)).ip is None:
         raise ValueError(f"a listener binds an IP address, not {shown(text)}")
     return text
 
