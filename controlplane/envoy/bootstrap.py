@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ..model.regex import RE2_MAX_PROGRAM_SIZE
+
 XDS_CLUSTER = "controlplane_xds"
 """Name of the static cluster that reaches the xDS server."""
 
@@ -29,12 +31,6 @@ def _is_ip(host: str) -> bool:
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.3f}s"
-
-
-RE2_MAX_PROGRAM_SIZE = 10_000
-"""Envoy refuses regexes whose compiled RE2 program exceeds 100 instructions by default, which
-a cookie or header matched against a long exact value already does; HAProxy (PCRE) has no such
-limit. Raised so that what the model accepts runs on both; beyond it Envoy still NACKs."""
 
 
 @dataclass(frozen=True)
@@ -83,13 +79,15 @@ def bootstrap(
     retry_base_s: float = 0.5,
     retry_max_s: float = 10.0,
     tls: XdsClientTls | None = None,
+    re2_max_program_size: int = RE2_MAX_PROGRAM_SIZE,
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (as a dict) for one node of `group`.
 
     `delta` picks incremental xDS (`DELTA_GRPC`) over state of the world (`GRPC`).
     `retry_base_s`/`retry_max_s` bound the backoff with which Envoy reconnects to the
     xDS server after losing it. `tls` reaches the xDS server over mutual TLS (plain text
-    without it).
+    without it). `re2_max_program_size` is the largest regex program Envoy accepts; the
+    model keeps every regex within the default.
     """
     config_source = {"ads": {}, "resource_api_version": "V3"}
     xds_cluster: dict[str, Any] = {
@@ -154,8 +152,8 @@ def bootstrap(
                 {
                     "name": "static",
                     "static_layer": {
-                        "re2.max_program_size.error_level": RE2_MAX_PROGRAM_SIZE,
-                        "re2.max_program_size.warn_level": RE2_MAX_PROGRAM_SIZE,
+                        "re2.max_program_size.error_level": re2_max_program_size,
+                        "re2.max_program_size.warn_level": re2_max_program_size,
                     },
                 }
             ]

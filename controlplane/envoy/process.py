@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ..model.regex import RE2_MAX_PROGRAM_SIZE
 from .bootstrap import bootstrap_yaml
 
 T = TypeVar("T")
@@ -57,6 +58,7 @@ class EnvoyProcess:
         concurrency: int = 1,
         log_level: str = "warning",
         bootstrap: str | None = None,
+        re2_max_program_size: int = RE2_MAX_PROGRAM_SIZE,
     ) -> None:
         """`bootstrap` is the bootstrap YAML to run (e.g. `controlplane envoy-bootstrap`'s);
         by default one for `node_id`, `group` and the xDS server, reconnecting quickly."""
@@ -69,6 +71,7 @@ class EnvoyProcess:
         self.delta = delta
         self.concurrency = concurrency
         self.log_level = log_level
+        self.re2_max_program_size = re2_max_program_size
         self.config_path = self.workdir / f"{node_id}.yaml"
         self.admin_address_path = self.workdir / f"{node_id}.admin"
         self.log_path = self.workdir / f"{node_id}.log"
@@ -92,6 +95,7 @@ class EnvoyProcess:
                 self.delta,
                 retry_base_s=0.05,
                 retry_max_s=0.5,
+                re2_max_program_size=self.re2_max_program_size,
             )
         )
         with open(self.log_path, "wb") as log:

@@ -16,11 +16,11 @@ Everything else (a server added or removed, a header rule, a timeout, a map file
 removed) needs a reload.
 """
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
 from controlplane.haproxy.bundle import Bundle
+from controlplane.model import split_address
 
 SECTION_KEYWORDS = frozenset(
     {
@@ -105,17 +105,11 @@ def _skeleton(cfg: str) -> tuple[list[str], dict[tuple[str, str], _Server]]:
 
 def parse_ip_port(address: str) -> tuple[str, int] | None:
     """`IP:PORT` or `[IPv6]:PORT` as (ip, port); None for anything else (names, ranges, unix@)."""
-    if address.startswith("["):
-        host, sep, port = address[1:].partition("]:")
-    else:
-        host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        return None
     try:
-        ipaddress.ip_address(host)
+        parts = split_address(address)
     except ValueError:
         return None
-    return host, int(port)
+    return (parts.host, parts.port) if parts.ip is not None else None
 
 
 def _first_difference(old: list[str], new: list[str]) -> str:

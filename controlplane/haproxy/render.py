@@ -28,10 +28,11 @@ from functools import lru_cache
 
 import jinja2
 
-from ..model import Config, Listener
+from ..model import Config, Listener, split_address
 from .bundle import Bundle
 from .render_backends import RESOLVERS, BackendSet
 from .render_routes import route_tables
+from .render_text import address, word
 from .render_tls import tls_files
 
 
@@ -65,10 +66,10 @@ def render(config: Config, group: str) -> Bundle:
         frontend = _Frontend(
             head=[
                 f"# listener {listener.name} (listeners[{index[listener.name]}])",
-                f"frontend {listener.name}",
+                f"frontend {word(listener.name)}",
             ]
         )
-        bind = f"bind {listener.address}"
+        bind = f"bind {address(split_address(listener.address))}"
         if listener.accept_proxy_protocol:
             bind += " accept-proxy"
         if listener.protocol == "https":
@@ -129,9 +130,11 @@ def _l4_rules(listener: Listener) -> list[str]:
                 else:
                     exact.append((name, sni_route.cluster))
         for name, cluster in exact:
-            lines.append(f"use_backend {cluster} if {{ req.ssl_sni -i {name} }}")
+            lines.append(f"use_backend {word(cluster)} if {{ req.ssl_sni -i {word(name)} }}")
         for suffix, cluster in sorted(wildcards, key=lambda w: (-len(w[0]), w[0])):
-            lines.append(f"use_backend {cluster} if {{ req.ssl_sni -i -m end {suffix} }}")
+            lines.append(
+                f"use_backend {word(cluster)} if {{ req.ssl_sni -i -m end {word(suffix)} }}"
+            )
     if listener.default_cluster is not None:
-        lines.append(f"default_backend {listener.default_cluster}")
+        lines.append(f"default_backend {word(listener.default_cluster)}")
     return lines

@@ -11,12 +11,11 @@ runtime; endpoints given by host name resolve through the `system` resolvers.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..model import Cluster, Retries, Route, format_duration, split_address
-from .render_text import dq
+from .render_text import address, dq, lf_literal, word
 
 DEFAULT_TIMEOUT_MS = 15_000
 RESOLVERS = "system"
@@ -82,14 +81,6 @@ def backend_name(cluster: str, variant: Variant) -> str:
     return f"{cluster}:{variant.suffix}" if variant.suffix else cluster
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 @dataclass
 class BackendSet:
     """The backends a group's listeners use, collected while their routes are rendered."""
@@ -123,7 +114,7 @@ def _backend(cluster: Cluster, variant: Variant, where: str, primary: str | None
     label = f"# cluster {cluster.name} ({where})"
     if variant.suffix:
         label += f", for routes with {variant.suffix}"
-    lines = [label, f"backend {name}", f"    mode {'http' if l7 else 'tcp'}"]
+    lines = [label, f"backend {word(name)}", f"    mode {'http' if l7 else 'tcp'}"]
     lines.extend(f"    {line}" for line in _balance(cluster))
     lines.append(f"    timeout connect {format_duration(cluster.connect_timeout)}")
     if l7:
@@ -143,8 +134,8 @@ def _backend(cluster: Cluster, variant: Variant, where: str, primary: str | None
         if check.kind == "http":
             lines.append("    option httpchk")
             lines.append(
-                f"    http-check send meth GET uri {check.path} ver HTTP/1.1 "
-                f"hdr host {cluster.name}"
+                f"    http-check send meth GET uri {word(check.path)} ver HTTP/1.1 "
+                f"hdr host {word(lf_literal(cluster.name))}"
             )
             statuses = sorted(set(check.expected_statuses))
             if len(statuses) == 1:
@@ -159,10 +150,10 @@ def _backend(cluster: Cluster, variant: Variant, where: str, primary: str | None
         )
     for number, endpoint in enumerate(cluster.endpoints, start=1):
         server = f"ep{number}"
-        host, _ = split_address(endpoint.address)
-        options = [f"server {server} {endpoint.address} weight {endpoint.weight}"]
+        parts = split_address(endpoint.address)
+        options = [f"server {server} {address(parts)} weight {endpoint.weight}"]
         if check is not None:
-            options.append("check" if primary is None else f"track {primary}/{server}")
+            options.append("check" if primary is None else f"track {word(f'{primary}/{server}')}")
             if primary is None and check.kind == "http" and cluster.protocol == "http2":
                 options.append("check-proto h2")
         if cluster.protocol == "http2":
@@ -171,7 +162,7 @@ def _backend(cluster: Cluster, variant: Variant, where: str, primary: str | None
             options.append("send-proxy-v2")
         if cluster.hash_on is not None and cluster.hash_on.cookie is not None:
             options.append(f"cookie {server}")
-        if not _is_ip(host):
+        if parts.ip is None:
             options.append(f"resolvers {RESOLVERS} init-addr last,libc,none resolve-prefer ipv4")
         lines.append("    " + " ".join(options))
     return lines
@@ -188,8 +179,8 @@ def _balance(cluster: Cluster) -> list[str]:
             attrs += f" attr {dq(f'Path={cookie.path}')}"
         return [
             "balance roundrobin",
-            f"cookie {cookie.name} insert indirect nocache {attrs}",
+            f"cookie {word(cookie.name)} insert indirect nocache {attrs}",
         ]
     if hash_on.header is not None:
-        return [f"balance hdr({hash_on.header})", "hash-type consistent"]
+        return [f"balance {word(f'hdr({hash_on.header})')}", "hash-type consistent"]
     return ["balance source", "hash-type consistent"]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..model import Match, ValueMatch
-from .render_text import dq, hex_value, regex_word
+from .render_text import acl_exact, hex_value, regex_word, word
 
 Condition = tuple[tuple[str, str], ...]
 """(fact, required text) pairs, sorted by fact; empty for a route without conditions."""
@@ -55,7 +55,7 @@ class RegexFacts:
             guard = f"{self.guard} " if self.guard else ""
             self.rules.append(
                 f"http-request set-var({var}) str(1) if {guard}"
-                f"{{ {_fetch(source, name, last=True)} -m reg {regex_word(pattern)} }}"
+                f"{{ {word(_fetch(source, name, last=True))} -m reg {regex_word(pattern)} }}"
             )
         return f"%[var({var})]"
 
@@ -98,12 +98,12 @@ def acl_terms(match: Match) -> list[str]:
         terms.append(f"{{ method {match.method} }}")
     for source in ("headers", "query", "cookies"):
         for item in getattr(match, source):
-            fetch = _fetch(source, item.name, last=True)
+            fetch = word(_fetch(source, item.name, last=True))
             if item.exact is not None:
-                terms.append(f"{{ {fetch} -m str {dq(item.exact)} }}")
+                terms.append(f"{{ {fetch} -m str {acl_exact(item.exact)} }}")
             elif item.regex is not None:
                 terms.append(f"{{ {fetch} -m reg {regex_word(item.regex)} }}")
             else:
-                found = f"{{ {_fetch(source, item.name)} -m found }}"
+                found = f"{{ {word(_fetch(source, item.name))} -m found }}"
                 terms.append(found if item.present else f"!{found}")
     return terms

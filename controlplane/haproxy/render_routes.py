@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from ..model import Listener, Route, VirtualHost, ordered_routes
 from .render_backends import BackendSet
 from .render_conditions import Condition, RegexFacts, acl_terms, condition
-from .render_text import dq, lf_literal, regex_word
+from .render_text import dq, lf_literal, map_entry, regex_word, word
 
 NO_RANK = 1_000_000_000
 _ON_CONDITIONAL_POINT = "{ var(txn.d) -m found }"
@@ -84,7 +84,7 @@ def _route_matches_path(route: Route, path: str) -> bool:
     if spec.exact is not None:
         return spec.exact == path
     if spec.regex is not None:
-        return re.fullmatch(spec.regex, path) is not None
+        return re.fullmatch(spec.regex, path, re.ASCII) is not None
     return _element_prefix_of(spec.normalized_prefix or "/", path)
 
 
@@ -115,7 +115,7 @@ class _Builder:
         return f"{self.name}.{purpose}.map"
 
     def add(self, purpose: str, key: str, value: str) -> None:
-        self.maps[self.map_name(purpose)].append(f"{key} {value}")
+        self.maps[self.map_name(purpose)].append(map_entry(key, value))
 
     # -- hosts -----------------------------------------------------------------------------
 
@@ -149,7 +149,8 @@ class _Builder:
             )
         if catch_all is not None:
             self.lines.append(
-                f"http-request set-var(txn.vh) str({catch_all}) if !{{ var(txn.vh) -m found }}"
+                f"http-request set-var(txn.vh) {word(f'str({catch_all})')} "
+                "if !{ var(txn.vh) -m found }"
             )
 
     # -- decision ------------------------------------------------------------------------
@@ -228,13 +229,14 @@ class _Builder:
                 continue
             terms = [
                 "!{ var(txn.pt) -m found }",
-                f"{{ var(txn.vh) -m str {entry.vhost.name} }}",
+                f"{{ var(txn.vh) -m str {word(entry.vhost.name)} }}",
                 f"{{ path -m reg {regex_word(spec.regex)} }}",
                 *acl_terms(entry.route.match),
             ]
             lines.append(f"# {entry.label}")
             lines.append(
-                f"http-request set-var(txn.pt) str(-|0|{self.carried(entry)}) if {' '.join(terms)}"
+                f"http-request set-var(txn.pt) {word(f'str(-|0|{self.carried(entry)})')} "
+                f"if {' '.join(terms)}"
             )
         if self.map_name("prefix") in self.maps:
             lines.append(
@@ -266,7 +268,7 @@ class _Builder:
             labels = ", ".join(self.regexes.labels[fact] for fact in shape)
             lines.append(f"# routes with conditions on: {labels}")
             lines.append(
-                f'http-request set-var-fmt(txn.k{number}) "{fmt}" if {_ON_CONDITIONAL_POINT}'
+                f"http-request set-var-fmt(txn.k{number}) {dq(fmt)} if {_ON_CONDITIONAL_POINT}"
             )
             lines.append(
                 f"http-request set-var(txn.c{number}) "
@@ -314,16 +316,17 @@ class _Builder:
                 answer = entry.route.direct_response
                 body = f" string {dq(answer.body)}" if answer.body else ""
                 lines.append(f"# {entry.label}: direct response")
+                taken = f"{{ var(txn.route) -m str {word(entry.id)} }}"
                 lines.append(
                     f"http-request return status {answer.status} content-type "
-                    f"{dq(answer.content_type)}{body} if {{ var(txn.route) -m str {entry.id} }}"
+                    f"{dq(answer.content_type)}{body} if {taken}"
                 )
             elif entry.route.redirect is not None:
                 lines.append(f"# {entry.label}: redirect")
                 lines.append(
                     f"http-request redirect location {dq(self._location(entry.route))} "
                     f"code {entry.route.redirect.status} "
-                    f"if {{ var(txn.route) -m str {entry.id} }}"
+                    f"if {{ var(txn.route) -m str {word(entry.id)} }}"
                 )
         if forwarding:
             self._rewrites(forwarding)
@@ -378,7 +381,7 @@ class _Builder:
             else:
                 new_path = f"/%[path,bytes({length}),regsub(^/+,)]"
             self.lines.append(
-                f'http-request set-path "{new_path}" if {{ var(txn.rw) -m beg {length}|{mode}| }}'
+                f"http-request set-path {dq(new_path)} if {{ var(txn.rw) -m beg {length}|{mode}| }}"
             )
 
     def _header_mutations(self, entries: Sequence[RouteEntry], side: str) -> None:
@@ -406,12 +409,14 @@ class _Builder:
                 for route_id, value in items:
                     self.add(purpose, f"{route_id}|{name}", value)
                 this = f"var(txn.route),concat(|{name}),map_str({self.map_name(purpose)})"
-                found = f"{{ {this} -m found }}"
+                found = f"{{ {word(this)} -m found }}"
                 if op == "del":
-                    self.lines.append(f"{keyword} del-header {name} if {found}")
+                    self.lines.append(f"{keyword} del-header {word(name)} if {found}")
                 else:
                     verb = "set-header" if op == "set" else "add-header"
-                    self.lines.append(f'{keyword} {verb} {name} "%[{this}]" if {found}')
+                    self.lines.append(
+                        f"{keyword} {verb} {word(name)} {dq(f'%[{this}]')} if {found}"
+                    )
 
     def _backend_choice(self, forwarding: Sequence[RouteEntry]) -> None:
         most = max(len(e.route.backends or ()) for e in forwarding)

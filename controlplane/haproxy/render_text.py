@@ -1,10 +1,25 @@
-"""Writing values into HAProxy configuration text: quoting, log-format literals, names."""
+"""Writing values into HAProxy's text formats: configuration words, map lines, addresses.
+
+HAProxy 2.6 splits a configuration line into words at unquoted spaces and tabs; `#` starts a
+comment anywhere outside quotes; `'...'` is literal; `"..."` reads backslash escapes (`\\\\`,
+`\\"`, `\\$`, `\\n`, `\\xHH`, ...) and expands `$NAME` and `${NAME}`; outside quotes a
+backslash escapes the next character. Every value from the model is written through `word`
+(or `dq`, `regex_word`, `acl_exact`), so it stays one word with exactly its own text.
+
+A map file line is a key (up to the first space or tab, after leading blanks), blanks, and a
+value running to the end of the line with trailing blanks and CR dropped; a line starting with
+`#` is a comment; nothing is unescaped. `map_entry` refuses what would not read back.
+"""
 
 from __future__ import annotations
 
 import re
 
-_SAFE_WORD = re.compile(r"^[A-Za-z0-9._/:=+*~!^@-]+$")
+from ..model.types import HostPort
+
+_SAFE_WORD = re.compile(r"[A-Za-z0-9!%&()*+,./:;<=>?@\[\]^_`|~-]+", re.ASCII)
+"""Printable ASCII that HAProxy reads literally outside quotes: no space, quote, backslash,
+'#', '$' or brace ('{' and '}' alone are ACL delimiters)."""
 
 _DQ_ESCAPES = {"\\": "\\\\", '"': '\\"', "$": "\\$", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -24,7 +39,7 @@ def dq(text: str) -> str:
 
 def word(text: str) -> str:
     """`text` as one configuration word: bare when it is plain, else double-quoted."""
-    return text if _SAFE_WORD.match(text) else dq(text)
+    return text if _SAFE_WORD.fullmatch(text) else dq(text)
 
 
 def regex_word(pattern: str) -> str:
@@ -35,6 +50,12 @@ def regex_word(pattern: str) -> str:
     return dq(anchored)
 
 
+def acl_exact(text: str) -> str:
+    """The pattern words of an ACL matching exactly `text`: `--` first, so that a value
+    starting with '-' is not read as an ACL flag."""
+    return f"-- {dq(text)}"
+
+
 def lf_literal(text: str) -> str:
     """`text` as a literal part of a log-format string ('%' doubled)."""
     return text.replace("%", "%%")
@@ -43,3 +64,28 @@ def lf_literal(text: str) -> str:
 def hex_value(value: str) -> str:
     """What HAProxy's `hex` converter makes of `value`."""
     return value.encode().hex().upper()
+
+
+def address(parts: HostPort) -> str:
+    """A server or bind address from its parts: `10.0.0.1:80`, `[::1]:80`, `api:80`."""
+    ip = parts.ip
+    if ip is None:
+        return f"{parts.host}:{parts.port}"
+    if ip.version == 6:
+        return f"[{ip.compressed}]:{parts.port}"
+    return f"{ip}:{parts.port}"
+
+
+_MAP_KEY = re.compile(r"[^\s#]\S*", re.ASCII)
+_MAP_VALUE = re.compile(r"(\S([^\r\n]*\S)?)?", re.ASCII)
+
+
+def map_entry(key: str, value: str) -> str:
+    """One map file line (without its newline) that HAProxy reads back as `key` and `value`.
+
+    ValueError when it cannot: a key with a blank or starting with '#', a value with leading
+    or trailing blanks or a line break (the model refuses such values).
+    """
+    if not _MAP_KEY.fullmatch(key) or not _MAP_VALUE.fullmatch(value):
+        raise ValueError(f"cannot write map entry {key!r} -> {value!r}")
+    return f"{key} {value}"

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .types import Address, Duration, HeaderName, Model, Name
+from .types import Address, CookiePath, Duration, HeaderName, HealthCheckPath, Model, Name
 
 UpstreamProtocol = Literal["http1", "http2", "tcp"]
 LbPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "maglev"]
@@ -25,7 +25,7 @@ class HashCookie(Model):
 
     name: HeaderName
     ttl: Duration = Field(3_600_000, description="How long a client keeps the cookie.")
-    path: str = Field("/", pattern=r"^/[^\s;]*$")
+    path: CookiePath = "/"
 
 
 class HashOn(Model):
@@ -61,7 +61,7 @@ class HealthCheck(Model):
     """
 
     kind: Literal["http", "tcp"] = "http"
-    path: str = Field("/", pattern=r"^/\S*$")
+    path: HealthCheckPath = "/"
     expected_statuses: list[int] = Field(default_factory=lambda: [200], min_length=1)
     interval: Duration = 5_000
     timeout: Duration = 2_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -10,23 +12,39 @@ from pydantic import ValidationError
 PathPart = str | int
 
 
+_PLAIN_PART = re.compile(r"[A-Za-z0-9_.\[\]-]+", re.ASCII)
+
+
 def format_path(path: Sequence[PathPart]) -> str:
-    """`('listeners', 0, 'address')` → `listeners[0].address`."""
+    """`('listeners', 0, 'address')` → `listeners[0].address`; a key that is not plain text
+    (a hostile mapping key) is shown as a JSON string: `set["x\\ny"]`."""
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not _PLAIN_PART.fullmatch(part):
+            text += f"[{json.dumps(part)}]"
         else:
             text += f".{part}" if text else part
     return text or "(config)"
 
 
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 @dataclass(frozen=True)
 class Issue:
-    """One problem with a configuration: where it is and what is wrong."""
+    """One problem with a configuration: where it is and what is wrong, on one line (control
+    characters in the message, say from a value it quotes, are shown escaped)."""
 
     path: tuple[PathPart, ...]
     message: str
+
+    def __post_init__(self) -> None:
+        one_line = _LINE_BREAKING.sub(
+            lambda m: m.group().encode("unicode_escape").decode(), self.message
+        )
+        object.__setattr__(self, "message", one_line)
 
     def __str__(self) -> str:
         return f"{format_path(self.path)}: {self.message}"

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SerializationInfo, field_serializer, model_validator
 
 from .route import VirtualHost
 from .tls import REDACT_KEYS, Pem, redacted
-from .types import BindAddress, Model, Name
+from .types import BindAddress, Model, Name, ServerName
 
 Protocol = Literal["http", "https", "tcp", "tls"]
 L7_PROTOCOLS: frozenset[str] = frozenset({"http", "https"})
-
-
-ServerName = Annotated[
-    str,
-    Field(
-        pattern=r"^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
-        description="A lower-case host name or '*.suffix' (one or more labels).",
-    ),
-]
 
 
 class Certificate(Model):
@@ -34,6 +25,8 @@ class Certificate(Model):
     never shows a private key: reads show `redacted:sha256:<digest of the PEM>` in its place,
     and a write that sends that marker back keeps the key it stands for.
     """
+
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"cert", "key"})
 
     server_names: list[ServerName] = Field(default_factory=list)
     cert: Pem = Field(description="The certificate chain, PEM.")

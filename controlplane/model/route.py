@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from .types import Duration, HeaderName, HeaderValue, Model, Name
+from .regex import Regex
+from .types import (
+    Domain,
+    Duration,
+    HeaderName,
+    HeaderValue,
+    HostName,
+    MatchName,
+    MediaType,
+    Model,
+    Name,
+    ResponseBody,
+    UrlPath,
+)
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
 """Methods a route can match; CONNECT opens a tunnel rather than asking for a path."""
-PATH_PATTERN = r"^/[^\s?#]*$"
 
 
 def _one_of(obj: Model, fields: tuple[str, ...]) -> None:
@@ -27,9 +39,9 @@ class PathMatch(Model):
     whole path.
     """
 
-    exact: str | None = Field(None, pattern=PATH_PATTERN, max_length=1024)
-    prefix: str | None = Field(None, pattern=PATH_PATTERN, max_length=1024)
-    regex: str | None = Field(None, min_length=1, max_length=1024)
+    exact: UrlPath | None = None
+    prefix: UrlPath | None = None
+    regex: Regex | None = None
 
     @model_validator(mode="after")
     def _one(self) -> PathMatch:
@@ -52,9 +64,9 @@ class ValueMatch(Model):
     Header names are case-insensitive; query parameter and cookie names are not.
     """
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\s;=&%]+$")
+    name: MatchName
     exact: HeaderValue | None = None
-    regex: str | None = Field(None, min_length=1, max_length=1024)
+    regex: Regex | None = None
     present: bool | None = None
 
     @model_validator(mode="after")
@@ -111,18 +123,21 @@ class Redirect(Model):
     """Answer with a redirect; parts left unset keep the request's own value."""
 
     scheme: Literal["http", "https"] | None = None
-    host: str | None = Field(None, pattern=r"^[a-zA-Z0-9.-]+$")
+    host: HostName | None = None
     port: int | None = Field(None, ge=1, le=65535)
-    path: str | None = Field(None, pattern=PATH_PATTERN, max_length=1024)
+    path: UrlPath | None = None
     status: Literal[301, 302, 303, 307, 308] = 302
 
 
 class DirectResponse(Model):
-    """Answer from the proxy itself, without any backend."""
+    """Answer from the proxy itself, without any backend. The body is text of at most 4096
+    bytes of UTF-8 and may span lines."""
+
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"body"})
 
     status: int = Field(ge=200, le=599)
-    body: str = Field("", max_length=4096)
-    content_type: str = Field("text/plain", pattern=r"^[\w.+-]+/[\w.+-]+$")
+    body: ResponseBody = ""
+    content_type: MediaType = "text/plain"
 
 
 class Route(Model):
@@ -146,9 +161,8 @@ class Route(Model):
         "retries a request takes at most (1 + attempts) x timeout.",
     )
     retries: Retries | None = None
-    prefix_rewrite: str | None = Field(
+    prefix_rewrite: UrlPath | None = Field(
         None,
-        pattern=PATH_PATTERN,
         description="Replace the matched path prefix with this (prefix matches only).",
     )
     websocket: bool = Field(False, description="Allow WebSocket upgrades on this route.")
@@ -166,15 +180,6 @@ class Route(Model):
         if self.prefix_rewrite is not None and self.match.path.prefix is None:
             raise ValueError("prefix_rewrite needs a prefix path match")
         return self
-
-
-Domain = Annotated[
-    str,
-    Field(
-        pattern=r"^(\*|(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?)$",
-        description="A lower-case host name, '*.suffix' or '*'.",
-    ),
-]
 
 
 class VirtualHost(Model):

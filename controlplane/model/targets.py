@@ -41,12 +41,12 @@ def _envoy_cannot_match_absent_query(config: Config) -> Iterator[Issue]:
             yield Issue((*path, "present"), "envoy cannot match an absent query parameter")
 
 
-_HAPROXY_SAFE_NAME = re.compile(r"^[A-Za-z0-9._~*+!-]+$")
+_HAPROXY_SAFE_NAME = re.compile(r"[A-Za-z0-9._~*+!-]+", re.ASCII)
 
 
 def _haproxy_names_fit_fetch_arguments(config: Config) -> Iterator[Issue]:
     for path, _, item in _value_matches(config):
-        if not _HAPROXY_SAFE_NAME.match(item.name):
+        if not _HAPROXY_SAFE_NAME.fullmatch(item.name):
             yield Issue(
                 (*path, "name"),
                 "haproxy reads this name inside a sample fetch argument; use "

@@ -6,7 +6,6 @@ Every rule yields `Issue`s naming the field's path; `parse_config` runs the stru
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -15,7 +14,6 @@ from pydantic import ValidationError
 from .config import Config
 from .errors import ConfigError, Issue, PathPart, issues_from_pydantic
 from .listener import Certificate, Listener, SniRoute
-from .regex import regex_problem
 from .route import Route
 from .tls import certificate_problem
 from .types import split_address
@@ -171,11 +169,10 @@ def route_backends_agree_on_hashing(config: Config) -> Iterator[Issue]:
 
 
 def _overlaps(a: str, b: str) -> bool:
-    host_a, port_a = split_address(a)
-    host_b, port_b = split_address(b)
-    if port_a != port_b:
+    first, second = split_address(a), split_address(b)
+    ip_a, ip_b = first.ip, second.ip
+    if first.port != second.port or ip_a is None or ip_b is None:
         return False
-    ip_a, ip_b = ipaddress.ip_address(host_a), ipaddress.ip_address(host_b)
     return ip_a == ip_b or ip_a.is_unspecified or ip_b.is_unspecified
 
 
@@ -195,23 +192,6 @@ def addresses_distinct_per_group(config: Config) -> Iterator[Issue]:
                         f"{a.address} clashes with listener {b.name!r} ({b.address}) "
                         f"in node group {group_name!r}",
                     )
-
-
-def regexes_portable(config: Config) -> Iterator[Issue]:
-    for li, listener in enumerate(config.listeners):
-        for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri, route in enumerate(vhost.routes):
-                base = ("listeners", li, "virtual_hosts", vi, "routes", ri, "match")
-                if route.match.path.regex is not None:
-                    problem = regex_problem(route.match.path.regex)
-                    if problem:
-                        yield Issue((*base, "path", "regex"), problem)
-                for field in ("headers", "query", "cookies"):
-                    for mi, value_match in enumerate(getattr(route.match, field)):
-                        if value_match.regex is not None:
-                            problem = regex_problem(value_match.regex)
-                            if problem:
-                                yield Issue((*base, field, mi, "regex"), problem)
 
 
 def certificates_load(config: Config) -> Iterator[Issue]:
@@ -243,7 +223,6 @@ RULES: tuple[Rule, ...] = (
     l4_hashing_sees_no_http,
     route_backends_agree_on_hashing,
     addresses_distinct_per_group,
-    regexes_portable,
     certificates_load,
     endpoints_distinct,
 )

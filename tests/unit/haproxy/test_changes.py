@@ -128,4 +128,5 @@ def test_parse_ip_port() -> None:
     assert parse_ip_port("localhost:80") is None
     assert parse_ip_port("127.0.0.1") is None
     assert parse_ip_port("127.0.0.1:+10") is None
+    assert parse_ip_port("[::1%lo]:80") is None
     assert parse_ip_port("unix@/tmp/x.sock") is None

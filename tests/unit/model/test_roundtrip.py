@@ -13,7 +13,7 @@ from controlplane.model import Config, dump_yaml, load_text, parse_config
 names = st.from_regex(r"[a-z][a-z0-9-]{0,10}[a-z0-9]", fullmatch=True)
 durations = st.sampled_from(["250ms", "1s", "5s", "90s", "2m", "1h"])
 header_names = st.sampled_from(["x-user", "x-canary", "authorization", "x-request-id"])
-values = st.from_regex(r"[a-zA-Z0-9 ._-]{0,12}", fullmatch=True)
+values = st.from_regex(r"([a-zA-Z0-9._-]([a-zA-Z0-9 ._-]{0,10}[a-zA-Z0-9._-])?)?", fullmatch=True)
 paths = st.from_regex(r"/([a-z0-9]{1,6}/?){0,3}", fullmatch=True)
 
 
