@@ -40,6 +40,11 @@ pytestmark = [pytest.mark.envoy, pytest.mark.haproxy, pytest.mark.timeout(180)]
 
 ENVOY_HOST, HAPROXY_HOST, AGENT_HOST = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 TOKEN = "supervision-token-0123456789"
+AGENT_TOKEN = "supervision-agent-token-0123456789"
+TOKENS = (
+    f"- {{name: lab, token: {TOKEN}, scopes: [read, write]}}\n"
+    f"- {{name: agent, token: {AGENT_TOKEN}, scopes: [agent], groups: [agents]}}\n"
+)
 ENVOY_ID = "edge-envoy"
 LOCAL_ID = "local-haproxy-edge"
 AGENT_ID = "agent-1"
@@ -75,7 +80,7 @@ def start_agent(url: str, workdir: Path) -> tuple[HAProxyAgent, threading.Thread
         workdir,
         haproxy_bin="/usr/sbin/haproxy",
         instance_id=AGENT_ID,
-        token=TOKEN,
+        token=AGENT_TOKEN,
         backoff_initial=0.05,
         backoff_max=0.5,
     )  # the default poll: 30 s
@@ -192,7 +197,7 @@ class Lab:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("supervision")
     tokens = tmp / "tokens.yaml"
-    tokens.write_text(f"- {{name: lab, token: {TOKEN}, scopes: [read, write]}}\n")
+    tokens.write_text(TOKENS)
     thread = LoopThread()
     with BackendFleet() as backends:
         web = backends.start(BackendSpec("web"))
@@ -371,7 +376,7 @@ def test_proxies_gone_for_longer_than_forget_after_are_dropped(tmp_path: Path) -
     """With `forget_after` 1 s: an Envoy that stopped, an anonymous xDS stream that closed and
     an agent that stopped are dropped from the status; the local HAProxy stays."""
     tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(f"- {{name: lab, token: {TOKEN}, scopes: [read, write]}}\n")
+    tokens.write_text(TOKENS)
     thread = LoopThread()
     with BackendFleet() as backends:
         web = backends.start(BackendSpec("web"))
@@ -447,7 +452,7 @@ def test_a_revision_the_server_cannot_apply_is_a_nack(tmp_path: Path) -> None:
     """The local HAProxy's manager fails (its binary is missing): a refusal of revision 1 with
     the error, not a failed push nobody sees."""
     tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(f"- {{name: lab, token: {TOKEN}, scopes: [read, write]}}\n")
+    tokens.write_text(TOKENS)
     seed = tmp_path / "config.yaml"
     seed.write_text(yaml.safe_dump(config(free_port(), free_port(), "127.0.0.1:9")))
     options = ServeOptions(
