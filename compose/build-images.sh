@@ -82,19 +82,28 @@ project_image="controlplane-lab/controlplane:$(
 if exists "$project_image"; then
   say "$project_image: cached"
 else
-  say "$project_image: wheels"
+  # The dependencies' wheels stay in compose/wheels/ for the next build, while pyproject.toml
+  # is unchanged: docker build then reuses the layer that installs them.
   wheels="$here/wheels"
-  find "$wheels" -name '*.whl' -delete
-  if ! "$python" -m pip wheel --quiet --wheel-dir "$wheels" "$root" 'setuptools>=68' \
-      > "$tmp/pip.log" 2>&1; then
-    cat "$tmp/pip.log" >&2
-    exit 1
+  wanted=$(cat "$root/pyproject.toml" | hash_of)
+  if [ "$(cat "$wheels/.pyproject" 2>/dev/null)" != "$wanted" ]; then
+    say "$project_image: wheels"
+    find "$wheels" -name '*.whl' -delete
+    if ! "$python" -m pip wheel --quiet --wheel-dir "$wheels" "$root" 'setuptools>=68' \
+        > "$tmp/pip.log" 2>&1; then
+      cat "$tmp/pip.log" >&2
+      exit 1
+    fi
+    rm -f "$wheels"/controlplane-*.whl  # built from the sources inside the image
+    echo "$wanted" > "$wheels/.pyproject"
   fi
-  rm -f "$wheels"/controlplane-*.whl  # built from the sources inside the image
   say "$project_image: docker build"
   "$docker" build --quiet --file "$here/Dockerfile" --build-arg "BASE=$base_image" \
-    --build-arg "PIP_OPTIONS=--no-index" --tag "$project_image" "$root" >/dev/null
-  find "$wheels" -name '*.whl' -delete
+    --build-arg "PIP_OPTIONS=--no-index --no-build-isolation" --tag "$project_image" \
+    "$root" >/dev/null
+  # Older builds of the project image are superseded by this one.
+  "$docker" image ls controlplane-lab/controlplane --format '{{.Repository}}:{{.Tag}}' \
+    | grep -vxF "$project_image" | xargs -r "$docker" image rm >/dev/null 2>&1 || true
 fi
 
 echo "CP_ENVOY_IMAGE=$envoy_image"
