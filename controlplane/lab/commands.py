@@ -20,9 +20,11 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..client import ApiClient, ServerUnreachable, status_table
 
@@ -175,13 +177,17 @@ def up(lab: Lab, echo: Echo, *, registry: bool = False, timeout: float = 180) ->
     if registry:
         lab.compose("build")
     lab.compose("up", "-d", "--no-build", "--remove-orphans")
+    deadline = time.monotonic() + timeout
     wait_converged(lab, echo, timeout)
+    wait_serving(lab, echo, deadline - time.monotonic())
     echo(f"the lab is up in {time.monotonic() - began:.1f}s\n")
     echo(instructions(lab))
 
 
-def wait_converged(lab: Lab, echo: Echo, timeout: float) -> dict[str, object]:
-    """Wait until each proxy of `PROXIES` reports the head revision; the status it reached."""
+def wait_converged(
+    lab: Lab, echo: Echo, timeout: float, proxies: Sequence[str] = PROXIES
+) -> dict[str, Any]:
+    """Wait until each of `proxies` reports the head revision; the status it reached."""
     api = ApiClient(lab.api_url(), lab.admin_token(), timeout=5)
     deadline = time.monotonic() + timeout
     said = ""
@@ -192,9 +198,9 @@ def wait_converged(lab: Lab, echo: Echo, timeout: float) -> dict[str, object]:
         except ServerUnreachable:
             data = {}
         current = {p["id"] for p in data.get("proxies", []) if p.get("current")}
-        waiting = [proxy for proxy in PROXIES if proxy not in current]
+        waiting = [proxy for proxy in proxies if proxy not in current]
         line = (
-            f"revision {data.get('revision')}: {len(PROXIES) - len(waiting)}/{len(PROXIES)} "
+            f"revision {data.get('revision')}: {len(proxies) - len(waiting)}/{len(proxies)} "
             f"proxies current" + (f", waiting for {', '.join(waiting)}" if waiting else "")
             if data
             else "waiting for the API"
@@ -207,6 +213,40 @@ def wait_converged(lab: Lab, echo: Echo, timeout: float) -> dict[str, object]:
         if time.monotonic() > deadline:
             raise LabError(f"not converged after {timeout:.0f}s: {line}")
         time.sleep(0.5)
+
+
+def wait_serving(lab: Lab, echo: Echo, timeout: float) -> None:
+    """Wait until requests through each published L4 entry reach every L7 proxy of the
+    `l7-fleet` cluster (each L4 proxy's health check has found them all up)."""
+    api = ApiClient(lab.api_url(), lab.admin_token(), timeout=5)
+    reply = api.request("GET", "/v1/clusters/l7-fleet")
+    if reply.status != 200:
+        raise LabError(f"/v1/clusters/l7-fleet answered {reply.status}: {reply.error}")
+    fleet = {e["address"].rsplit(":", 1)[0] for e in reply.data["endpoints"]}
+    deadline = time.monotonic() + timeout
+    for variable in ("CP_LAB_HTTP_PORT", "CP_LAB_ENVOY_L4_PORT"):
+        url = f"http://127.0.0.1:{lab.settings()[variable]}/"
+        seen: set[str] = set()
+        while not fleet <= seen:
+            if time.monotonic() > deadline:
+                missing = ", ".join(sorted(fleet - seen))
+                raise LabError(f"{PORTS[variable]} at {url} never reached {missing}")
+            peer = _peer_of(url)
+            if peer is None:
+                time.sleep(0.2)
+            else:
+                seen.add(peer)
+        echo(f"{PORTS[variable]}: every L7 proxy answers ({len(fleet)})")
+
+
+def _peer_of(url: str) -> str | None:
+    """The address of the L7 proxy that relayed a request to `url`, as the backend saw it."""
+    request = urllib.request.Request(url, headers={"Connection": "close"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return str(json.loads(response.read())["peer"]).rsplit(":", 1)[0]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def down(lab: Lab, echo: Echo) -> None:
