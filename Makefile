@@ -1,4 +1,4 @@
-# `make run` and `make test` work on a fresh Debian machine with Python 3.11.
+# `make run`, `make lab` and `make test` work on a fresh Debian machine with Python 3.11.
 PY ?= python3
 VENV := .venv
 APT_PACKAGES := haproxy wrk docker.io docker-compose mmdebstrap
