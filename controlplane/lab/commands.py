@@ -281,28 +281,36 @@ def instructions(lab: Lab) -> str:
     envoy = f"http://127.0.0.1:{settings['CP_LAB_ENVOY_L4_PORT']}"
     api = lab.api_url()
     token = shlex.quote(str(lab.secrets / "admin.token"))
-    route = json.dumps(
-        {"backends": [{"cluster": "api", "weight": 50}, {"cluster": "api-canary", "weight": 50}]}
+    half = {"backends": [{"cluster": "api", "weight": 50}, {"cluster": "api-canary", "weight": 50}]}
+    routing = _commented(
+        [
+            (f"curl -s {http}/api/users", "api-1 or api-2, 10% api-canary"),
+            (f"curl -s -H 'x-canary: always' {http}/api/users", "api-canary"),
+            (f"curl -s -b canary=1 {http}/api/users", "api-canary"),
+            (f"curl -s {envoy}/", "web-1, through the L4 Envoy"),
+            (f"for i in $(seq 8); do curl -s {http}/ | grep peer; done", "each L7 proxy in turn"),
+        ]
     )
     return f"""\
 The lab (compose project {lab.project}; state in {lab.state}):
-  L4 HAProxy  {http}    (-> 2 Envoys + 2 HAProxys of the L7 fleet -> backends)
-  L4 Envoy    {envoy}    (the same L4 tier as an Envoy tcp_proxy)
-  REST API    {api}    (token: {token})
+  L4 HAProxy  {http}   the L4 tier, in front of 2 Envoys and 2 HAProxys
+  L4 Envoy    {envoy}   the same L4 tier on an Envoy tcp_proxy
+  REST API    {api}   token in {token}
 
-Routing by path, header and cookie; which L7 proxy relayed shows as "peer":
-  curl -s {http}/api/users                           # api-1 or api-2, 10% api-canary
-  curl -s -H 'x-canary: always' {http}/api/users     # api-canary
-  curl -s -b canary=1 {http}/api/users               # api-canary
-  curl -s {envoy}/                                   # web-1, through the L4 Envoy
-  for i in $(seq 8); do curl -s {http}/ | grep peer; done   # every L7 proxy takes its turn
+Routing by path, header and cookie ("peer" is the L7 proxy that relayed the request):
+{routing}
 
 The fleet, and a change pushed to every proxy:
   export CONTROLPLANE_SERVER={api} CONTROLPLANE_TOKEN=$(cat {token})
   .venv/bin/controlplane status
   curl -s -H "Authorization: Bearer $CONTROLPLANE_TOKEN" -X PATCH \\
-       -H 'Content-Type: application/merge-patch+json' -d '{route}' \\
+       -H 'Content-Type: application/merge-patch+json' -d '{json.dumps(half)}' \\
        {api}/v1/listeners/web/virtual_hosts/app/routes/api
 
-  .venv/bin/controlplane lab down                    # removes it all
+Everything goes with: .venv/bin/controlplane lab down
 """
+
+
+def _commented(commands: list[tuple[str, str]]) -> str:
+    width = max(len(command) for command, _ in commands)
+    return "\n".join(f"  {command.ljust(width)}  # {why}" for command, why in commands)
