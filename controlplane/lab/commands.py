@@ -2,10 +2,11 @@
 
 `up` makes the lab's secrets (`compose/certs.sh`), builds the images offline when they are
 missing (`compose/build-images.sh`, cached by content), picks free ports on 127.0.0.1 for the
-published entries, starts the compose project and waits until every proxy runs the head
-revision, then prints the URLs and curls to try. What it chose is kept in the state directory
-(`run/lab/` by default: `lab.env` and `secrets/`), so a second `up` reuses it. `down` removes
-the project's containers, network and volumes, and the state directory; images stay, cached.
+published entries, starts the compose project, waits until every proxy runs the head revision
+and each L4 entry reaches every L7 proxy, then prints the URLs and curls to try. What it chose
+is kept in the state directory (`run/lab/` by default: `lab.env` and `secrets/`), so a second
+`up` reuses it. `down` removes the project's containers, network and volumes, and the state
+directory; images stay, cached.
 
 Compose is `docker-compose` (v1) when installed, else `docker compose` (v2); `CP_LAB_COMPOSE`
 names another. Docker is whatever `DOCKER_HOST` points at.
@@ -25,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..client import ApiClient, ServerUnreachable, status_table
 
@@ -75,7 +78,13 @@ class Lab:
         return (self.secrets / "admin.token").read_text().strip()
 
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings()['CP_LAB_API_PORT']}"
+        """The API's published URL: https when the compose file's `x-security` says so."""
+        scheme = str(_security()["api-url"]).split("://", 1)[0]
+        return f"{scheme}://127.0.0.1:{self.settings()['CP_LAB_API_PORT']}"
+
+    def api_client(self) -> ApiClient:
+        """The lab's API as its admin."""
+        return ApiClient(self.api_url(), self.admin_token(), timeout=5)
 
     def compose(self, *args: str, capture: bool = False) -> str:
         """Run compose on the lab's project with its settings; its output when `capture`."""
@@ -95,6 +104,11 @@ class Lab:
             reason = tail[0] if tail else f"exit {done.returncode}; see its output above"
             raise LabError(f"compose {args[0]} failed ({reason})")
         return done.stdout or ""
+
+
+def _security() -> dict[str, Any]:
+    """The compose file's `x-security` block: the one place where the lab's TLS is set."""
+    return dict(yaml.safe_load(COMPOSE_FILE.read_text())["x-security"])
 
 
 def _env_pairs(text: str) -> dict[str, str]:
@@ -188,7 +202,7 @@ def wait_converged(
     lab: Lab, echo: Echo, timeout: float, proxies: Sequence[str] = PROXIES
 ) -> dict[str, Any]:
     """Wait until each of `proxies` reports the head revision; the status it reached."""
-    api = ApiClient(lab.api_url(), lab.admin_token(), timeout=5)
+    api = lab.api_client()
     deadline = time.monotonic() + timeout
     said = ""
     while True:
@@ -218,8 +232,7 @@ def wait_converged(
 def wait_serving(lab: Lab, echo: Echo, timeout: float) -> None:
     """Wait until requests through each published L4 entry reach every L7 proxy of the
     `l7-fleet` cluster (each L4 proxy's health check has found them all up)."""
-    api = ApiClient(lab.api_url(), lab.admin_token(), timeout=5)
-    reply = api.request("GET", "/v1/clusters/l7-fleet")
+    reply = lab.api_client().request("GET", "/v1/clusters/l7-fleet")
     if reply.status != 200:
         raise LabError(f"/v1/clusters/l7-fleet answered {reply.status}: {reply.error}")
     fleet = {e["address"].rsplit(":", 1)[0] for e in reply.data["endpoints"]}
@@ -262,7 +275,7 @@ def status(lab: Lab, echo: Echo) -> bool:
         raise LabError(f"no lab in {lab.state} (run `controlplane lab up`)")
     echo(lab.compose("ps", capture=True).rstrip())
     try:
-        reply = ApiClient(lab.api_url(), lab.admin_token(), timeout=5).request("GET", "/v1/status")
+        reply = lab.api_client().request("GET", "/v1/status")
     except ServerUnreachable as exc:
         raise LabError(f"the API does not answer: {exc}") from None
     if reply.status != 200 or not isinstance(reply.data, dict):

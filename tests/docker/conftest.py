@@ -127,7 +127,13 @@ def lab(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         _remove_project(client, PROJECT)  # what an interrupted earlier run may have left
         began = time.monotonic()
-        done = subprocess.run([CONTROLPLANE, "lab", "up", *lab_args], env=env, cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(
+            [CONTROLPLANE, "lab", "up", *lab_args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         print(f"\n`controlplane lab up` took {time.monotonic() - began:.1f}s")
         if done.returncode != 0:
             pytest.fail(f"lab up failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")

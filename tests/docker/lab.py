@@ -83,6 +83,7 @@ class LabHandle:
         return httpx.Client(
             base_url=self.lab.api_url(),
             headers={"Authorization": f"Bearer {self.lab.admin_token()}"},
+            verify=str(self.lab.secrets / "ca.crt"),
             timeout=30,
         )
 

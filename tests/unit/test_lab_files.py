@@ -6,6 +6,7 @@ The lab running in Docker is tested in tests/docker; these hold without a Docker
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -54,13 +55,14 @@ def test_the_lab_config_is_valid_for_both_proxies(target: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_the_envoy_bootstrap_is_what_envoy_bootstrap_prints() -> None:
-    cp = address_of("cp")
-    printed = controlplane(
-        "envoy-bootstrap", "--node-id", "lab-envoy", "--group", "l7", "--xds", f"{cp}:18000"
-    )
+def test_the_envoy_bootstrap_is_what_the_command_in_its_header_prints() -> None:
+    text = (COMPOSE / "envoy.yaml").read_text()
+    [line] = [line for line in text.splitlines() if line.startswith("#   controlplane ")]
+    args = shlex.split(line.removeprefix("#   controlplane "))
+    assert option(args, "--xds") == f"{address_of('cp')}:18000"
+    printed = controlplane(*args)
     assert printed.returncode == 0, printed.stderr
-    assert yaml.safe_load((COMPOSE / "envoy.yaml").read_text()) == yaml.safe_load(printed.stdout)
+    assert yaml.safe_load(text) == yaml.safe_load(printed.stdout)
 
 
 def test_every_endpoint_of_the_config_is_a_service_of_the_compose_file() -> None:
