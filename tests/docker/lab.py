@@ -4,6 +4,7 @@ own counters, and a client that keeps sending requests through the L4 tier."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ ENVOYS = ("l4-envoy", "l7-envoy-1", "l7-envoy-2")
 
 _SHOW_PROC = """
 import json
+import ssl
 from controlplane.haproxy.manager import HAProxyManager
 procs = HAProxyManager("/haproxy").processes()
 print(json.dumps({"master": procs.master.pid, "reloads": procs.reloads}))
@@ -83,7 +85,7 @@ class LabHandle:
         return httpx.Client(
             base_url=self.lab.api_url(),
             headers={"Authorization": f"Bearer {self.lab.admin_token()}"},
-            verify=str(self.lab.secrets / "ca.crt"),
+            verify=ssl.create_default_context(cafile=self.lab.secrets / "ca.crt"),
             timeout=30,
         )
 
