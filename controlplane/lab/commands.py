@@ -294,6 +294,9 @@ def instructions(lab: Lab) -> str:
     envoy = f"http://127.0.0.1:{settings['CP_LAB_ENVOY_L4_PORT']}"
     api = lab.api_url()
     token = shlex.quote(str(lab.secrets / "admin.token"))
+    cacert = (
+        f" --cacert {shlex.quote(str(lab.secrets / 'ca.crt'))}" if api.startswith("https") else ""
+    )
     half = {"backends": [{"cluster": "api", "weight": 50}, {"cluster": "api-canary", "weight": 50}]}
     routing = _commented(
         [
@@ -316,7 +319,7 @@ Routing by path, header and cookie ("peer" is the L7 proxy that relayed the requ
 The fleet, and a change pushed to every proxy:
   export CONTROLPLANE_SERVER={api} CONTROLPLANE_TOKEN=$(cat {token})
   .venv/bin/controlplane status
-  curl -s -H "Authorization: Bearer $CONTROLPLANE_TOKEN" -X PATCH \\
+  curl -s{cacert} -H "Authorization: Bearer $CONTROLPLANE_TOKEN" -X PATCH \\
        -H 'Content-Type: application/merge-patch+json' -d '{json.dumps(half)}' \\
        {api}/v1/listeners/web/virtual_hosts/app/routes/api
 
