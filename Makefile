@@ -1,9 +1,9 @@
-# `make run` and `make test` work on a fresh Debian machine with Python 3.11.
+# `make run`, `make lab` and `make test` work on a fresh Debian machine with Python 3.11.
 PY ?= python3
 VENV := .venv
-APT_PACKAGES := haproxy wrk postgresql
+APT_PACKAGES := haproxy wrk postgresql docker.io docker-compose mmdebstrap
 
-.PHONY: setup apt run test lint fmt typecheck schema clean
+.PHONY: setup apt run lab test lint fmt typecheck schema clean
 
 setup: apt $(VENV)/.installed
 
@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	$(VENV)/bin/python -m controlplane.demo
+
+lab: setup
+	$(VENV)/bin/controlplane lab up
 
 test: setup
 	$(VENV)/bin/ruff check controlplane tests bench

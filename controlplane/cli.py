@@ -556,6 +556,65 @@ def db_import(
     typer.echo(f"{redact(db)}: {count} revisions imported from {file}")
 
 
+lab_app = typer.Typer(
+    help="The two-tier lab in Docker (compose/): `lab up`, `lab status`, `lab down`.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(lab_app, name="lab")
+
+LabStateOption = Annotated[
+    Path | None, typer.Option("--state-dir", help="Where the lab keeps its settings and secrets.")
+]
+LabProjectOption = Annotated[str, typer.Option("--project", help="The compose project name.")]
+
+
+def _err(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+@lab_app.command("up")
+def lab_up(
+    state_dir: LabStateOption = None,
+    project: LabProjectOption = "controlplane-lab",
+    registry: Annotated[
+        bool, typer.Option(help="Pull the official images and build the project image online.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every proxy.")] = 180.0,
+) -> None:
+    """Build the images when missing (offline), start the lab, wait until every proxy runs the
+    config, and print its URLs and curls."""
+    from .lab import commands
+
+    lab = commands.Lab(state_dir or commands.DEFAULT_STATE, project)
+    code = commands.run(
+        lambda: commands.up(lab, typer.echo, registry=registry, timeout=timeout), _err
+    )
+    raise typer.Exit(code)
+
+
+@lab_app.command("down")
+def lab_down(
+    state_dir: LabStateOption = None, project: LabProjectOption = "controlplane-lab"
+) -> None:
+    """Remove the lab's containers, network, volumes and state (the images stay cached)."""
+    from .lab import commands
+
+    lab = commands.Lab(state_dir or commands.DEFAULT_STATE, project)
+    raise typer.Exit(commands.run(lambda: commands.down(lab, typer.echo), _err))
+
+
+@lab_app.command("status")
+def lab_status(
+    state_dir: LabStateOption = None, project: LabProjectOption = "controlplane-lab"
+) -> None:
+    """Show the lab's containers and its fleet; exit 1 when a proxy is not current."""
+    from .lab import commands
+
+    lab = commands.Lab(state_dir or commands.DEFAULT_STATE, project)
+    raise typer.Exit(commands.run(lambda: commands.status(lab, typer.echo), _err))
+
+
 def main() -> None:
     """Entry point of the `controlplane` console script."""
     app()
