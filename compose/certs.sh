@@ -55,9 +55,8 @@ token admin.token
   for entry in $agents; do
     group=${entry%%:*} node=${entry#*:}
     token "$node.token"
-    # Security: agents read their group's bundle with a read token today; with the agent scope
-    # the entry becomes: scopes: [agent], groups: [$group]
-    echo "- {name: $node, sha256: $(digest "$node.token"), scopes: [read]}"
+    # an agent's token fetches (and reports for) its own group's bundle, nothing else
+    echo "- {name: $node, sha256: $(digest "$node.token"), scopes: [agent], groups: [$group]}"
   done
 } > tokens.yaml
 echo "$dir"

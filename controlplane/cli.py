@@ -171,7 +171,9 @@ def envoy_bootstrap(
 
     With --xds-ca, --tls-cert and --tls-key (all three) Envoy reaches the server over mutual
     TLS; its certificate needs the URI SAN spiffe://controlplane/group/GROUP/node/NODE-ID
-    (or node/* for any node of the group). The files are named, not copied: Envoy reads them.
+    (or node/* for any node of the group). The files are named, not copied: Envoy reads them
+    on its own host (a container, another machine), so they need not exist here; relative
+    paths are made absolute from the current directory.
     """
     from .envoy.bootstrap import XdsClientTls, bootstrap_yaml
 
@@ -187,9 +189,6 @@ def envoy_bootstrap(
     if any(files.values()):
         if not all(files.values()):
             problems.append("--xds-ca, --tls-cert and --tls-key go together (mutual TLS)")
-        for flag, path in files.items():
-            if path is not None and not path.is_file():
-                problems.append(f"{flag} {path}: not a readable file")
         if xds_ca and tls_cert and tls_key:
             tls = XdsClientTls(
                 str(xds_ca.resolve()), str(tls_cert.resolve()), str(tls_key.resolve())

@@ -31,6 +31,8 @@ procs = HAProxyManager("/haproxy").processes()
 print(json.dumps({"master": procs.master.pid, "reloads": procs.reloads}))
 """
 
+_MANAGER_STATE = "print(open('/haproxy/manager-state.json').read())"
+
 _ENVOY_STATS = """
 import json, urllib.request
 text = urllib.request.urlopen("http://127.0.0.1:9901/stats?format=json", timeout=5).read()
@@ -112,6 +114,11 @@ class LabHandle:
     def haproxy_master(self, service: str) -> dict[str, int]:
         """`{"master": pid, "reloads": n}` of the HAProxy in a HAProxy container."""
         return dict(json.loads(self.python(service, _SHOW_PROC)))
+
+    def haproxy_version(self, service: str) -> str:
+        """The bundle version the HAProxy of a HAProxy container runs (its manager's record)."""
+        state = json.loads(self.python(service, _MANAGER_STATE))
+        return str(state["version"])
 
     def envoy_stats(self, service: str) -> dict[str, int]:
         """An Envoy's counters, read from its admin interface (127.0.0.1 of its own network

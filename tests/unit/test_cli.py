@@ -177,16 +177,21 @@ def test_serve_refuses_an_insecure_or_broken_transport(
     ("args", "problem"),
     [
         (["--xds-ca", "ca.crt"], "--xds-ca, --tls-cert and --tls-key go together"),
-        (
-            ["--xds-ca", "/nonexistent/ca.crt", "--tls-cert", "a", "--tls-key", "b"],
-            "--xds-ca /nonexistent/ca.crt: not a readable file",
-        ),
+        (["--tls-cert", "a", "--tls-key", "b"], "--xds-ca, --tls-cert and --tls-key go together"),
     ],
 )
 def test_envoy_bootstrap_refuses_incomplete_tls(args: list[str], problem: str) -> None:
     result = controlplane("envoy-bootstrap", "--node-id", "n", "--xds", "127.0.0.1:1", *args)
     assert result.returncode == 2
     assert problem in result.stderr.splitlines()[0], result.stderr
+
+
+def test_envoy_bootstrap_names_tls_files_of_the_envoys_own_host() -> None:
+    files = ["/etc/envoy/tls/ca.crt", "/etc/envoy/tls/node.crt", "/etc/envoy/tls/node.key"]
+    flags = [x for pair in zip(["--xds-ca", "--tls-cert", "--tls-key"], files) for x in pair]
+    result = controlplane("envoy-bootstrap", "--node-id", "n", "--xds", "127.0.0.1:1", *flags)
+    assert result.returncode == 0, result.stderr
+    assert all(f"filename: {path}" in result.stdout for path in files)
 
 
 def test_status_with_a_ca_file_that_does_not_load_exits_2(tmp_path: Path) -> None:
