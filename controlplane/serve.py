@@ -144,7 +144,9 @@ class ApiServer:
         """Serve in a task; return once listening (ServeError when it could not start)."""
         port = int(self._server.config.port)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # asyncio sets TCP_NODELAY only on connections of a socket made with IPPROTO_TCP;
+        # without it every answer on a kept-alive connection waits ~40 ms (Nagle).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, port))

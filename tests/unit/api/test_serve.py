@@ -4,15 +4,18 @@ restarts."""
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from controlplane.api import TokenSet
 from controlplane.model import ConfigError, load_file
-from controlplane.serve import ServeError, build_app, parse_listen, seed
+from controlplane.serve import ApiServer, ServeError, build_app, parse_listen, seed
 from controlplane.store import SQLiteStore
+from tests.harness.loop_thread import LoopThread
 
 from .served import served
 
@@ -95,3 +98,25 @@ def test_serve_then_restart_keeps_the_store(tmp_path: Path) -> None:
             assert {c["name"]: c for c in body["clusters"]}["web"]["connect_timeout"] == "1s"
     finally:
         reopened.close()
+
+
+def test_api_connections_send_answers_at_once(tmp_path: Path) -> None:
+    """TCP_NODELAY on every connection: otherwise each answer on a kept-alive connection
+    waits for the client's delayed ACK (about 40 ms on Linux)."""
+    store = SQLiteStore(tmp_path / "s.db")
+    thread = LoopThread("api")
+    server = ApiServer(build_app(store, "127.0.0.1", insecure_local=True), "127.0.0.1", 0)
+    try:
+        thread.run(server.start())
+        with httpx.Client(base_url=server.url) as client:
+            for _ in range(3):
+                assert client.get("/v1/status").status_code == 200
+            connections = list(server._server.server_state.connections)
+            assert connections
+            for connection in connections:
+                sock = connection.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        thread.run(server.stop())
+        thread.close()
+        store.close()
