@@ -320,6 +320,9 @@ def serve(
         typer.Option(help="Bind the local HAProxies' listeners on this IP, ports unchanged."),
     ] = None,
     workdir: Annotated[Path, typer.Option(help="Directory for local HAProxy files.")] = Path("run"),
+    max_body_bytes: Annotated[
+        int, typer.Option(min=0, help="The largest request body the API reads (413 above).")
+    ] = 16 * 1024 * 1024,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process."""
     import asyncio
@@ -340,6 +343,7 @@ def serve(
         haproxy_bin=haproxy_bin,
         haproxy_bind=haproxy_bind,
         workdir=workdir,
+        max_body_bytes=max_body_bytes,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

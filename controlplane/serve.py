@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 
 from .api import (
+    DEFAULT_MAX_BODY_BYTES,
     DiffExplainer,
     MetricsSource,
     Propagator,
@@ -88,6 +89,7 @@ def build_app(
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),
     readers: Sequence[APIRouter] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The API app for a server bound on `host`; refuses `insecure_local` off loopback."""
     if insecure_local and not is_loopback(host):
@@ -107,6 +109,7 @@ def build_app(
         explainer=explainer,
         metrics_sources=metrics_sources,
         readers=readers,
+        max_body_bytes=max_body_bytes,
     )
 
 
@@ -206,6 +209,7 @@ class ServeOptions:
     haproxy_bin: str = "haproxy"
     haproxy_bind: str | None = None
     workdir: Path = Path("run")
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass
@@ -280,6 +284,7 @@ async def start_server(options: ServeOptions) -> Running:
             explainer=ProxyDiffExplainer(options.targets),
             metrics_sources=[FleetMetrics(ledger)],
             readers=[agent_router(bundles, ledger)],
+            max_body_bytes=options.max_body_bytes,
         )
         api = ApiServer(app, api_host, api_port)
         await api.start()

@@ -19,6 +19,7 @@ from .auth import Authorizer, TokenSet
 from .deps import ApiContext, reader
 from .diff import DiffExplainer, ModelOnly
 from .errors import install_error_handlers
+from .limits import DEFAULT_MAX_BODY_BYTES, install_body_limit
 from .metrics import ApiMetrics, MetricsSource
 from .propagation import NullPropagator, Propagator, follow
 from .status import InMemoryStatus, StatusSource
@@ -46,6 +47,7 @@ def create_app(
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),
     readers: Sequence[APIRouter] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The API over `store`.
 
@@ -54,7 +56,8 @@ def create_app(
     every write is checked against; `insecure_local` admits requests without a token (the
     caller binds loopback only); `explainer` adds per-proxy detail to dry runs;
     `metrics_sources` add families to /metrics; `readers` are more routers served under
-    /v1 to callers with the `read` scope (the HAProxy agents' bundle endpoints).
+    /v1 to callers with the `read` scope (the HAProxy agents' bundle endpoints);
+    `max_body_bytes` is the largest request body read (413 above it).
     """
     from .writes import ConfigWriter
 
@@ -91,6 +94,7 @@ def create_app(
     app.include_router(routes_status.router())
     for extra in readers:
         app.include_router(extra, prefix="/v1", dependencies=[Depends(reader)])
+    install_body_limit(app, max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -3,18 +3,17 @@ roll back."""
 
 from __future__ import annotations
 
-import copy
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ..model import Config, dump_yaml
 from ..store import Revision, RevisionMeta, RevisionNotFound
-from .deps import YAML_TYPES, author_message, context, read_body, reader, writer
+from .deps import YAML_TYPES, ApiContext, author_message, context, read_body, reader, writer
 from .diff import model_diff
 from .errors import bad_input, not_found
+from .offload import offload
 from .responses import ERRORS, errors, etag, json_at, shown
 from .writes import Precondition, head_number, plain
 
@@ -45,14 +44,9 @@ def router() -> APIRouter:
 
         An empty store answers an empty config with ETag "0"."""
         ctx = context(request)
-        found = await run_in_threadpool(_revision, ctx.store, revision)
-        config = found.config if found else Config()
-        number = head_number(found)
-        if any(t in request.headers.get("accept", "") for t in YAML_TYPES):
-            return Response(
-                dump_yaml(config), media_type="application/yaml", headers={"ETag": etag(number)}
-            )
-        return json_at(shown(config), number)
+        found = await offload(_revision, ctx.store, revision)
+        as_yaml = any(t in request.headers.get("accept", "") for t in YAML_TYPES)
+        return await offload(_config_response, found, as_yaml)
 
     @api.put(
         "/config",
@@ -76,9 +70,9 @@ def router() -> APIRouter:
 
         def change(data: dict[str, Any]) -> None:
             data.clear()
-            data.update(copy.deepcopy(body))
+            data.update(body)  # validation reads the body, it never changes it
 
-        result = await run_in_threadpool(ctx.writer.write, change, precondition, author, message)
+        result = await offload(ctx.writer.write, change, precondition, author, message)
         return json_at({"revision": result.revision, "changed": result.changed}, result.revision)
 
     @api.post(
@@ -92,18 +86,8 @@ def router() -> APIRouter:
         """Dry run of `PUT /v1/config`: 422 with the issues, or what the change would do."""
         ctx = context(request)
         body = await read_body(request, allow_yaml=True)
-        head = await run_in_threadpool(ctx.store.head)
-        config = await run_in_threadpool(ctx.writer.check, body)
-        old = head.config if head else None
-        return json_at(
-            {
-                "valid": True,
-                "revision": head_number(head),
-                "changes": [c.as_json() for c in model_diff(old, config)],
-                "proxies": ctx.explainer.explain(old, config),
-            },
-            head_number(head),
-        )
+        head = await offload(ctx.store.head)
+        return await offload(_dry_run, ctx, head, body)
 
     @api.get("/revisions", dependencies=read, responses=read_errors, operation_id="list_revisions")
     async def list_revisions(
@@ -115,8 +99,8 @@ def router() -> APIRouter:
     ) -> Response:
         """Revisions, newest first (no configs: read one with `GET /v1/config?revision=N`)."""
         ctx = context(request)
-        head = await run_in_threadpool(ctx.store.head)
-        metas = await run_in_threadpool(ctx.store.list, limit, before)
+        head = await offload(ctx.store.head)
+        metas = await offload(ctx.store.list, limit, before)
         return json_at([_meta_json(m) for m in metas], head_number(head))
 
     @api.get(
@@ -125,7 +109,7 @@ def router() -> APIRouter:
     async def get_revision(request: Request, n: Annotated[int, Path(ge=1)]) -> Response:
         """One revision's author, time, message and content hash."""
         ctx = context(request)
-        found = await run_in_threadpool(_revision, ctx.store, n)
+        found = await offload(_revision, ctx.store, n)
         assert found is not None
         return json_at(_meta_json(found.meta), n)
 
@@ -137,7 +121,7 @@ def router() -> APIRouter:
         ctx = context(request)
         precondition = Precondition.parse(request.headers.get("if-match"))
         author, message = author_message(request, f"rollback to revision {n}")
-        old = await run_in_threadpool(_revision, ctx.store, n)
+        old = await offload(_revision, ctx.store, n)
         assert old is not None
         target = plain(old.config)
 
@@ -145,13 +129,37 @@ def router() -> APIRouter:
             data.clear()
             data.update(target)
 
-        result = await run_in_threadpool(ctx.writer.write, change, precondition, author, message)
+        result = await offload(ctx.writer.write, change, precondition, author, message)
         return json_at(
             {"revision": result.revision, "changed": result.changed, "rolled_back_to": n},
             result.revision,
         )
 
     return api
+
+
+def _config_response(found: Revision | None, as_yaml: bool) -> Response:
+    config = found.config if found else Config()
+    number = head_number(found)
+    if as_yaml:
+        return Response(
+            dump_yaml(config), media_type="application/yaml", headers={"ETag": etag(number)}
+        )
+    return json_at(shown(config), number)
+
+
+def _dry_run(ctx: ApiContext, head: Revision | None, body: Any) -> Response:
+    config = ctx.writer.check(body)
+    old = head.config if head else None
+    return json_at(
+        {
+            "valid": True,
+            "revision": head_number(head),
+            "changes": [c.as_json() for c in model_diff(old, config)],
+            "proxies": ctx.explainer.explain(old, config),
+        },
+        head_number(head),
+    )
 
 
 def _revision(store: Any, number: int | None) -> Revision | None:

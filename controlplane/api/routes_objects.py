@@ -10,13 +10,14 @@ from enum import Enum
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ..model import Config
+from ..store import Revision
 from . import objects
 from .deps import author_message, context, read_body, reader, writer
 from .objects import KINDS, Kind, PathPart, at, locate
+from .offload import offload
 from .responses import ERRORS, empty_at, errors, json_at, shown
 from .writes import Precondition, head_number, plain
 
@@ -29,6 +30,19 @@ def router() -> APIRouter:
     for kind in KINDS:
         _add_kind(api, kind)
     return api
+
+
+def _listed(head: Revision | None, kind: Kind, parents: tuple[str, ...]) -> Response:
+    config = head.config if head else Config()
+    where = locate(plain(config), kind, parents)
+    return json_at([shown(obj) for obj in at(config, where.path)], head_number(head))
+
+
+def _got(head: Revision | None, kind: Kind, parents: tuple[str, ...], key: str) -> Response:
+    config = head.config if head else Config()
+    data = plain(config)
+    _, index = objects.get(data, kind, parents, key)
+    return json_at(shown(at(config, (*locate(data, kind, parents).path, index))), head_number(head))
 
 
 def _collection_url(kind: Kind) -> str:
@@ -92,19 +106,13 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
 
     async def list_(request: Request, **params: Any) -> Response:
         ctx = context(request)
-        head = await run_in_threadpool(ctx.store.head)
-        config = head.config if head else Config()
-        where = locate(plain(config), kind, _parents(kind, params))
-        return json_at([shown(obj) for obj in at(config, where.path)], head_number(head))
+        head = await offload(ctx.store.head)
+        return await offload(_listed, head, kind, _parents(kind, params))
 
     async def get(request: Request, **params: Any) -> Response:
         ctx = context(request)
-        head = await run_in_threadpool(ctx.store.head)
-        config = head.config if head else Config()
-        data = plain(config)
-        _, index = objects.get(data, kind, _parents(kind, params), params[kind.name])
-        path = (*locate(data, kind, _parents(kind, params)).path, index)
-        return json_at(shown(at(config, path)), head_number(head))
+        head = await offload(ctx.store.head)
+        return await offload(_got, head, kind, _parents(kind, params), params[kind.name])
 
     async def write(
         request: Request,
@@ -120,7 +128,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         def apply(data: dict[str, Any]) -> None:
             where[0] = change(data)
 
-        result = await run_in_threadpool(ctx.writer.write, apply, precondition, author, message)
+        result = await offload(ctx.writer.write, apply, precondition, author, message)
         path = where[0]
         if path is None:
             return empty_at(result.revision)
