@@ -202,6 +202,12 @@ def apply(
         float, typer.Option(help="Seconds to wait for every proxy to run it.")
     ] = 30.0,
     message: Annotated[str | None, typer.Option(help="Why: kept with the revision.")] = None,
+    allow_empty_groups: Annotated[
+        bool,
+        typer.Option(
+            help="Apply even if a node group with connected proxies loses every listener."
+        ),
+    ] = False,
 ) -> None:
     """Show the diff, make FILE the config, and wait until every proxy acks it.
 
@@ -214,7 +220,14 @@ def apply(
     api = client.ApiClient(server, token)
     try:
         code = client.apply(
-            api, config, str(file), typer.echo, lambda s: typer.echo(s, err=True), timeout, message
+            api,
+            config,
+            str(file),
+            typer.echo,
+            lambda s: typer.echo(s, err=True),
+            timeout,
+            message,
+            allow_empty_groups,
         )
     except client.ServerUnreachable as exc:
         typer.echo(f"cannot reach {exc}", err=True)

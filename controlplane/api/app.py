@@ -22,6 +22,7 @@ from .errors import install_error_handlers
 from .limits import DEFAULT_MAX_BODY_BYTES, install_body_limit
 from .metrics import ApiMetrics, MetricsSource
 from .propagation import NullPropagator, Propagator, follow
+from .safeguards import connected_by_group
 from .status import InMemoryStatus, StatusSource
 
 DESCRIPTION = """\
@@ -61,10 +62,11 @@ def create_app(
     """
     from .writes import ConfigWriter
 
+    fleet = status if status is not None else InMemoryStatus()
     ctx = ApiContext(
         store=store,
-        writer=ConfigWriter(store, targets),
-        status=status if status is not None else InMemoryStatus(),
+        writer=ConfigWriter(store, targets, lambda: connected_by_group(fleet.proxies())),
+        status=fleet,
         authorizer=Authorizer(tokens or TokenSet(), insecure_local),
         explainer=explainer or ModelOnly(),
         targets=tuple(targets),

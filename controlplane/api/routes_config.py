@@ -12,10 +12,11 @@ from ..model import Config, dump_yaml
 from ..store import Revision, RevisionMeta, RevisionNotFound
 from .deps import YAML_TYPES, ApiContext, author_message, context, read_body, reader, writer
 from .diff import model_diff
-from .errors import bad_input, not_found
+from .errors import not_found
 from .offload import offload
 from .responses import ERRORS, errors, etag, json_at, shown
-from .writes import Precondition, head_number, plain
+from .safeguards import allow_empty_groups_query
+from .writes import Precondition, head_number, need_config, plain
 
 CONFIG_BODY = {
     "requestBody": {
@@ -55,24 +56,23 @@ def router() -> APIRouter:
         openapi_extra=CONFIG_BODY,
         operation_id="put_config",
     )
-    async def put_config(request: Request) -> Response:
+    async def put_config(
+        request: Request, allow_empty_groups: bool = allow_empty_groups_query()
+    ) -> Response:
         """Replace the whole config (JSON or YAML by Content-Type). 200 with the new ETag;
         the ETag stays when the config equals the head (no new revision)."""
         ctx = context(request)
-        body = await read_body(request, allow_yaml=True)
+        body = need_config(await read_body(request, allow_yaml=True))
         precondition = Precondition.parse(request.headers.get("if-match"))
         author, message = author_message(request, "replace the config")
-
-        if body is None:
-            body = {}
-        if not isinstance(body, dict):
-            raise bad_input((), "a config is a mapping with listeners and clusters")
 
         def change(data: dict[str, Any]) -> None:
             data.clear()
             data.update(body)  # validation reads the body, it never changes it
 
-        result = await offload(ctx.writer.write, change, precondition, author, message)
+        result = await offload(
+            ctx.writer.write, change, precondition, author, message, allow_empty_groups
+        )
         return json_at({"revision": result.revision, "changed": result.changed}, result.revision)
 
     @api.post(
@@ -82,12 +82,14 @@ def router() -> APIRouter:
         openapi_extra=CONFIG_BODY,
         operation_id="validate_config",
     )
-    async def validate_config(request: Request) -> Response:
+    async def validate_config(
+        request: Request, allow_empty_groups: bool = allow_empty_groups_query()
+    ) -> Response:
         """Dry run of `PUT /v1/config`: 422 with the issues, or what the change would do."""
         ctx = context(request)
         body = await read_body(request, allow_yaml=True)
         head = await offload(ctx.store.head)
-        return await offload(_dry_run, ctx, head, body)
+        return await offload(_dry_run, ctx, head, body, allow_empty_groups)
 
     @api.get("/revisions", dependencies=read, responses=read_errors, operation_id="list_revisions")
     async def list_revisions(
@@ -116,7 +118,11 @@ def router() -> APIRouter:
     @api.post(
         "/revisions/{n}:rollback", dependencies=write, responses=ERRORS, operation_id="rollback"
     )
-    async def rollback(request: Request, n: Annotated[int, Path(ge=1)]) -> Response:
+    async def rollback(
+        request: Request,
+        n: Annotated[int, Path(ge=1)],
+        allow_empty_groups: bool = allow_empty_groups_query(),
+    ) -> Response:
         """Make a new revision whose config equals revision `n` (validated again, as any write)."""
         ctx = context(request)
         precondition = Precondition.parse(request.headers.get("if-match"))
@@ -129,7 +135,9 @@ def router() -> APIRouter:
             data.clear()
             data.update(target)
 
-        result = await offload(ctx.writer.write, change, precondition, author, message)
+        result = await offload(
+            ctx.writer.write, change, precondition, author, message, allow_empty_groups
+        )
         return json_at(
             {"revision": result.revision, "changed": result.changed, "rolled_back_to": n},
             result.revision,
@@ -148,9 +156,12 @@ def _config_response(found: Revision | None, as_yaml: bool) -> Response:
     return json_at(shown(config), number)
 
 
-def _dry_run(ctx: ApiContext, head: Revision | None, body: Any) -> Response:
+def _dry_run(
+    ctx: ApiContext, head: Revision | None, body: Any, allow_empty_groups: bool
+) -> Response:
     config = ctx.writer.check(body)
     old = head.config if head else None
+    ctx.writer.guard(old, config, allow_empty_groups)
     return json_at(
         {
             "valid": True,

@@ -19,6 +19,7 @@ from .deps import author_message, context, read_body, reader, writer
 from .objects import KINDS, Kind, PathPart, at, locate
 from .offload import offload
 from .responses import ERRORS, empty_at, errors, json_at, shown
+from .safeguards import allow_empty_groups_query
 from .writes import Precondition, head_number, plain
 
 Handler = Callable[..., Awaitable[Response]]
@@ -103,6 +104,12 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         annotation=int | None,
         default=Query(None, ge=0, description="Insert at this position (default: last)."),
     )
+    allow_empty = inspect.Parameter(
+        "allow_empty_groups",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=bool,
+        default=allow_empty_groups_query(),
+    )
 
     async def list_(request: Request, **params: Any) -> Response:
         ctx = context(request)
@@ -116,6 +123,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
 
     async def write(
         request: Request,
+        params: dict[str, Any],
         change: Callable[[dict[str, Any]], tuple[PathPart, ...] | None],
         message: str,
         status: int = 200,
@@ -128,7 +136,9 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         def apply(data: dict[str, Any]) -> None:
             where[0] = change(data)
 
-        result = await offload(ctx.writer.write, apply, precondition, author, message)
+        result = await offload(
+            ctx.writer.write, apply, precondition, author, message, params["allow_empty_groups"]
+        )
         path = where[0]
         if path is None:
             return empty_at(result.revision)
@@ -149,7 +159,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
 
         name = body.get("name") if isinstance(body, dict) else None
         address = "/".join([*parents, str(name or "(unnamed)")])
-        return await write(request, change, f"create {label} {address}", 201)
+        return await write(request, params, change, f"create {label} {address}", 201)
 
     async def replace(request: Request, **params: Any) -> Response:
         body = await read_body(request)
@@ -159,7 +169,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             index = objects.replace(data, kind, parents, params[kind.name], copy.deepcopy(body))
             return (*locate(data, kind, parents).path, index)
 
-        return await write(request, change, f"replace {label} {_address(kind, params)}")
+        return await write(request, params, change, f"replace {label} {_address(kind, params)}")
 
     async def patch(request: Request, **params: Any) -> Response:
         body = await read_body(request)
@@ -169,7 +179,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             index = objects.patch(data, kind, parents, params[kind.name], copy.deepcopy(body))
             return (*locate(data, kind, parents).path, index)
 
-        return await write(request, change, f"patch {label} {_address(kind, params)}")
+        return await write(request, params, change, f"patch {label} {_address(kind, params)}")
 
     async def delete(request: Request, **params: Any) -> Response:
         parents = _parents(kind, params)
@@ -177,7 +187,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         def change(data: dict[str, Any]) -> None:
             objects.delete(data, kind, parents, params[kind.name])
 
-        return await write(request, change, f"delete {label} {_address(kind, params)}")
+        return await write(request, params, change, f"delete {label} {_address(kind, params)}")
 
     read = [Depends(reader)]
     write_ = [Depends(writer)]
@@ -195,7 +205,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     )
     api.add_api_route(
         collection,
-        _with_path_params(create, parent_names, [position]),
+        _with_path_params(create, parent_names, [position, allow_empty]),
         methods=["POST"],
         dependencies=write_,
         responses=write_responses,
@@ -217,7 +227,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     )
     api.add_api_route(
         item,
-        _with_path_params(replace, item_names, []),
+        _with_path_params(replace, item_names, [allow_empty]),
         methods=["PUT"],
         dependencies=write_,
         responses=write_responses,
@@ -228,7 +238,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     )
     api.add_api_route(
         item,
-        _with_path_params(patch, item_names, []),
+        _with_path_params(patch, item_names, [allow_empty]),
         methods=["PATCH"],
         dependencies=write_,
         responses=write_responses,
@@ -239,7 +249,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     )
     api.add_api_route(
         item,
-        _with_path_params(delete, item_names, []),
+        _with_path_params(delete, item_names, [allow_empty]),
         methods=["DELETE"],
         dependencies=write_,
         responses=write_responses,

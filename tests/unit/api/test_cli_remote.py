@@ -116,6 +116,26 @@ def test_apply_of_a_config_the_server_refuses_exits_2_one_line_per_issue(
     )
 
 
+def test_apply_that_empties_a_group_with_connected_proxies_needs_saying_so(
+    server: str, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path / "c.yaml")
+    assert controlplane("apply", str(path), "--server", server, "--token", TOKEN).returncode == 0
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("clusters: []\n")
+    refused = controlplane("apply", str(empty), "--server", server, "--token", TOKEN)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"{empty}: listeners: node group 'default' would be left without listeners (no "
+        "listener); its connected proxies: envoy-a, haproxy-a"
+    )
+    allowed = controlplane(
+        "apply", str(empty), "--server", server, "--token", TOKEN, "--allow-empty-groups"
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert "revision 2" in allowed.stdout
+
+
 def test_apply_without_a_valid_token_fails_cleanly(server: str, tmp_path: Path) -> None:
     path = write_config(tmp_path / "c.yaml")
     result = controlplane("apply", str(path), "--server", server, "--token", "wrong-0123456789")
