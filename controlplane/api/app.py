@@ -21,6 +21,7 @@ from .diff import DiffExplainer, ModelOnly
 from .errors import install_error_handlers
 from .limits import DEFAULT_MAX_BODY_BYTES, install_body_limit
 from .metrics import ApiMetrics, MetricsSource
+from .origin import BrowserGuard
 from .propagation import NullPropagator, Propagator, follow
 from .safeguards import connected_by_group
 from .status import InMemoryStatus, StatusSource
@@ -55,10 +56,10 @@ def create_app(
     `propagator` receives every new head revision while the app runs (and the head at
     start); `status` answers /v1/status; `targets` are the proxy kinds served, whose limits
     every write is checked against; `insecure_local` admits requests without a token (the
-    caller binds loopback only); `explainer` adds per-proxy detail to dry runs;
-    `metrics_sources` add families to /metrics; `readers` are more routers served under
-    /v1 to callers with the `read` scope (the HAProxy agents' bundle endpoints);
-    `max_body_bytes` is the largest request body read (413 above it).
+    caller binds loopback only; only loopback `Host` names are answered); `explainer` adds
+    per-proxy detail to dry runs; `metrics_sources` add families to /metrics; `readers` are
+    more routers served under /v1 to callers with the `read` scope (the HAProxy agents'
+    bundle endpoints); `max_body_bytes` is the largest request body read (413 above it).
     """
     from .writes import ConfigWriter
 
@@ -97,6 +98,7 @@ def create_app(
     for extra in readers:
         app.include_router(extra, prefix="/v1", dependencies=[Depends(reader)])
     install_body_limit(app, max_body_bytes)
+    app.add_middleware(BrowserGuard, loopback_only=insecure_local)
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -12,7 +12,7 @@ from controlplane.api import RecordingPropagator, create_app
 from controlplane.model import Config, parse_config
 from controlplane.store import SQLiteStore
 
-from .conftest import ADMIN_TOKEN, TestClient, base_config, bearer, state
+from .conftest import ADMIN_TOKEN, LOCAL, TestClient, base_config, bearer, state
 
 
 def with_cluster(name: str, **fields: Any) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def test_get_the_config_as_json_and_yaml(client: TestClient) -> None:
 
 
 def test_an_empty_store_serves_an_empty_config_at_revision_0(store: SQLiteStore) -> None:
-    with TestClient(create_app(store, insecure_local=True)) as local:
+    with TestClient(create_app(store, insecure_local=True), base_url=LOCAL) as local:
         reply = local.get("/v1/config")
         assert reply.json() == {} and reply.headers["etag"] == '"0"'
         assert local.get("/v1/revisions").json() == []
@@ -138,7 +138,7 @@ def test_validate_asks_the_explainer_for_per_proxy_detail(seeded: SQLiteStore) -
             return {"envoy": {"clusters": len(new.clusters) - len(old.clusters if old else [])}}
 
     app = create_app(seeded, insecure_local=True, explainer=Explainer())
-    with TestClient(app) as local:
+    with TestClient(app, base_url=LOCAL) as local:
         reply = local.post("/v1/config:validate", json=with_cluster("extra"))
         assert reply.json()["proxies"] == {"envoy": {"clusters": 1}}
 
@@ -146,7 +146,7 @@ def test_validate_asks_the_explainer_for_per_proxy_detail(seeded: SQLiteStore) -
 def test_a_config_a_served_proxy_cannot_express_is_422_naming_it(seeded: SQLiteStore) -> None:
     maglev = with_cluster("hashed", lb_policy="maglev", hash_on={"source_ip": True})
     before = state(seeded)
-    with TestClient(create_app(seeded, insecure_local=True)) as both:
+    with TestClient(create_app(seeded, insecure_local=True), base_url=LOCAL) as both:
         for method, url in (("PUT", "/v1/config"), ("POST", "/v1/config:validate")):
             reply = both.request(method, url, json=maglev)
             assert reply.status_code == 422
@@ -162,7 +162,9 @@ def test_a_config_a_served_proxy_cannot_express_is_422_naming_it(seeded: SQLiteS
                 ],
             }
     assert state(seeded) == before
-    with TestClient(create_app(seeded, insecure_local=True, targets=("envoy",))) as envoy_only:
+    with TestClient(
+        create_app(seeded, insecure_local=True, targets=("envoy",)), base_url=LOCAL
+    ) as envoy_only:
         assert envoy_only.put("/v1/config", json=maglev).status_code == 200
 
 
@@ -211,7 +213,7 @@ def test_rollback_to_a_config_a_proxy_cannot_express_is_422(seeded: SQLiteStore)
     maglev = parse_config(with_cluster("hashed", lb_policy="maglev", hash_on={"source_ip": True}))
     seeded.commit(maglev, 1, "envoy-only era")
     seeded.commit(parse_config(base_config()), 2, "back")
-    with TestClient(create_app(seeded, insecure_local=True)) as both:
+    with TestClient(create_app(seeded, insecure_local=True), base_url=LOCAL) as both:
         reply = both.post("/v1/revisions/2:rollback")
         assert reply.status_code == 422 and reply.json()["issues"][0]["proxy"] == "haproxy"
     assert seeded.head().number == 3  # type: ignore[union-attr]

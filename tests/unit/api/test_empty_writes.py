@@ -12,7 +12,7 @@ from controlplane.api import InMemoryStatus, RecordingPropagator
 from controlplane.model import parse_config
 from controlplane.store import SQLiteStore
 
-from .conftest import TestClient, base_config, state
+from .conftest import LOCAL, TestClient, base_config, state
 
 NO_LISTENERS = {"clusters": base_config()["clusters"]}
 
@@ -182,7 +182,7 @@ def test_groups_without_connected_proxies_or_listeners_to_lose_can_be_emptied(
     from controlplane.api import create_app
 
     status.connect("early", "envoy", "default")
-    with TestClient(create_app(store, status=status, insecure_local=True)) as local:
+    with TestClient(create_app(store, status=status, insecure_local=True), base_url=LOCAL) as local:
         # The group had no listener to lose: an empty store, then a config without any.
         assert local.put("/v1/config", json=NO_LISTENERS).status_code == 200
         assert local.put("/v1/config", json=base_config()).status_code == 200

@@ -30,7 +30,8 @@ def test_a_body_over_the_limit_is_413_and_changes_nothing(seeded: SQLiteStore) -
     app = create_app(seeded, tokens=TOKENS, max_body_bytes=LIMIT)
     before = state(seeded)
     with TestClient(app, headers=bearer(ADMIN_TOKEN)) as client:
-        fits = client.put("/v1/config", content=padded_config(LIMIT))
+        json_type = {"Content-Type": "application/json"}
+        fits = client.put("/v1/config", content=padded_config(LIMIT), headers=json_type)
         assert fits.status_code == 200, fits.text
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it is read
