@@ -172,7 +172,7 @@ def apply(
         for line in issue_lines(put, source):
             echo_err(line)
         return EXIT_BAD_INPUT
-    if put.status == 409:
+    if put.status in (409, 412):
         echo_err(f"{client.server}: {put.error} (someone else changed the config; apply again)")
         return EXIT_FAILED
     if put.status != 200:

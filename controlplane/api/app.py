@@ -20,9 +20,11 @@ from .deps import ApiContext, reader
 from .diff import DiffExplainer, ModelOnly
 from .errors import install_error_handlers
 from .limits import DEFAULT_MAX_BODY_BYTES, install_body_limit
+from .methods import HeadAsGet
 from .metrics import ApiMetrics, MetricsSource
 from .origin import BrowserGuard
 from .propagation import NullPropagator, Propagator, follow
+from .responses import errors
 from .safeguards import connected_by_group
 from .status import InMemoryStatus, StatusSource
 
@@ -32,9 +34,12 @@ One declarative load-balancing config, served to Envoy (xDS) and HAProxy.
 - Every write validates the whole resulting config and makes a new revision, or changes
   nothing and answers 422 with each problem's path.
 - Reads carry `ETag: "<revision>"`. A write with `If-Match: "<revision>"` is refused with
-  409 when the head has moved on; a write without If-Match applies to the current head
+  412 when the head has moved on; a write without If-Match applies to the current head
   (last writer wins).
 - `Authorization: Bearer <token>`: `read` scope for GET and dry runs, `write` for changes.
+- Changes carry JSON or YAML bodies (`Content-Type`); browser pages of other origins may not
+  make them (403); bodies over the server's limit are refused (413). A server run with
+  `--insecure-local` answers only loopback `Host` names (421).
 - Errors: `{"error": "...", "issues": [{"path": "...", "message": "..."}]}`.
 """
 
@@ -96,8 +101,11 @@ def create_app(
     app.include_router(routes_objects.router())
     app.include_router(routes_status.router())
     for extra in readers:
-        app.include_router(extra, prefix="/v1", dependencies=[Depends(reader)])
+        app.include_router(
+            extra, prefix="/v1", dependencies=[Depends(reader)], responses=errors(401, 403)
+        )
     install_body_limit(app, max_body_bytes)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BrowserGuard, loopback_only=insecure_local)
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -148,6 +148,8 @@ def _parse(raw: bytes, media: str, allow_yaml: bool) -> Any:
             problem = getattr(exc, "problem", None)
             why = f": {problem}" if problem else ""
             raise bad_input(("body",), f"the body is not valid YAML{at}{why}") from None
+        except ValueError as exc:  # a value YAML reads but Python cannot hold
+            raise bad_input(("body",), f"the body is not valid YAML: {_reason(exc)}") from None
     if media not in JSON_TYPES and not media.endswith("+json"):
         accepted = ", ".join((*JSON_TYPES, *(YAML_TYPES if allow_yaml else ())))
         raise ApiError(415, f"unsupported Content-Type {media!r}; use one of {accepted}")
@@ -155,13 +157,18 @@ def _parse(raw: bytes, media: str, allow_yaml: bool) -> Any:
         return json.loads(raw)
     except RecursionError:
         raise bad_input(("body",), "the body is nested too deeply") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = (
-            f" at line {exc.lineno}, column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
-        raise bad_input(("body",), f"the body is not valid JSON{where}") from None
+    except json.JSONDecodeError as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}"
+        raise bad_input(("body",), f"the body is not valid JSON{where}: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise bad_input(("body",), "the body is not valid JSON: not UTF-8") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise bad_input(("body",), f"the body is not valid JSON: {_reason(exc)}") from None
+
+
+def _reason(exc: ValueError) -> str:
+    """What Python says about a value it cannot hold, without its advice to programmers."""
+    return str(exc).split(";")[0]
 
 
 def author_message(request: Request, default: str) -> tuple[str, str]:

@@ -14,7 +14,15 @@ from .deps import YAML_TYPES, ApiContext, author_message, context, read_body, re
 from .diff import model_diff
 from .errors import not_found
 from .offload import offload
-from .responses import ERRORS, errors, etag, json_at, shown
+from .responses import (
+    BODILESS_WRITE_ERRORS,
+    DRY_RUN_ERRORS,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    etag,
+    json_at,
+    shown,
+)
 from .safeguards import allow_empty_groups_query
 from .writes import Precondition, head_number, need_config, plain
 
@@ -34,9 +42,8 @@ def router() -> APIRouter:
     api = APIRouter(prefix="/v1", tags=["config"])
     read = [Depends(reader)]
     write = [Depends(writer)]
-    read_errors = errors(401, 403, 404, 422)
 
-    @api.get("/config", dependencies=read, responses=read_errors, operation_id="get_config")
+    @api.get("/config", dependencies=read, responses=READ_ERRORS, operation_id="get_config")
     async def get_config(
         request: Request,
         revision: Annotated[int | None, Query(ge=1, description="Default: the head.")] = None,
@@ -52,7 +59,7 @@ def router() -> APIRouter:
     @api.put(
         "/config",
         dependencies=write,
-        responses=ERRORS,
+        responses=WRITE_ERRORS,
         openapi_extra=CONFIG_BODY,
         operation_id="put_config",
     )
@@ -78,7 +85,7 @@ def router() -> APIRouter:
     @api.post(
         "/config:validate",
         dependencies=read,
-        responses=ERRORS,
+        responses=DRY_RUN_ERRORS,
         openapi_extra=CONFIG_BODY,
         operation_id="validate_config",
     )
@@ -91,7 +98,7 @@ def router() -> APIRouter:
         head = await offload(ctx.store.head)
         return await offload(_dry_run, ctx, head, body, allow_empty_groups)
 
-    @api.get("/revisions", dependencies=read, responses=read_errors, operation_id="list_revisions")
+    @api.get("/revisions", dependencies=read, responses=READ_ERRORS, operation_id="list_revisions")
     async def list_revisions(
         request: Request,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -106,7 +113,10 @@ def router() -> APIRouter:
         return json_at([_meta_json(m) for m in metas], head_number(head))
 
     @api.get(
-        "/revisions/{n}", dependencies=read, responses=read_errors, operation_id="get_revision"
+        "/revisions/{n:int}",  # digits only: `/revisions/3:rollback` is another route
+        dependencies=read,
+        responses=READ_ERRORS,
+        operation_id="get_revision",
     )
     async def get_revision(request: Request, n: Annotated[int, Path(ge=1)]) -> Response:
         """One revision's author, time, message and content hash."""
@@ -116,7 +126,10 @@ def router() -> APIRouter:
         return json_at(_meta_json(found.meta), n)
 
     @api.post(
-        "/revisions/{n}:rollback", dependencies=write, responses=ERRORS, operation_id="rollback"
+        "/revisions/{n}:rollback",
+        dependencies=write,
+        responses=BODILESS_WRITE_ERRORS,
+        operation_id="rollback",
     )
     async def rollback(
         request: Request,

@@ -18,7 +18,7 @@ from . import objects
 from .deps import author_message, context, read_body, reader, writer
 from .objects import KINDS, Kind, PathPart, at, locate
 from .offload import offload
-from .responses import ERRORS, empty_at, errors, json_at, shown
+from .responses import BODILESS_WRITE_ERRORS, WRITE_ERRORS, empty_at, errors, json_at, shown
 from .safeguards import allow_empty_groups_query
 from .writes import Precondition, head_number, plain
 
@@ -192,7 +192,6 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     read = [Depends(reader)]
     write_ = [Depends(writer)]
     responses = errors(401, 403, 404)
-    write_responses = ERRORS
     api.add_api_route(
         collection,
         _with_path_params(list_, parent_names, []),
@@ -208,7 +207,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         _with_path_params(create, parent_names, [position, allow_empty]),
         methods=["POST"],
         dependencies=write_,
-        responses=write_responses,
+        responses=WRITE_ERRORS,
         tags=tags,
         status_code=201,
         summary=f"Create a {label}",
@@ -230,7 +229,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         _with_path_params(replace, item_names, [allow_empty]),
         methods=["PUT"],
         dependencies=write_,
-        responses=write_responses,
+        responses=WRITE_ERRORS,
         tags=tags,
         summary=f"Replace a {label}",
         operation_id=f"replace_{kind.name}",
@@ -241,7 +240,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         _with_path_params(patch, item_names, [allow_empty]),
         methods=["PATCH"],
         dependencies=write_,
-        responses=write_responses,
+        responses=WRITE_ERRORS,
         tags=tags,
         summary=f"Patch a {label} (JSON merge patch)",
         operation_id=f"patch_{kind.name}",
@@ -252,7 +251,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         _with_path_params(delete, item_names, [allow_empty]),
         methods=["DELETE"],
         dependencies=write_,
-        responses=write_responses,
+        responses=BODILESS_WRITE_ERRORS,
         tags=tags,
         status_code=204,
         summary=f"Delete a {label}",

@@ -128,8 +128,9 @@ class ConfigWriter:
     ) -> WriteResult:
         """Apply `change` to the head and commit the validated result; nothing on failure.
 
-        With a precondition, a head other than the one named is a 409. Without one, the
-        write applies to whatever the head is (last writer wins). A change the safeguards
+        With a precondition, a head other than the one named is a 412. Without one, the
+        write applies to whatever the head is (last writer wins; 409 when other writers
+        keep committing in between). A change the safeguards
         stop is a 422 unless `allow_empty_groups`.
         """
         with self._lock:
@@ -157,9 +158,9 @@ class ConfigWriter:
 
 
 def stale(head: int) -> ApiError:
-    """The 409 of a write whose If-Match names a revision that is not the head."""
+    """The 412 of a write whose If-Match names a revision that is not the head (RFC 9110)."""
     return ApiError(
-        409,
+        412,
         f"the config changed: the head revision is {head}; read it again and retry",
         headers={"ETag": f'"{head}"'},
     )

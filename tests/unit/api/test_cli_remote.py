@@ -10,12 +10,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from controlplane.api import InMemoryStatus, TokenSet, create_app
-from controlplane.model import Config
+from controlplane.model import Config, parse_config
 from controlplane.store import SQLiteStore
 
 from .conftest import base_config
@@ -134,6 +135,34 @@ def test_apply_that_empties_a_group_with_connected_proxies_needs_saying_so(
     )
     assert allowed.returncode == 0, allowed.stderr
     assert "revision 2" in allowed.stdout
+
+
+def test_apply_when_another_writer_commits_first_exits_1_and_says_to_apply_again(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "race.db")
+
+    class Interloper:
+        """Commits a revision of its own while `apply` looks at its diff."""
+
+        def explain(self, old: Config | None, new: Config) -> dict[str, Any]:
+            head = store.head()
+            store.commit(parse_config(base_config()), head.number if head else None, "other")
+            return {}
+
+    try:
+        app = create_app(store, tokens=TOKENS, explainer=Interloper())
+        with served(app) as url:
+            path = write_config(tmp_path / "c.yaml", 18099)
+            result = controlplane("apply", str(path), "--server", url, "--token", TOKEN)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr.strip() == (
+            f"{url}: the config changed: the head revision is 1; read it again and retry "
+            "(someone else changed the config; apply again)"
+        )
+        assert store.head().number == 1  # type: ignore[union-attr]
+    finally:
+        store.close()
 
 
 def test_apply_without_a_valid_token_fails_cleanly(server: str, tmp_path: Path) -> None:

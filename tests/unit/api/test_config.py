@@ -101,11 +101,11 @@ def test_a_bad_config_is_refused_and_changes_nothing(
     assert state(store) == before
 
 
-def test_put_with_a_stale_if_match_is_409(client: TestClient) -> None:
+def test_put_with_a_stale_if_match_is_412(client: TestClient) -> None:
     client.put("/v1/config", json=with_cluster("extra")).raise_for_status()
     before = state(client.app.state.context.store)
     reply = client.put("/v1/config", json=with_cluster("late"), headers={"If-Match": '"1"'})
-    assert reply.status_code == 409
+    assert reply.status_code == 412 and reply.headers["etag"] == '"2"'
     assert state(client.app.state.context.store) == before
 
 
@@ -204,7 +204,7 @@ def test_rollback_refusals(client: TestClient) -> None:
     client.put("/v1/config", json=with_cluster("extra")).raise_for_status()
     before = state(client.app.state.context.store)
     assert client.post("/v1/revisions/42:rollback").status_code == 404
-    assert client.post("/v1/revisions/1:rollback", headers={"If-Match": '"1"'}).status_code == 409
+    assert client.post("/v1/revisions/1:rollback", headers={"If-Match": '"1"'}).status_code == 412
     assert client.post("/v1/revisions/x:rollback").status_code == 422
     assert state(client.app.state.context.store) == before
 
