@@ -116,7 +116,8 @@ def parse_body(raw: bytes, media: str, allow_yaml: bool) -> Any:
 
 
 def _check_shape(data: Any) -> None:
-    """Walk the body level by level, counting values, without recursion."""
+    """422 for a body nested deeper than MAX_DEPTH or holding more than MAX_NODES values
+    (YAML aliases count each time they are used); one level at a time, never recursing."""
     level = [data] if isinstance(data, dict | list) else []
     nodes = 1
     depth = 0

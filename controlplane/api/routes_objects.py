@@ -123,9 +123,9 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
 
     async def write(
         request: Request,
-        params: dict[str, Any],
         change: Callable[[dict[str, Any]], tuple[PathPart, ...] | None],
         message: str,
+        allow_empty_groups: bool,
         status: int = 200,
     ) -> Response:
         ctx = context(request)
@@ -137,7 +137,7 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             where[0] = change(data)
 
         result = await offload(
-            ctx.writer.write, apply, precondition, author, message, params["allow_empty_groups"]
+            ctx.writer.write, apply, precondition, author, message, allow_empty_groups
         )
         path = where[0]
         if path is None:
@@ -159,7 +159,8 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
 
         name = body.get("name") if isinstance(body, dict) else None
         address = "/".join([*parents, str(name or "(unnamed)")])
-        return await write(request, params, change, f"create {label} {address}", 201)
+        allow = params["allow_empty_groups"]
+        return await write(request, change, f"create {label} {address}", allow, 201)
 
     async def replace(request: Request, **params: Any) -> Response:
         body = await read_body(request)
@@ -169,7 +170,8 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             index = objects.replace(data, kind, parents, params[kind.name], copy.deepcopy(body))
             return (*locate(data, kind, parents).path, index)
 
-        return await write(request, params, change, f"replace {label} {_address(kind, params)}")
+        message = f"replace {label} {_address(kind, params)}"
+        return await write(request, change, message, params["allow_empty_groups"])
 
     async def patch(request: Request, **params: Any) -> Response:
         body = await read_body(request)
@@ -179,7 +181,8 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             index = objects.patch(data, kind, parents, params[kind.name], copy.deepcopy(body))
             return (*locate(data, kind, parents).path, index)
 
-        return await write(request, params, change, f"patch {label} {_address(kind, params)}")
+        message = f"patch {label} {_address(kind, params)}"
+        return await write(request, change, message, params["allow_empty_groups"])
 
     async def delete(request: Request, **params: Any) -> Response:
         parents = _parents(kind, params)
@@ -187,7 +190,8 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         def change(data: dict[str, Any]) -> None:
             objects.delete(data, kind, parents, params[kind.name])
 
-        return await write(request, params, change, f"delete {label} {_address(kind, params)}")
+        message = f"delete {label} {_address(kind, params)}"
+        return await write(request, change, message, params["allow_empty_groups"])
 
     read = [Depends(reader)]
     write_ = [Depends(writer)]

@@ -130,8 +130,8 @@ class ConfigWriter:
 
         With a precondition, a head other than the one named is a 412. Without one, the
         write applies to whatever the head is (last writer wins; 409 when other writers
-        keep committing in between). A change the safeguards
-        stop is a 422 unless `allow_empty_groups`.
+        keep committing in between). A change the safeguards stop is a 422 unless
+        `allow_empty_groups`.
         """
         with self._lock:
             for _ in range(ATTEMPTS):
