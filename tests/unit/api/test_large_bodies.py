@@ -8,11 +8,14 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
 from controlplane.api import InMemoryStatus, create_app
+from controlplane.serve import ServeOptions, start_server
 from controlplane.store import SQLiteStore
+from tests.harness.loop_thread import LoopThread
 
 from .conftest import ADMIN_TOKEN, TOKENS, TestClient, base_config, bearer, state
 from .served import served
@@ -87,6 +90,30 @@ def test_the_default_limit_is_16_mib_and_a_declared_length_is_refused_unread(
             assert answer.startswith("HTTP/1.1 413 "), answer
             assert "the body is larger than 16777216 bytes" in answer
     assert state(seeded) == (1, seeded.head().content_hash)  # type: ignore[union-attr]
+
+
+def test_serve_takes_its_limit_from_the_options(tmp_path: Path) -> None:
+    thread = LoopThread("serve")
+    options = ServeOptions(
+        db=tmp_path / "s.db",
+        api="127.0.0.1:0",
+        xds="127.0.0.1:0",
+        insecure_local=True,
+        max_body_bytes=LIMIT,
+    )
+    try:
+        running = thread.run(start_server(options))
+        try:
+            answer = raw_request(
+                running.api.url,
+                "PUT /v1/config HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                f"\r\nContent-Length: {LIMIT + 1}\r\n\r\n",
+            )
+            assert answer.startswith("HTTP/1.1 413 "), answer
+        finally:
+            thread.run(running.stop())
+    finally:
+        thread.close()
 
 
 def big_yaml(clusters: int) -> bytes:
