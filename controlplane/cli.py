@@ -250,6 +250,12 @@ def apply(
     ] = 30.0,
     message: Annotated[str | None, typer.Option(help="Why: kept with the revision.")] = None,
     ca: CaOption = None,
+    allow_empty_groups: Annotated[
+        bool,
+        typer.Option(
+            help="Apply even if a node group with connected proxies loses every listener."
+        ),
+    ] = False,
 ) -> None:
     """Show the diff, make FILE the config, and wait until every proxy acks it.
 
@@ -260,7 +266,14 @@ def apply(
     api = api_client(server, token, ca)
     try:
         code = client.apply(
-            api, config, str(file), typer.echo, lambda s: typer.echo(s, err=True), timeout, message
+            api,
+            config,
+            str(file),
+            typer.echo,
+            lambda s: typer.echo(s, err=True),
+            timeout,
+            message,
+            allow_empty_groups,
         )
     except client.ServerUnreachable as exc:
         typer.echo(f"cannot reach {exc}", err=True)
@@ -407,6 +420,9 @@ def serve(
             "(or an agent that stopped polling).",
         ),
     ] = 3600.0,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=0, help="The largest request body the API reads (413 above).")
+    ] = 16 * 1024 * 1024,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process.
 
@@ -451,6 +467,7 @@ def serve(
         api_tls=TlsFiles(api_tls_cert, api_tls_key) if api_tls_cert and api_tls_key else None,
         migrate=migrate,
         forget_after=forget_after,
+        max_body_bytes=max_body_bytes,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -151,16 +151,19 @@ def apply(
     echo_err: Echo,
     wait_seconds: float = 30.0,
     message: str | None = None,
+    allow_empty_groups: bool = False,
 ) -> int:
     """Show what `config` changes, make it the head (If-Match the head read first), then wait
     for the fleet. Returns the exit code: 0 applied and acked by all, 1 NACKed, not acked in
-    time or refused by the server, 2 invalid."""
+    time or refused by the server, 2 invalid (or emptying a node group with connected proxies,
+    unless `allow_empty_groups`)."""
     body = config.model_dump(mode="json")
+    query = "?allow_empty_groups=true" if allow_empty_groups else ""
     current = client.request("GET", "/v1/config")
     if current.status != 200:
         echo_err(f"{client.server}: {current.error}")
         return EXIT_FAILED
-    dry = client.request("POST", "/v1/config:validate", body)
+    dry = client.request("POST", f"/v1/config:validate{query}", body)
     if dry.status == 422:
         for line in issue_lines(dry, source):
             echo_err(line)
@@ -178,12 +181,12 @@ def apply(
     headers = {"If-Match": f'"{current.revision or 0}"'}
     if message:
         headers["X-Change-Message"] = message
-    put = client.request("PUT", "/v1/config", body, headers=headers)
+    put = client.request("PUT", f"/v1/config{query}", body, headers=headers)
     if put.status == 422:
         for line in issue_lines(put, source):
             echo_err(line)
         return EXIT_BAD_INPUT
-    if put.status == 409:
+    if put.status in (409, 412):
         echo_err(f"{client.server}: {put.error} (someone else changed the config; apply again)")
         return EXIT_FAILED
     if put.status != 200:

@@ -7,11 +7,13 @@ Seams: `Propagator` (new revisions to the proxies), `StatusSource` (who runs wha
 from .app import create_app
 from .auth import Principal, Token, TokenFileError, TokenSet, is_loopback
 from .diff import DiffExplainer, ModelChange, ModelOnly, model_diff
+from .limits import DEFAULT_MAX_BODY_BYTES
 from .metrics import Counter, Histogram, MetricsSource
 from .propagation import NullPropagator, Propagator, RecordingPropagator, follow
 from .status import InMemoryStatus, ProxyRecord, Refusal, StatusSource, WaitResult, evaluate
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
     "Counter",
     "DiffExplainer",
     "Histogram",

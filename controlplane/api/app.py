@@ -19,8 +19,13 @@ from .auth import Authorizer, TokenSet
 from .deps import ApiContext, agent
 from .diff import DiffExplainer, ModelOnly
 from .errors import install_error_handlers
+from .limits import DEFAULT_MAX_BODY_BYTES, install_body_limit
+from .methods import HeadAsGet
 from .metrics import ApiMetrics, MetricsSource
+from .origin import BrowserGuard
 from .propagation import NullPropagator, Propagator, follow
+from .responses import errors
+from .safeguards import connected_by_group
 from .status import InMemoryStatus, StatusSource
 
 DESCRIPTION = """\
@@ -29,10 +34,13 @@ One declarative load-balancing config, served to Envoy (xDS) and HAProxy.
 - Every write validates the whole resulting config and makes a new revision, or changes
   nothing and answers 422 with each problem's path.
 - Reads carry `ETag: "<revision>"`. A write with `If-Match: "<revision>"` is refused with
-  409 when the head has moved on; a write without If-Match applies to the current head
+  412 when the head has moved on; a write without If-Match applies to the current head
   (last writer wins).
 - `Authorization: Bearer <token>`: `read` scope for GET and dry runs, `write` for changes,
   `agent` (bound to node groups) for the HAProxy agents' bundle feed of those groups.
+- Changes carry JSON or YAML bodies (`Content-Type`); browser pages of other origins may not
+  make them (403); bodies over the server's limit are refused (413). A server run with
+  `--insecure-local` answers only loopback `Host` names (421).
 - Errors: `{"error": "...", "issues": [{"path": "...", "message": "..."}]}`.
 """
 
@@ -47,23 +55,26 @@ def create_app(
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),
     agents: Sequence[APIRouter] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """The API over `store`.
 
     `propagator` receives every new head revision while the app runs (and the head at
     start); `status` answers /v1/status; `targets` are the proxy kinds served, whose limits
     every write is checked against; `insecure_local` admits requests without a token (the
-    caller binds loopback only); `explainer` adds per-proxy detail to dry runs;
-    `metrics_sources` add families to /metrics; `agents` are more routers served under /v1
-    to the agents of the node group their path names as `{group}` (the HAProxy agents'
-    bundle endpoints): tokens with the `agent` scope for that group, and no others.
+    caller binds loopback only; only loopback `Host` names are answered); `explainer` adds
+    per-proxy detail to dry runs; `metrics_sources` add families to /metrics; `agents` are
+    more routers served under /v1 to the agents of the node group their path names as
+    `{group}` (the HAProxy agents' bundle endpoints): tokens with the `agent` scope for that
+    group, and no others; `max_body_bytes` is the largest request body read (413 above it).
     """
     from .writes import ConfigWriter
 
+    fleet = status if status is not None else InMemoryStatus()
     ctx = ApiContext(
         store=store,
-        writer=ConfigWriter(store, targets),
-        status=status if status is not None else InMemoryStatus(),
+        writer=ConfigWriter(store, targets, lambda: connected_by_group(fleet.proxies())),
+        status=fleet,
         authorizer=Authorizer(tokens or TokenSet(), insecure_local),
         explainer=explainer or ModelOnly(),
         targets=tuple(targets),
@@ -92,7 +103,12 @@ def create_app(
     app.include_router(routes_objects.router())
     app.include_router(routes_status.router())
     for extra in agents:
-        app.include_router(extra, prefix="/v1", dependencies=[Depends(agent)])
+        app.include_router(
+            extra, prefix="/v1", dependencies=[Depends(agent)], responses=errors(401, 403)
+        )
+    install_body_limit(app, max_body_bytes)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(BrowserGuard, loopback_only=insecure_local)
     app.add_middleware(RequestMetrics, metrics=ctx.metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -18,6 +18,7 @@ from .auth import Authorizer, Principal, Scope, is_loopback
 from .diff import DiffExplainer
 from .errors import ApiError, bad_input
 from .metrics import ApiMetrics, MetricsSource
+from .offload import offload
 from .status import StatusSource
 from .writes import ConfigWriter
 
@@ -25,6 +26,9 @@ log = logging.getLogger("controlplane.api")
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+YamlLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML was built with it (several times faster), else PyYAML's own."""
 
 
 @dataclass
@@ -134,41 +138,56 @@ MAX_NODES = 2_000_000
 async def read_body(request: Request, allow_yaml: bool = False) -> Any:
     """The request body as plain data: JSON, or YAML when allowed and the Content-Type says so.
 
-    Bodies nested deeper than MAX_DEPTH or holding more than MAX_NODES values are refused."""
-    data = await _parse_body(request, allow_yaml)
+    Parsing is offloaded from the event loop (see `offload`). Bodies nested deeper than
+    MAX_DEPTH or holding more than MAX_NODES values are refused."""
+    raw = await request.body()
+    media = request.headers.get("content-type", "application/json").split(";")[0]
+    return await offload(parse_body, raw, media.strip().lower(), allow_yaml)
+
+
+def parse_body(raw: bytes, media: str, allow_yaml: bool) -> Any:
+    """`raw` parsed as the media type says (422 when malformed, 415 when not JSON or YAML)."""
+    data = _parse(raw, media, allow_yaml)
     _check_shape(data)
     return data
 
 
 def _check_shape(data: Any) -> None:
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    nodes = 0
-    while stack:
-        node, depth = stack.pop()
-        nodes += 1
-        if depth > MAX_DEPTH:
-            raise bad_input(("body",), f"the body is nested more than {MAX_DEPTH} levels deep")
-        if nodes > MAX_NODES:
-            raise bad_input(("body",), f"the body holds more than {MAX_NODES} values")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+    """422 for a body nested deeper than MAX_DEPTH or holding more than MAX_NODES values
+    (YAML aliases count each time they are used); one level at a time, never recursing."""
+    level = [data] if isinstance(data, dict | list) else []
+    nodes = 1
+    depth = 0
+    while level:
+        below: list[Any] = []
+        for node in level:
+            children = node.values() if isinstance(node, dict) else node
+            if not children:
+                continue
+            if depth >= MAX_DEPTH:
+                raise bad_input(("body",), f"the body is nested more than {MAX_DEPTH} levels deep")
+            nodes += len(children)
+            if nodes > MAX_NODES:
+                raise bad_input(("body",), f"the body holds more than {MAX_NODES} values")
+            below += [child for child in children if isinstance(child, dict | list)]
+        level = below
+        depth += 1
 
 
-async def _parse_body(request: Request, allow_yaml: bool) -> Any:
-    raw = await request.body()
-    content_type = request.headers.get("content-type", "application/json")
-    media = content_type.split(";")[0].strip().lower()
+def _parse(raw: bytes, media: str, allow_yaml: bool) -> Any:
     if allow_yaml and media in YAML_TYPES:
         try:
-            return yaml.safe_load(raw.decode("utf-8"))
+            return yaml.load(raw.decode("utf-8"), Loader=YamlLoader)
         except RecursionError:
             raise bad_input(("body",), "the body is nested too deeply") from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-            raise bad_input(("body",), f"the body is not valid YAML{at}") from None
+            problem = getattr(exc, "problem", None)
+            why = f": {problem}" if problem else ""
+            raise bad_input(("body",), f"the body is not valid YAML{at}{why}") from None
+        except ValueError as exc:  # a value YAML reads but Python cannot hold
+            raise bad_input(("body",), f"the body is not valid YAML: {_reason(exc)}") from None
     if media not in JSON_TYPES and not media.endswith("+json"):
         accepted = ", ".join((*JSON_TYPES, *(YAML_TYPES if allow_yaml else ())))
         raise ApiError(415, f"unsupported Content-Type {media!r}; use one of {accepted}")
@@ -176,13 +195,18 @@ async def _parse_body(request: Request, allow_yaml: bool) -> Any:
         return json.loads(raw)
     except RecursionError:
         raise bad_input(("body",), "the body is nested too deeply") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = (
-            f" at line {exc.lineno}, column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
-        raise bad_input(("body",), f"the body is not valid JSON{where}") from None
+    except json.JSONDecodeError as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}"
+        raise bad_input(("body",), f"the body is not valid JSON{where}: {exc.msg}") from None
+    except UnicodeDecodeError:
+        raise bad_input(("body",), "the body is not valid JSON: not UTF-8") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise bad_input(("body",), f"the body is not valid JSON: {_reason(exc)}") from None
+
+
+def _reason(exc: ValueError) -> str:
+    """What Python says about a value it cannot hold, without its advice to programmers."""
+    return str(exc).split(";")[0]
 
 
 def author_message(request: Request, default: str) -> tuple[str, str]:

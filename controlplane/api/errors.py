@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..model import ConfigError, Issue, format_path
+from .methods import allowed_methods
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,18 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} does not exist")
 
 
+def _issue(error: Any) -> dict[str, Any]:
+    """A FastAPI validation error as an issue; a body that is not JSON is one at `body`."""
+    if error.get("type") == "json_invalid":
+        why = error.get("ctx", {}).get("error")
+        return {
+            "path": "body",
+            "message": "the body is not valid JSON" + (f": {why}" if why else ""),
+        }
+    path = format_path([str(p) if i == 0 else p for i, p in enumerate(error["loc"])])
+    return {"path": path, "message": str(error["msg"])}
+
+
 def error_response(
     status: int, error: str, issues: list[dict[str, Any]] | None = None, **headers: str
 ) -> JSONResponse:
@@ -74,18 +87,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        issues = [
-            {
-                "path": format_path([str(p) if i == 0 else p for i, p in enumerate(e["loc"])]),
-                "message": str(e["msg"]),
-            }
-            for e in exc.errors()
-        ]
-        return error_response(422, "the request is invalid", issues)
+        return error_response(422, "the request is invalid", [_issue(e) for e in exc.errors()])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return JSONResponse(
             {"error": str(exc.detail), "issues": []},
             status_code=exc.status_code,

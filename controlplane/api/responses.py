@@ -59,10 +59,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
     for code, text in {
         401: "No valid bearer token",
-        403: "The token lacks the scope",
+        403: "The token lacks the scope, or a browser page of another origin asks for a change",
         404: "No such object or revision",
-        409: "If-Match names a revision that is no longer the head, or the name is taken",
-        415: "Unsupported Content-Type",
+        409: "The name is taken, or the config kept changing under a write without If-Match",
+        412: "If-Match names a revision that is no longer the head (the ETag is the head)",
+        413: "The body is larger than the server's limit",
+        415: "The body is neither JSON nor YAML, or a change is sent as a form or text",
         422: "Invalid input: each issue names the field's path",
     }.items()
 }
@@ -71,3 +73,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI descriptions of these error statuses."""
     return {code: ERRORS[code] for code in codes}
+
+
+READ_ERRORS = errors(401, 403, 404, 422)
+"""What a read can answer besides success."""
+WRITE_ERRORS = errors(401, 403, 404, 409, 412, 413, 415, 422)
+"""What a write with a body can answer besides success."""
+BODILESS_WRITE_ERRORS = errors(401, 403, 404, 409, 412, 415, 422)
+"""What a write without a body (delete, rollback) can answer besides success."""
+DRY_RUN_ERRORS = errors(401, 403, 413, 415, 422)
+"""What a dry run can answer besides success."""

@@ -10,14 +10,16 @@ from enum import Enum
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from ..model import Config
+from ..store import Revision
 from . import objects
 from .deps import author_message, context, read_body, reader, writer
 from .objects import KINDS, Kind, PathPart, at, locate
-from .responses import ERRORS, empty_at, errors, json_at, shown
+from .offload import offload
+from .responses import BODILESS_WRITE_ERRORS, WRITE_ERRORS, empty_at, errors, json_at, shown
+from .safeguards import allow_empty_groups_query
 from .writes import Precondition, head_number, plain
 
 Handler = Callable[..., Awaitable[Response]]
@@ -29,6 +31,19 @@ def router() -> APIRouter:
     for kind in KINDS:
         _add_kind(api, kind)
     return api
+
+
+def _listed(head: Revision | None, kind: Kind, parents: tuple[str, ...]) -> Response:
+    config = head.config if head else Config()
+    where = locate(plain(config), kind, parents)
+    return json_at([shown(obj) for obj in at(config, where.path)], head_number(head))
+
+
+def _got(head: Revision | None, kind: Kind, parents: tuple[str, ...], key: str) -> Response:
+    config = head.config if head else Config()
+    data = plain(config)
+    _, index = objects.get(data, kind, parents, key)
+    return json_at(shown(at(config, (*locate(data, kind, parents).path, index))), head_number(head))
 
 
 def _collection_url(kind: Kind) -> str:
@@ -89,27 +104,28 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         annotation=int | None,
         default=Query(None, ge=0, description="Insert at this position (default: last)."),
     )
+    allow_empty = inspect.Parameter(
+        "allow_empty_groups",
+        inspect.Parameter.KEYWORD_ONLY,
+        annotation=bool,
+        default=allow_empty_groups_query(),
+    )
 
     async def list_(request: Request, **params: Any) -> Response:
         ctx = context(request)
-        head = await run_in_threadpool(ctx.store.head)
-        config = head.config if head else Config()
-        where = locate(plain(config), kind, _parents(kind, params))
-        return json_at([shown(obj) for obj in at(config, where.path)], head_number(head))
+        head = await offload(ctx.store.head)
+        return await offload(_listed, head, kind, _parents(kind, params))
 
     async def get(request: Request, **params: Any) -> Response:
         ctx = context(request)
-        head = await run_in_threadpool(ctx.store.head)
-        config = head.config if head else Config()
-        data = plain(config)
-        _, index = objects.get(data, kind, _parents(kind, params), params[kind.name])
-        path = (*locate(data, kind, _parents(kind, params)).path, index)
-        return json_at(shown(at(config, path)), head_number(head))
+        head = await offload(ctx.store.head)
+        return await offload(_got, head, kind, _parents(kind, params), params[kind.name])
 
     async def write(
         request: Request,
         change: Callable[[dict[str, Any]], tuple[PathPart, ...] | None],
         message: str,
+        allow_empty_groups: bool,
         status: int = 200,
     ) -> Response:
         ctx = context(request)
@@ -120,7 +136,9 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         def apply(data: dict[str, Any]) -> None:
             where[0] = change(data)
 
-        result = await run_in_threadpool(ctx.writer.write, apply, precondition, author, message)
+        result = await offload(
+            ctx.writer.write, apply, precondition, author, message, allow_empty_groups
+        )
         path = where[0]
         if path is None:
             return empty_at(result.revision)
@@ -141,7 +159,8 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
 
         name = body.get("name") if isinstance(body, dict) else None
         address = "/".join([*parents, str(name or "(unnamed)")])
-        return await write(request, change, f"create {label} {address}", 201)
+        allow = params["allow_empty_groups"]
+        return await write(request, change, f"create {label} {address}", allow, 201)
 
     async def replace(request: Request, **params: Any) -> Response:
         body = await read_body(request)
@@ -151,7 +170,8 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             index = objects.replace(data, kind, parents, params[kind.name], copy.deepcopy(body))
             return (*locate(data, kind, parents).path, index)
 
-        return await write(request, change, f"replace {label} {_address(kind, params)}")
+        message = f"replace {label} {_address(kind, params)}"
+        return await write(request, change, message, params["allow_empty_groups"])
 
     async def patch(request: Request, **params: Any) -> Response:
         body = await read_body(request)
@@ -161,7 +181,8 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
             index = objects.patch(data, kind, parents, params[kind.name], copy.deepcopy(body))
             return (*locate(data, kind, parents).path, index)
 
-        return await write(request, change, f"patch {label} {_address(kind, params)}")
+        message = f"patch {label} {_address(kind, params)}"
+        return await write(request, change, message, params["allow_empty_groups"])
 
     async def delete(request: Request, **params: Any) -> Response:
         parents = _parents(kind, params)
@@ -169,12 +190,12 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
         def change(data: dict[str, Any]) -> None:
             objects.delete(data, kind, parents, params[kind.name])
 
-        return await write(request, change, f"delete {label} {_address(kind, params)}")
+        message = f"delete {label} {_address(kind, params)}"
+        return await write(request, change, message, params["allow_empty_groups"])
 
     read = [Depends(reader)]
     write_ = [Depends(writer)]
     responses = errors(401, 403, 404)
-    write_responses = ERRORS
     api.add_api_route(
         collection,
         _with_path_params(list_, parent_names, []),
@@ -187,10 +208,10 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     )
     api.add_api_route(
         collection,
-        _with_path_params(create, parent_names, [position]),
+        _with_path_params(create, parent_names, [position, allow_empty]),
         methods=["POST"],
         dependencies=write_,
-        responses=write_responses,
+        responses=WRITE_ERRORS,
         tags=tags,
         status_code=201,
         summary=f"Create a {label}",
@@ -209,10 +230,10 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     )
     api.add_api_route(
         item,
-        _with_path_params(replace, item_names, []),
+        _with_path_params(replace, item_names, [allow_empty]),
         methods=["PUT"],
         dependencies=write_,
-        responses=write_responses,
+        responses=WRITE_ERRORS,
         tags=tags,
         summary=f"Replace a {label}",
         operation_id=f"replace_{kind.name}",
@@ -220,10 +241,10 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     )
     api.add_api_route(
         item,
-        _with_path_params(patch, item_names, []),
+        _with_path_params(patch, item_names, [allow_empty]),
         methods=["PATCH"],
         dependencies=write_,
-        responses=write_responses,
+        responses=WRITE_ERRORS,
         tags=tags,
         summary=f"Patch a {label} (JSON merge patch)",
         operation_id=f"patch_{kind.name}",
@@ -231,10 +252,10 @@ def _add_kind(api: APIRouter, kind: Kind) -> None:
     )
     api.add_api_route(
         item,
-        _with_path_params(delete, item_names, []),
+        _with_path_params(delete, item_names, [allow_empty]),
         methods=["DELETE"],
         dependencies=write_,
-        responses=write_responses,
+        responses=BODILESS_WRITE_ERRORS,
         tags=tags,
         status_code=204,
         summary=f"Delete a {label}",

@@ -70,6 +70,7 @@ def router() -> APIRouter:
     @api.get(
         "/metrics",
         dependencies=read,
+        responses=errors(401, 403),
         tags=["status"],
         response_class=PlainTextResponse,
         operation_id="metrics",

@@ -11,6 +11,7 @@ from typing import Any
 from ..model import Config, ConfigError, Target, parse_config, target_issues
 from ..store import Conflict, Revision, Store
 from .errors import ApiError, bad_input, invalid, issue_json
+from .safeguards import ConnectedProxies, refuse_emptied_groups
 from .secrets import restore_keys
 
 Change = Callable[[dict[str, Any]], Any]
@@ -67,20 +68,38 @@ def plain(config: Config) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
-class ConfigWriter:
-    """Applies changes to the head of a store, one at a time in this process."""
+def need_config(body: Any) -> dict[str, Any]:
+    """A body that can be a whole config: a mapping (422 for an empty body or `null`)."""
+    if body is None:
+        raise bad_input(
+            ("body",), "the body is empty (or null); send the whole config, which is a mapping"
+        )
+    if not isinstance(body, dict):
+        raise bad_input((), "a config is a mapping with listeners and clusters")
+    return body
 
-    def __init__(self, store: Store, targets: Sequence[Target]) -> None:
+
+class ConfigWriter:
+    """Applies changes to the head of a store, one at a time in this process.
+
+    `connected` tells which proxies are connected in each node group, for the safeguards
+    (see `safeguards`); without it no group counts as having proxies.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        targets: Sequence[Target],
+        connected: ConnectedProxies | None = None,
+    ) -> None:
         self.store = store
         self.targets = tuple(targets)
+        self.connected: ConnectedProxies = connected or (lambda: {})
         self._lock = threading.Lock()
 
     def check(self, data: Any) -> Config:
         """The validated config of `data`, or a 422 listing every issue (model, then proxies)."""
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise bad_input((), "a config is a mapping with listeners and clusters")
+        data = need_config(data)
         try:
             config = parse_config(data)
         except ConfigError as exc:
@@ -95,17 +114,25 @@ class ConfigWriter:
             raise ApiError(422, f"{' and '.join(proxies)} cannot express this config", issues)
         return config
 
+    def guard(self, old: Config | None, new: Config, allow_empty_groups: bool = False) -> None:
+        """A 422 when going from `old` to `new` needs asking for explicitly."""
+        if not allow_empty_groups:
+            refuse_emptied_groups(old, new, self.connected())
+
     def write(
         self,
         change: Change,
         precondition: Precondition | None,
         author: str,
         message: str,
+        allow_empty_groups: bool = False,
     ) -> WriteResult:
         """Apply `change` to the head and commit the validated result; nothing on failure.
 
-        With a precondition, a head other than the one named is a 409. Without one, the
-        write applies to whatever the head is (last writer wins).
+        With a precondition, a head other than the one named is a 412. Without one, the
+        write applies to whatever the head is (last writer wins; 409 when other writers
+        keep committing in between). A change the safeguards stop is a 422 unless
+        `allow_empty_groups`.
         """
         with self._lock:
             for _ in range(ATTEMPTS):
@@ -119,6 +146,7 @@ class ConfigWriter:
                 config = self.check(data)
                 if head is not None and config == head.config:
                     return WriteResult(number, False, head.config)
+                self.guard(head.config if head else None, config, allow_empty_groups)
                 try:
                     revision = self.store.commit(
                         config, head.number if head else None, author, message
@@ -132,9 +160,9 @@ class ConfigWriter:
 
 
 def stale(head: int) -> ApiError:
-    """The 409 of a write whose If-Match names a revision that is not the head."""
+    """The 412 of a write whose If-Match names a revision that is not the head (RFC 9110)."""
     return ApiError(
-        409,
+        412,
         f"the config changed: the head revision is {head}; read it again and retry",
         headers={"ETag": f'"{head}"'},
     )

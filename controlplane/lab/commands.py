@@ -84,7 +84,9 @@ class Lab:
 
     def api_client(self) -> ApiClient:
         """The lab's API as its admin."""
-        return ApiClient(self.api_url(), self.admin_token(), timeout=5, ca=str(self.secrets / "ca.crt"))
+        return ApiClient(
+            self.api_url(), self.admin_token(), timeout=5, ca=str(self.secrets / "ca.crt")
+        )
 
     def compose(self, *args: str, capture: bool = False) -> str:
         """Run compose on the lab's project with its settings; its output when `capture`."""

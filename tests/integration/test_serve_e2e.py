@@ -307,6 +307,30 @@ def test_a_rollback_is_a_new_revision_served_by_both_proxies(lab: Lab) -> None:
     assert {p["revision"] for p in lab.status().values()} == {rolled}
 
 
+def test_writes_that_would_leave_both_proxies_with_nothing_are_refused(lab: Lab) -> None:
+    head = lab.head()
+    refusals = (
+        ("PUT", "/v1/config", b"", "application/yaml"),
+        ("PUT", "/v1/config", b"null", "application/json"),
+        ("PUT", "/v1/config", b"clusters: []\n", "application/yaml"),
+        ("DELETE", "/v1/listeners/web", b"", "application/json"),
+    )
+    for method, path, body, content_type in refusals:
+        reply = lab.api.request(method, path, content=body, headers={"Content-Type": content_type})
+        assert reply.status_code == 422, (method, path, body, reply.text)
+    emptied = reply.json()["issues"]
+    assert emptied == [
+        {
+            "path": "listeners",
+            "message": "node group 'default' would be left without listeners (no listener); "
+            f"its connected proxies: {ENVOY_ID}, {HAPROXY_ID}",
+        }
+    ]
+    assert lab.head() == head
+    assert lab.served("/api/x") == ("api", "api")
+    assert all(p["current"] for p in lab.status().values())
+
+
 def controlplane_command() -> str:
     return str(Path(sys.executable).with_name("controlplane"))
 

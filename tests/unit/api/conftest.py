@@ -32,6 +32,8 @@ class TestClient(_TestClient):
 READ_TOKEN = "reader-secret-0123456789"
 WRITE_TOKEN = "writer-secret-0123456789"
 ADMIN_TOKEN = "admin-secret-0123456789"
+LOCAL = "http://127.0.0.1"
+"""The base URL of test clients to `insecure_local` apps, which answer loopback names only."""
 TOKENS = TokenSet.from_data(
     [
         {"name": "reader", "token": READ_TOKEN, "scopes": ["read"]},

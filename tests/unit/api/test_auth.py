@@ -13,7 +13,7 @@ from controlplane.api.auth import digest
 from controlplane.serve import ServeError, build_app
 from controlplane.store import SQLiteStore
 
-from .conftest import ADMIN_TOKEN, READ_TOKEN, TOKENS, WRITE_TOKEN, TestClient, bearer, state
+from .conftest import ADMIN_TOKEN, LOCAL, READ_TOKEN, TOKENS, WRITE_TOKEN, TestClient, bearer, state
 
 READS = [
     ("GET", "/v1/config"),
@@ -93,7 +93,7 @@ def test_writes_record_the_token_name_as_author(client: TestClient) -> None:
 
 
 def test_insecure_local_admits_requests_without_a_token(seeded: SQLiteStore) -> None:
-    with TestClient(create_app(seeded, insecure_local=True)) as local:
+    with TestClient(create_app(seeded, insecure_local=True), base_url=LOCAL) as local:
         assert local.get("/v1/config").status_code == 200
         reply = local.patch("/v1/clusters/api", json={"connect_timeout": "3s"})
         assert reply.status_code == 200

@@ -10,12 +10,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from controlplane.api import InMemoryStatus, TokenSet, create_app
-from controlplane.model import Config
+from controlplane.model import Config, parse_config
 from controlplane.store import SQLiteStore
 
 from .conftest import base_config
@@ -114,6 +115,54 @@ def test_apply_of_a_config_the_server_refuses_exits_2_one_line_per_issue(
         f"{path}: clusters[0].lb_policy: haproxy has no maglev hashing; use ring_hash "
         "(consistent hashing) [haproxy]"
     )
+
+
+def test_apply_that_empties_a_group_with_connected_proxies_needs_saying_so(
+    server: str, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path / "c.yaml")
+    assert controlplane("apply", str(path), "--server", server, "--token", TOKEN).returncode == 0
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("clusters: []\n")
+    refused = controlplane("apply", str(empty), "--server", server, "--token", TOKEN)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        f"{empty}: listeners: node group 'default' would be left without listeners (no "
+        "listener); its connected proxies: envoy-a, haproxy-a"
+    )
+    allowed = controlplane(
+        "apply", str(empty), "--server", server, "--token", TOKEN, "--allow-empty-groups"
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert "revision 2" in allowed.stdout
+
+
+def test_apply_when_another_writer_commits_first_exits_1_and_says_to_apply_again(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "race.db")
+
+    class Interloper:
+        """Commits a revision of its own while `apply` looks at its diff."""
+
+        def explain(self, old: Config | None, new: Config) -> dict[str, Any]:
+            head = store.head()
+            store.commit(parse_config(base_config()), head.number if head else None, "other")
+            return {}
+
+    try:
+        app = create_app(store, tokens=TOKENS, explainer=Interloper())
+        with served(app) as url:
+            path = write_config(tmp_path / "c.yaml", 18099)
+            result = controlplane("apply", str(path), "--server", url, "--token", TOKEN)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr.strip() == (
+            f"{url}: the config changed: the head revision is 1; read it again and retry "
+            "(someone else changed the config; apply again)"
+        )
+        assert store.head().number == 1  # type: ignore[union-attr]
+    finally:
+        store.close()
 
 
 def test_apply_without_a_valid_token_fails_cleanly(server: str, tmp_path: Path) -> None:

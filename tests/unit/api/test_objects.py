@@ -275,7 +275,7 @@ def test_a_write_equal_to_the_head_makes_no_revision(
     assert [n for n, _ in propagator.published] == [1]
 
 
-def test_a_stale_if_match_is_409_and_changes_nothing(client: TestClient) -> None:
+def test_a_stale_if_match_is_412_and_changes_nothing(client: TestClient) -> None:
     client.patch("/v1/clusters/api", json={"connect_timeout": "1s"}).raise_for_status()
     store = client.app.state.context.store
     before = state(store)
@@ -286,7 +286,7 @@ def test_a_stale_if_match_is_409_and_changes_nothing(client: TestClient) -> None
         ("DELETE", f"{ROUTES}/default", None),
     ):
         reply = client.request(method, url, json=body, headers={"If-Match": '"1"'})
-        assert reply.status_code == 409, reply.text
+        assert reply.status_code == 412, reply.text
         assert reply.headers["etag"] == '"2"'
         assert "head revision is 2" in reply.json()["error"]
     assert state(store) == before

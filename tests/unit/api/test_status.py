@@ -10,7 +10,7 @@ import pytest
 
 from controlplane.api import InMemoryStatus
 
-from .conftest import TestClient
+from .conftest import LOCAL, TestClient
 
 
 def test_status_lists_every_proxy_with_its_revision_and_last_nack(
@@ -137,7 +137,7 @@ def test_metrics_include_other_sources(seeded: object) -> None:
     pushes = Counter("controlplane_xds_pushes_total", "Pushes.")
     pushes.inc((("group", "edge"),), 3)
     app = create_app(seeded, insecure_local=True, metrics_sources=[pushes])  # type: ignore[arg-type]
-    with TestClient(app) as local:
+    with TestClient(app, base_url=LOCAL) as local:
         assert 'controlplane_xds_pushes_total{group="edge"} 3' in local.get("/metrics").text
 
 
