@@ -188,7 +188,9 @@ def test_envoy_bootstrap_refuses_incomplete_tls(args: list[str], problem: str) -
 
 def test_envoy_bootstrap_names_tls_files_of_the_envoys_own_host() -> None:
     files = ["/etc/envoy/tls/ca.crt", "/etc/envoy/tls/node.crt", "/etc/envoy/tls/node.key"]
-    flags = [x for pair in zip(["--xds-ca", "--tls-cert", "--tls-key"], files, strict=True) for x in pair]
+    flags = [
+        x for pair in zip(["--xds-ca", "--tls-cert", "--tls-key"], files, strict=True) for x in pair
+    ]
     result = controlplane("envoy-bootstrap", "--node-id", "n", "--xds", "127.0.0.1:1", *flags)
     assert result.returncode == 0, result.stderr
     assert all(f"filename: {path}" in result.stdout for path in files)
