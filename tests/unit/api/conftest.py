@@ -20,18 +20,22 @@ with warnings.catch_warnings():
 
 class TestClient(_TestClient):
     """Starlette's test client over https: the API refuses tokens over plain HTTP from
-    anywhere but loopback, and the test client's peer is not a loopback address."""
+    anywhere but loopback, and the test client's peer is not a loopback address. A client of
+    a loopback URL (`LOCAL`) calls from a loopback address, as it would for real."""
 
     __test__ = False
 
     def __init__(self, app: Any, **kwargs: Any) -> None:
         kwargs.setdefault("base_url", "https://testserver")
+        if kwargs["base_url"].startswith("http://127."):
+            kwargs.setdefault("client", ("127.0.0.1", 50000))
         super().__init__(app, **kwargs)
 
 
 READ_TOKEN = "reader-secret-0123456789"
 WRITE_TOKEN = "writer-secret-0123456789"
 ADMIN_TOKEN = "admin-secret-0123456789"
+AGENT_TOKEN = "agent-secret-0123456789"
 LOCAL = "http://127.0.0.1"
 """The base URL of test clients to `insecure_local` apps, which answer loopback names only."""
 TOKENS = TokenSet.from_data(
@@ -39,6 +43,7 @@ TOKENS = TokenSet.from_data(
         {"name": "reader", "token": READ_TOKEN, "scopes": ["read"]},
         {"name": "writer", "token": WRITE_TOKEN, "scopes": ["write"]},
         {"name": "admin", "token": ADMIN_TOKEN, "scopes": ["read", "write"]},
+        {"name": "agent", "token": AGENT_TOKEN, "scopes": ["agent"], "groups": ["default"]},
     ],
     "tests",
 )

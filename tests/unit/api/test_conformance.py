@@ -14,7 +14,7 @@ from controlplane.haproxy.bundles import RenderedBundles
 from controlplane.store import SQLiteStore
 from controlplane.xds.ledger import Ledger
 
-from .conftest import ADMIN_TOKEN, TOKENS, TestClient, bearer, state
+from .conftest import ADMIN_TOKEN, AGENT_TOKEN, TOKENS, TestClient, bearer, state
 
 ROUTES = "/v1/listeners/web/virtual_hosts/site/routes"
 JSON = {"Content-Type": "application/json"}
@@ -25,7 +25,7 @@ YAML = {"Content-Type": "application/yaml"}
 @pytest.fixture
 def full(seeded: SQLiteStore) -> Iterator[TestClient]:
     """An admin's client to an API serving the HAProxy agents' endpoints too."""
-    app = create_app(seeded, tokens=TOKENS, readers=[agent_router(RenderedBundles(), Ledger())])
+    app = create_app(seeded, tokens=TOKENS, agents=[agent_router(RenderedBundles(), Ledger())])
     with TestClient(app, headers=bearer(ADMIN_TOKEN)) as client:
         yield client
 
@@ -121,6 +121,8 @@ def test_a_body_that_is_not_the_json_asked_for_is_422_at_body(
     full: TestClient, method: str, url: str, headers: dict[str, str], body: bytes
 ) -> None:
     before = state(full.app.state.context.store)
+    if "/haproxy/" in url:  # the agents' feed is for agents
+        headers = {**headers, **bearer(AGENT_TOKEN)}
     reply = full.request(method, url, content=body, headers=headers)
     assert reply.status_code == 422, reply.text
     issues = reply.json()["issues"]

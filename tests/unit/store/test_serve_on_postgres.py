@@ -101,6 +101,6 @@ def test_a_write_through_serve_is_a_revision_another_replica_reads_and_hears(
             headers={"If-Match": '"2"'},
             timeout=10,
         )
-        assert stale.status_code == 409 and stale.headers["ETag"] == '"3"'
+        assert stale.status_code == 412 and stale.headers["ETag"] == '"3"'
     finally:
         replica.close()
