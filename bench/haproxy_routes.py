@@ -29,9 +29,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controlplane.haproxy.bundle import Bundle
-from controlplane.haproxy.manager import HAProxyManager
 from controlplane.haproxy.render import render
 from controlplane.model import Config, parse_config
+from controlplane.proxies.haproxy.manager import HAProxyManager
 from tests.harness.ports import free_port
 
 LOOPBACK = "127.0.0.1"

@@ -38,8 +38,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controlplane.envoy.process import EnvoyProcess, wait_for
-from controlplane.haproxy.runtime import MasterCLI
+from controlplane.proxies.envoy import EnvoyProcess, wait_for
+from controlplane.proxies.haproxy.runtime import MasterCLI
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import HttpSession
 from tests.harness.ports import free_port

@@ -89,9 +89,9 @@ def server_main(conn: Connection, naive: bool, delta: bool) -> None:
 
 
 async def _server(conn: Connection, naive: bool, delta: bool) -> None:
+    from controlplane.fleet.ledger import Ledger
     from controlplane.xds import types
     from controlplane.xds.cache import SnapshotCache
-    from controlplane.xds.ledger import Ledger
     from controlplane.xds.server import XdsServer
 
     cache, ledger = SnapshotCache(), Ledger()

@@ -319,7 +319,7 @@ def haproxy_agent(
     import shutil
     import signal
 
-    from .haproxy.agent import HAProxyAgent, check_server_url
+    from .proxies.haproxy.agent import HAProxyAgent, check_server_url
 
     problems: list[str] = []
     try:

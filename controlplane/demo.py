@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from .demo_backends import start_backend
-from .envoy.process import EnvoyProcess
 from .model import load_file, split_address
+from .proxies.envoy import EnvoyProcess
 from .serve import Running, ServeError, ServeOptions, start_server
 
 ROOT = Path(__file__).resolve().parent.parent

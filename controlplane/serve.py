@@ -34,18 +34,18 @@ from .api import (
     create_app,
     is_loopback,
 )
+from .feed.bundles import RenderedBundles
+from .feed.http import agent_router
 from .fleet import Fleet, LedgerStatus, LocalHAProxy, ProxyDiffExplainer, RevisionIndex
+from .fleet.ledger import Health, Ledger
 from .fleet.metrics import FleetMetrics
-from .haproxy.agent_api import agent_router
-from .haproxy.bundles import RenderedBundles
-from .haproxy.manager import ApplyResult, HAProxyManager, HealthEvent
 from .model import TARGETS, ConfigError, Issue, Target, load_file, target_issues
 from .model.tls import PemFileError, read_pem_file
 from .model.types import split_address
+from .proxies.haproxy.manager import ApplyResult, HAProxyManager, HealthEvent
 from .store import Conflict, Revision, Store, StoreError
 from .store import open_store as open_db
 from .xds.cache import SnapshotCache
-from .xds.ledger import Health, Ledger
 from .xds.server import XdsServer, XdsTls
 
 log = logging.getLogger(__name__)

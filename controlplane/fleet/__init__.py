@@ -7,8 +7,8 @@ versions read back as revision numbers (`LedgerStatus`).
 """
 
 from .explain import ProxyDiffExplainer
-from .propagate import Fleet, LocalHAProxy, relocate
 from .revisions import RevisionIndex
+from .rollout import Fleet, LocalHAProxy, relocate
 from .status import LedgerStatus
 
 __all__ = [

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..envoy import translate
-from ..haproxy.changes import plan_change
 from ..haproxy.render import render
 from ..model import Config, Target
+from ..proxies.haproxy.reload_plan import plan_change
 
 
 class ProxyDiffExplainer:

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from ..api.metrics import Counter, Histogram
-from ..xds.ledger import Event, Ledger
+from ..fleet.ledger import Event, Ledger
 from ..xds.types import short_name
 
 

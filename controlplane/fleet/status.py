@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 
 from ..api.status import Health, ProxyRecord, Refusal, WaitResult
-from ..xds.ledger import Ledger, ProxyStatus
+from ..fleet.ledger import Ledger, ProxyStatus
 from ..xds.types import WILDCARD_TYPES
 from .revisions import Published, RevisionIndex
 

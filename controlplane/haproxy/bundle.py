@@ -27,9 +27,10 @@ class Bundle:
 
     `cfg` is the text of `haproxy.cfg`. It names map files by bare relative file names, which
     resolve next to the configuration file (the renderer emits `default-path config` in
-    `global`). It must not declare what the manager owns (see `controlplane.haproxy.manager`):
-    `stats socket`, `master-worker`, `mworker-max-reloads`, `hard-stop-after`, `daemon`; and
-    every `defaults` section must carry `option idle-close-on-response`.
+    `global`). It must not declare what the manager owns (see
+    `controlplane.proxies.haproxy.manager`): `stats socket`, `master-worker`,
+    `mworker-max-reloads`, `hard-stop-after`, `daemon`; and every `defaults` section must
+    carry `option idle-close-on-response`.
 
     `maps` maps a file name (no directory part) to its content, one `key value` entry a line.
     `files` holds the other files the configuration names the same way (certificate PEM files

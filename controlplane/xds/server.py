@@ -20,10 +20,10 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
+from controlplane.fleet.ledger import Ledger
 from controlplane.xds import types
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.identity import PeerIdentity
-from controlplane.xds.ledger import Ledger
 from controlplane.xds.stream import (
     Authorize,
     DeltaStream,

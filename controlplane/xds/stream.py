@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
+from controlplane.fleet.ledger import Ledger
 from controlplane.xds import types
 from controlplane.xds.cache import DeltaBody, Interest, Selection, Snapshot, SnapshotCache
-from controlplane.xds.ledger import Ledger
 
 log = logging.getLogger("controlplane.xds")
 

@@ -26,7 +26,7 @@ ENVOYS = ("l4-envoy", "l7-envoy-1", "l7-envoy-2")
 _SHOW_PROC = """
 import json
 import ssl
-from controlplane.haproxy.manager import HAProxyManager
+from controlplane.proxies.haproxy.manager import HAProxyManager
 procs = HAProxyManager("/haproxy").processes()
 print(json.dumps({"master": procs.master.pid, "reloads": procs.reloads}))
 """
@@ -41,7 +41,7 @@ print(json.dumps({s["name"]: s["value"] for s in json.loads(text)["stats"] if "v
 
 _WATCH_SERVER = """
 import sys, time
-from controlplane.haproxy.runtime import RuntimeAPI
+from controlplane.proxies.haproxy.runtime import RuntimeAPI
 api, address, wanted = RuntimeAPI("/haproxy/admin.sock"), sys.argv[1], int(sys.argv[2])
 print("watching", flush=True)
 while True:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
-from controlplane.envoy.process import EnvoyProcess as LocalEnvoy
-from controlplane.envoy.process import envoy_binary, wait_for
+from controlplane.fleet.ledger import Ledger, ProxyStatus
+from controlplane.proxies.envoy import EnvoyProcess as LocalEnvoy
+from controlplane.proxies.envoy import envoy_binary, wait_for
 from controlplane.xds import types
-from controlplane.xds.ledger import Ledger, ProxyStatus
 
 ALL_TYPES = types.PUSH_ORDER
 

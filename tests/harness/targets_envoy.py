@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Literal
 
 from controlplane.envoy import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resources, translate
+from controlplane.fleet.ledger import Ledger
 from controlplane.model import Config
 from controlplane.xds.cache import Snapshot
-from controlplane.xds.ledger import Ledger
 
 from .envoy import EnvoyProcess, wait_for
 from .xds_server import XdsServerThread

@@ -6,9 +6,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from controlplane.haproxy.manager import HAProxyManager
 from controlplane.haproxy.render import render
 from controlplane.model import Config, check
+from controlplane.proxies.haproxy.manager import HAProxyManager
 
 
 class HAProxyApplyError(Exception):

@@ -8,8 +8,8 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+from controlplane.fleet.ledger import Ledger
 from controlplane.xds.cache import SnapshotCache
-from controlplane.xds.ledger import Ledger
 from controlplane.xds.server import XdsServer
 
 T = TypeVar("T")

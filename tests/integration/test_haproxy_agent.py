@@ -20,12 +20,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from controlplane.haproxy.agent import HAProxyAgent
-from controlplane.haproxy.agent_api import agent_router
+from controlplane.feed.bundles import RenderedBundles
+from controlplane.feed.http import agent_router
+from controlplane.fleet.ledger import HAPROXY_TYPE, Ledger, ProxyStatus
 from controlplane.haproxy.bundle import Bundle
-from controlplane.haproxy.bundles import RenderedBundles
 from controlplane.model import Config, parse_config
-from controlplane.xds.ledger import HAPROXY_TYPE, Ledger, ProxyStatus
+from controlplane.proxies.haproxy.agent import HAProxyAgent
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
 from tests.harness.ports import free_port

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.haproxy.manager import HAProxyManager
 from controlplane.haproxy.render import render
 from controlplane.model import Certificate, Config, ConfigError, parse_config, target_issues
+from controlplane.proxies.haproxy.manager import HAProxyManager
 from tests.harness.hostile import Slot, fits, full_config, place, slots
 from tests.harness.ports import free_port
 from tests.harness.targets_envoy import EnvoyTarget

@@ -25,7 +25,7 @@ import pytest
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from controlplane.haproxy.agent import BundleClient, HAProxyAgent, ServerProblem
+from controlplane.proxies.haproxy.agent import BundleClient, HAProxyAgent, ServerProblem
 from controlplane.serve import Running, ServeOptions, TlsFiles, start_server
 from controlplane.xds import types
 from controlplane.xds.identity import node_uri

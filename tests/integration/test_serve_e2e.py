@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from controlplane.haproxy.manager import HAProxyManager
+from controlplane.proxies.haproxy.manager import HAProxyManager
 from controlplane.serve import Running, ServeOptions, start_server
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http

@@ -26,8 +26,8 @@ import yaml
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
-from controlplane.haproxy.agent import HAProxyAgent
-from controlplane.haproxy.manager import HAProxyManager
+from controlplane.proxies.haproxy.agent import HAProxyAgent
+from controlplane.proxies.haproxy.manager import HAProxyManager
 from controlplane.serve import Running, ServeOptions, start_server
 from controlplane.xds import types
 from tests.harness.backends import BackendFleet, BackendSpec

@@ -13,9 +13,9 @@ import pytest
 
 from controlplane.api.status import ProxyRecord
 from controlplane.fleet import LedgerStatus, RevisionIndex
+from controlplane.fleet.ledger import Ledger
 from controlplane.xds import types
 from controlplane.xds.cache import Snapshot, SnapshotCache
-from controlplane.xds.ledger import Ledger
 from tests.harness.envoy import EnvoyProcess, wait_for
 from tests.harness.ports import free_port
 from tests.harness.xds_resources import (

@@ -18,9 +18,9 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.listener.v3 import lds_pb2_grpc
 from google.rpc import status_pb2
 
+from controlplane.fleet.ledger import Ledger
 from controlplane.xds import types
 from controlplane.xds.cache import Snapshot, SnapshotCache
-from controlplane.xds.ledger import Ledger
 from controlplane.xds.server import XdsServer
 from tests.harness.xds_resources import http_snapshot
 

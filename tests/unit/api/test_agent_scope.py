@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from controlplane.api import TokenFileError, TokenSet, create_app
-from controlplane.haproxy.agent_api import agent_router
-from controlplane.haproxy.bundles import RenderedBundles
+from controlplane.feed.bundles import RenderedBundles
+from controlplane.feed.http import agent_router
+from controlplane.fleet.ledger import Ledger
 from controlplane.model import parse_config
 from controlplane.store import SQLiteStore
-from controlplane.xds.ledger import Ledger
 
 from .conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_TOKEN, TestClient, bearer
 

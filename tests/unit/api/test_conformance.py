@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from controlplane.api import create_app
-from controlplane.haproxy.agent_api import agent_router
-from controlplane.haproxy.bundles import RenderedBundles
+from controlplane.feed.bundles import RenderedBundles
+from controlplane.feed.http import agent_router
+from controlplane.fleet.ledger import Ledger
 from controlplane.store import SQLiteStore
-from controlplane.xds.ledger import Ledger
 
 from .conftest import ADMIN_TOKEN, AGENT_TOKEN, TOKENS, TestClient, bearer, state
 

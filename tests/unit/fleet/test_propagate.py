@@ -14,14 +14,14 @@ from typing import cast
 import pytest
 
 from controlplane.envoy import translate
+from controlplane.feed.bundles import RenderedBundles
 from controlplane.fleet import Fleet, LedgerStatus, LocalHAProxy, RevisionIndex, relocate
+from controlplane.fleet.ledger import Ledger
 from controlplane.haproxy.bundle import Bundle
-from controlplane.haproxy.bundles import RenderedBundles
-from controlplane.haproxy.manager import ApplyResult, HAProxyManager
 from controlplane.haproxy.render import render
 from controlplane.model import Config
+from controlplane.proxies.haproxy.manager import ApplyResult, HAProxyManager
 from controlplane.xds.cache import Snapshot, SnapshotCache
-from controlplane.xds.ledger import Ledger
 
 from .configs import config
 
@@ -227,9 +227,9 @@ def test_a_revision_that_cannot_be_compiled_is_refused_by_the_proxies_concerned(
         ledger.poll_started("agent-1", "default", agents.current("default").bundle.version)
 
         with monkeypatch.context() as patched:
-            patched.setattr("controlplane.fleet.propagate.translate", broken)
-            patched.setattr("controlplane.fleet.propagate.render", broken)
-            patched.setattr("controlplane.haproxy.bundles.render", broken)
+            patched.setattr("controlplane.fleet.rollout.translate", broken)
+            patched.setattr("controlplane.fleet.rollout.render", broken)
+            patched.setattr("controlplane.feed.bundles.render", broken)
             fleet.publish(2, configs[2])
             await fleet.settled()
 

@@ -11,8 +11,8 @@ import asyncio
 import pytest
 
 from controlplane.fleet import LedgerStatus, RevisionIndex
+from controlplane.fleet.ledger import Ledger
 from controlplane.xds import types
-from controlplane.xds.ledger import Ledger
 
 CDS, EDS, LDS, RDS = types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE
 TYPES = (CDS, EDS, LDS, RDS)

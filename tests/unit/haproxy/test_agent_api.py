@@ -13,12 +13,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from controlplane.haproxy.agent import Backoff, check_server_url
-from controlplane.haproxy.agent_api import agent_router
+from controlplane.feed.bundles import RenderedBundles
+from controlplane.feed.http import agent_router
+from controlplane.fleet.ledger import HAPROXY_TYPE, Ledger
 from controlplane.haproxy.bundle import Bundle
-from controlplane.haproxy.bundles import RenderedBundles
 from controlplane.model import Config, parse_config
-from controlplane.xds.ledger import HAPROXY_TYPE, Ledger
+from controlplane.proxies.haproxy.agent import Backoff, check_server_url
 
 
 def two_groups(edge_port: int = 8080, edge_cluster: str = "a", inner_cluster: str = "b") -> Config:

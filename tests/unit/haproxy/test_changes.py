@@ -1,7 +1,12 @@
 """The change classifier: which bundle differences go through the runtime API."""
 
 from controlplane.haproxy.bundle import Bundle
-from controlplane.haproxy.changes import MapUpdate, ServerUpdate, parse_ip_port, plan_change
+from controlplane.proxies.haproxy.reload_plan import (
+    MapUpdate,
+    ServerUpdate,
+    parse_ip_port,
+    plan_change,
+)
 
 BASE = """\
 global

@@ -1,8 +1,8 @@
 """Parsing of HAProxy CLI answers and map files, and the manager's bundle contract."""
 
 from controlplane.haproxy.bundle import Bundle, bundle_version
-from controlplane.haproxy.manager import contract_problems
-from controlplane.haproxy.runtime import (
+from controlplane.proxies.haproxy.manager import contract_problems
+from controlplane.proxies.haproxy.runtime import (
     PAYLOAD_CHUNK_BYTES,
     MapEntry,
     map_payloads,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from controlplane.fleet.ledger import HAPROXY_TYPE, Ledger
 from controlplane.xds import types
-from controlplane.xds.ledger import HAPROXY_TYPE, Ledger
 
 
 def test_group_runs_only_when_every_connected_proxy_matches() -> None:

@@ -11,9 +11,9 @@ import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
+from controlplane.fleet.ledger import Ledger
 from controlplane.xds import types
 from controlplane.xds.cache import Snapshot, SnapshotCache
-from controlplane.xds.ledger import Ledger
 from controlplane.xds.stream import DeltaStream, SotwStream
 from tests.harness.xds_resources import http_snapshot
 

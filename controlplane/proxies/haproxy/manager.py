@@ -25,9 +25,10 @@ rejects.
 Applying a bundle: it is checked with `haproxy -c` in a staging directory inside the working
 directory; a rejected bundle changes nothing (files and running processes stay as they were).
 A valid one is moved into place file by file with atomic renames, then either pushed through the
-runtime API, when the change is runtime-updatable (see `controlplane.haproxy.changes`), or
-loaded by a reload through the master CLI, confirmed by `show proc` (the reload counter grew,
-a new worker serves the runtime API, the previous workers are leaving). Since files are written
+runtime API, when the change is runtime-updatable (see
+`controlplane.proxies.haproxy.reload_plan`), or loaded by a reload through the master CLI,
+confirmed by `show proc` (the reload counter grew, a new worker serves the runtime API, the
+previous workers are leaving). Since files are written
 in both cases, a later reload or restart runs exactly what the runtime API was told. If a
 runtime update fails midway, the manager reloads instead.
 
@@ -62,8 +63,8 @@ from pathlib import Path
 from typing import IO, Literal
 
 from controlplane.haproxy.bundle import Bundle
-from controlplane.haproxy.changes import SECTION_KEYWORDS, ChangePlan, plan_change
-from controlplane.haproxy.runtime import (
+from controlplane.proxies.haproxy.reload_plan import SECTION_KEYWORDS, ChangePlan, plan_change
+from controlplane.proxies.haproxy.runtime import (
     CommandError,
     MasterCLI,
     ProcessList,

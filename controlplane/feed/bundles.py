@@ -1,6 +1,6 @@
 """The bundles HAProxy agents follow: per node group, the newest rendered bundle and its revision.
 
-`BundleSource` is what the serving side (`controlplane.haproxy.agent_api`) reads;
+`BundleSource` is what the serving side (`controlplane.feed.http`) reads;
 `RenderedBundles` is the implementation a server process feeds with each committed revision.
 Nothing here knows about HTTP.
 """
@@ -14,9 +14,9 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple, Protocol
 
+from ..haproxy.bundle import Bundle
+from ..haproxy.render import render
 from ..model import Config
-from .bundle import Bundle
-from .render import render
 
 log = logging.getLogger(__name__)
 

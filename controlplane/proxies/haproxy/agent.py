@@ -1,7 +1,7 @@
 """The HAProxy agent: keeps a HAProxy beside it on its node group's bundle from the control plane.
 
 The agent long-polls `GET <server>/v1/haproxy/<group>/bundle` (see
-`controlplane.haproxy.agent_api`), saying which version it runs, applies each new bundle with a
+`controlplane.feed.http`), saying which version it runs, applies each new bundle with a
 `HAProxyManager` and reports the outcome (`POST .../status`: an ACK, or a NACK with HAProxy's
 own message). The manager supervises HAProxy; what its supervisor sees (`down`, `restarted`,
 `restart failed`) is reported the same way, at once, by a reporting thread that sends every
@@ -32,9 +32,9 @@ from urllib.parse import quote
 
 import httpx
 
-from .. import __version__
-from ..client import tls_context
-from .bundle import Bundle
+from ... import __version__
+from ...client import tls_context
+from ...haproxy.bundle import Bundle
 from .manager import ApplyResult, HAProxyManager, HealthEvent
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..xds.ledger import Health, Ledger
+from ..fleet.ledger import Health, Ledger
 from .bundles import BundleSource, GroupBundle, RenderedBundles
 
 __all__ = ["BundleSource", "GroupBundle", "RenderedBundles", "StatusReport", "agent_router"]
@@ -46,10 +46,10 @@ _BODIES_CACHED = 32
 class StatusReport(BaseModel):
     """What an agent's HAProxy did with a version: `ok` true is an ACK, false a NACK.
 
-    Mirrors `controlplane.haproxy.manager.ApplyResult`; `revision` is the revision the agent
+    Mirrors `controlplane.proxies.haproxy.manager.ApplyResult`; `revision` is the revision the agent
     received with the bundle. Unknown fields are ignored (newer agents, older servers).
     With `event` other than "apply" it is what the agent's supervisor saw instead (see
-    `controlplane.haproxy.manager.HealthEvent`), at `at` (the agent's clock).
+    `controlplane.proxies.haproxy.manager.HealthEvent`), at `at` (the agent's clock).
     """
 
     model_config = ConfigDict(extra="ignore")

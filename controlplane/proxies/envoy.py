@@ -17,8 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ..envoy.bootstrap import bootstrap_yaml
 from ..model.regex import RE2_MAX_PROGRAM_SIZE
-from .bootstrap import bootstrap_yaml
 
 T = TypeVar("T")
 

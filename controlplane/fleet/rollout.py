@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..envoy import translate
+from ..feed.bundles import GroupBundle
+from ..fleet.ledger import Ledger, ProxyKind
 from ..haproxy.bundle import Bundle
-from ..haproxy.bundles import GroupBundle
-from ..haproxy.manager import HAProxyManager
 from ..haproxy.render import render
 from ..model import Config, Target, split_address
+from ..proxies.haproxy.manager import HAProxyManager
 from ..xds.cache import Snapshot, SnapshotCache
-from ..xds.ledger import Ledger, ProxyKind
 from .revisions import RevisionIndex
 
 log = logging.getLogger(__name__)
