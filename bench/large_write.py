@@ -34,9 +34,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controlplane.fleet import ProxyDiffExplainer
+from controlplane.fleet import EnvoyPlane, HAProxyPlane, PlaneExplainer
 from controlplane.serve import ApiServer, build_app
 from controlplane.store import SQLiteStore
+from controlplane.xds.cache import SnapshotCache
 from tests.harness.loop_thread import LoopThread
 
 BYTES_PER_CLUSTER = 257
@@ -113,9 +114,9 @@ def stages(text: bytes) -> None:
     from controlplane.api.diff import model_diff
     from controlplane.api.offload import collector_paused
     from controlplane.api.writes import ConfigWriter
-    from controlplane.model import TARGETS
+    from controlplane.model import PROXY_KINDS
 
-    writer = ConfigWriter(SQLiteStore(":memory:"), TARGETS)
+    writer = ConfigWriter(SQLiteStore(":memory:"), PROXY_KINDS)
     with collector_paused():
         began = time.perf_counter()
         body = parse_body(text, "application/yaml", True)
@@ -124,7 +125,7 @@ def stages(text: bytes) -> None:
         checked = time.perf_counter()
         list(model_diff(None, config))
         diffed = time.perf_counter()
-        ProxyDiffExplainer().explain(None, config)
+        PlaneExplainer([EnvoyPlane(SnapshotCache()), HAProxyPlane()]).explain(None, config)
         explained = time.perf_counter()
         as_json = json.dumps(body).encode()
         started = time.perf_counter()
@@ -158,7 +159,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = SQLiteStore(Path(tmp) / "bench.db")
         thread = LoopThread("bench-api")
-        app = build_app(store, "127.0.0.1", insecure_local=True, explainer=ProxyDiffExplainer())
+        app = build_app(
+            store,
+            "127.0.0.1",
+            insecure_local=True,
+            explainer=PlaneExplainer([EnvoyPlane(SnapshotCache()), HAProxyPlane()]),
+        )
         server = ApiServer(app, "127.0.0.1", 0)
         try:
             thread.run(server.start())

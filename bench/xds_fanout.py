@@ -89,7 +89,7 @@ def server_main(conn: Connection, naive: bool, delta: bool) -> None:
 
 
 async def _server(conn: Connection, naive: bool, delta: bool) -> None:
-    from controlplane.fleet.ledger import Ledger
+    from controlplane.fleet import Ledger, XdsReports
     from controlplane.xds import types
     from controlplane.xds.cache import SnapshotCache
     from controlplane.xds.server import XdsServer
@@ -97,7 +97,7 @@ async def _server(conn: Connection, naive: bool, delta: bool) -> None:
     cache, ledger = SnapshotCache(), Ledger()
     v1 = build_snapshot()
     cache.set_snapshot(GROUP, v1)
-    server = XdsServer(cache, ledger, serialise_per_stream=naive)
+    server = XdsServer(cache, XdsReports(ledger), serialise_per_stream=naive)
     port = await server.start("127.0.0.1", 0)
     conn.send(port)
     loop = asyncio.get_running_loop()

@@ -15,11 +15,11 @@ import typer
 
 from . import __version__, client
 from .model import (
-    TARGETS,
+    PROXY_KINDS,
     Config,
     ConfigError,
     ConfigFileError,
-    Target,
+    ProxyKind,
     load_file,
     split_address,
     target_issues,
@@ -54,7 +54,7 @@ def load_or_exit(path: Path) -> Config:
         fail([f"{path}: {issue}" for issue in exc.issues])
 
 
-def load_for_target(path: Path, target: Target, group: str) -> Config:
+def load_for_target(path: Path, target: ProxyKind, group: str) -> Config:
     """The config in `path`, checked for `target` and for having `group`; or exit 2."""
     config = load_or_exit(path)
     problems = [f"{path}: {issue}" for issue in target_issues(config, target)]
@@ -67,8 +67,8 @@ def load_for_target(path: Path, target: Target, group: str) -> Config:
 
 
 def _target_choice(value: str | None) -> str | None:
-    if value is not None and value not in TARGETS:
-        raise typer.BadParameter(f"choose one of {', '.join(TARGETS)}")
+    if value is not None and value not in PROXY_KINDS:
+        raise typer.BadParameter(f"choose one of {', '.join(PROXY_KINDS)}")
     return value
 
 

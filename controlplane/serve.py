@@ -17,9 +17,10 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, FastAPI
@@ -34,15 +35,27 @@ from .api import (
     create_app,
     is_loopback,
 )
-from .feed.bundles import RenderedBundles
+from .feed.bundles import GroupBundles
 from .feed.http import agent_router
-from .fleet import Fleet, LedgerStatus, LocalHAProxy, ProxyDiffExplainer, RevisionIndex
-from .fleet.ledger import Health, Ledger
+from .fleet import (
+    AgentLedger,
+    DataPlane,
+    EnvoyPlane,
+    Fleet,
+    HAProxyPlane,
+    Ledger,
+    LedgerStatus,
+    LocalHAProxy,
+    PlaneExplainer,
+    RevisionIndex,
+    XdsReports,
+    manager_reports,
+)
 from .fleet.metrics import FleetMetrics
-from .model import TARGETS, ConfigError, Issue, Target, load_file, target_issues
+from .model import PROXY_KINDS, ConfigError, Issue, ProxyKind, load_file, target_issues
 from .model.tls import PemFileError, read_pem_file
 from .model.types import split_address
-from .proxies.haproxy.manager import ApplyResult, HAProxyManager, HealthEvent
+from .proxies.haproxy.manager import HAProxyManager
 from .store import Conflict, Revision, Store, StoreError
 from .store import open_store as open_db
 from .xds.cache import SnapshotCache
@@ -133,7 +146,9 @@ def check_transport(api_host: str, xds_host: str, options: ServeOptions) -> None
         )
 
 
-def seed(store: Store, path: str | Path, targets: Sequence[Target] = TARGETS) -> Revision | None:
+def seed(
+    store: Store, path: str | Path, targets: Sequence[ProxyKind] = PROXY_KINDS
+) -> Revision | None:
     """Make the config in `path` revision 1 when the store is empty; None when it is not.
 
     The file must be valid and expressible by every served proxy kind (ConfigError).
@@ -156,7 +171,7 @@ def build_app(
     *,
     tokens: TokenSet | None = None,
     insecure_local: bool = False,
-    targets: Sequence[Target] = TARGETS,
+    targets: Sequence[ProxyKind] = PROXY_KINDS,
     propagator: Propagator | None = None,
     status: StatusSource | None = None,
     explainer: DiffExplainer | None = None,
@@ -285,7 +300,7 @@ class ServeOptions:
     xds: str = DEFAULT_XDS
     tokens_file: Path | None = None
     insecure_local: bool = False
-    targets: tuple[Target, ...] = TARGETS
+    targets: tuple[ProxyKind, ...] = PROXY_KINDS
     haproxy_groups: tuple[str, ...] = ()
     haproxy_bin: str = "haproxy"
     haproxy_bind: str | None = None
@@ -345,30 +360,29 @@ async def start_server(options: ServeOptions) -> Running:
         if options.config is not None:
             seed(store, options.config, options.targets)
         ledger, index, cache = Ledger(), RevisionIndex(), SnapshotCache()
-        xds = XdsServer(cache, ledger, tls=xds_credentials)
+        xds = XdsServer(cache, XdsReports(ledger), tls=xds_credentials)
         await xds.start(xds_host, xds_port)
         for group in options.haproxy_groups:
+            instance = f"local-haproxy-{group}"
+            on_apply, on_health = manager_reports(ledger, instance, group)
             manager = HAProxyManager(
                 options.workdir / f"haproxy-{group}",
                 haproxy_bin=options.haproxy_bin,
-                instance_id=f"local-haproxy-{group}",
+                instance_id=instance,
                 group=group,
-                on_apply=record_in(ledger, f"local-haproxy-{group}", group),
-                on_health=health_in(ledger, f"local-haproxy-{group}", group),
+                on_apply=on_apply,
+                on_health=on_health,
             )
             if await asyncio.to_thread(manager.adopt):
                 log.info("adopted the running HAProxy of group %s", group)
             started.append(LocalHAProxy(manager, group, options.haproxy_bind))
-        bundles = RenderedBundles()
-        fleet = Fleet(
-            asyncio.get_running_loop(),
-            cache,
-            index,
-            targets=options.targets,
-            agents=bundles,
-            local=started,
-            ledger=ledger,
-        )
+        bundles = GroupBundles()
+        planes: list[DataPlane[Any]] = []
+        if "envoy" in options.targets:
+            planes.append(EnvoyPlane(cache))
+        if "haproxy" in options.targets:
+            planes.append(HAProxyPlane(bundles, started))
+        fleet = Fleet(asyncio.get_running_loop(), planes, index, ledger)
         status = LedgerStatus(ledger, index)
         app = build_app(
             store,
@@ -378,9 +392,9 @@ async def start_server(options: ServeOptions) -> Running:
             targets=options.targets,
             propagator=fleet,
             status=status,
-            explainer=ProxyDiffExplainer(options.targets),
+            explainer=PlaneExplainer(planes),
             metrics_sources=[FleetMetrics(ledger)],
-            agents=[agent_router(bundles, ledger)],
+            agents=[agent_router(bundles, AgentLedger(ledger))],
             max_body_bytes=options.max_body_bytes,
         )
         api = ApiServer(app, api_host, api_port, options.api_tls)
@@ -394,28 +408,6 @@ async def start_server(options: ServeOptions) -> Running:
         store.close()
         raise
     return Running(store, xds, api, fleet, ledger, status, started, forgetting)
-
-
-def record_in(ledger: Ledger, instance: str, group: str) -> Callable[[ApplyResult], None]:
-    """An `on_apply` callback recording a local HAProxy's applies in the ledger."""
-
-    def record(result: ApplyResult) -> None:
-        detail = {"mode": result.mode, "reason": result.reason, "duration": result.duration}
-        ledger.record_apply(
-            instance, group, "haproxy", result.version, result.ok, result.error, detail
-        )
-
-    return record
-
-
-def health_in(ledger: Ledger, instance: str, group: str) -> Callable[[HealthEvent], None]:
-    """An `on_health` callback recording what a local HAProxy's supervisor saw."""
-
-    def record(event: HealthEvent) -> None:
-        health = Health(event.state, event.at, event.reason, event.error)
-        ledger.record_health(instance, group, "haproxy", health, event.version)
-
-    return record
 
 
 async def forget_gone(ledger: Ledger, after: float) -> None:

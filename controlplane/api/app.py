@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..model import TARGETS, Config, Target
+from ..model import PROXY_KINDS, Config, ProxyKind
 from ..store import Store
 from . import routes_config, routes_objects, routes_status
 from .auth import Authorizer, TokenSet
@@ -50,7 +50,7 @@ def create_app(
     propagator: Propagator | None = None,
     status: StatusSource | None = None,
     tokens: TokenSet | None = None,
-    targets: Sequence[Target] = TARGETS,
+    targets: Sequence[ProxyKind] = PROXY_KINDS,
     insecure_local: bool = False,
     explainer: DiffExplainer | None = None,
     metrics_sources: Sequence[MetricsSource] = (),

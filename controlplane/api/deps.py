@@ -12,7 +12,7 @@ import yaml
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..model import Target
+from ..model import ProxyKind
 from ..store import Store
 from .auth import Authorizer, Principal, Scope, is_loopback
 from .diff import DiffExplainer
@@ -40,7 +40,7 @@ class ApiContext:
     status: StatusSource
     authorizer: Authorizer
     explainer: DiffExplainer
-    targets: Sequence[Target]
+    targets: Sequence[ProxyKind]
     metrics: ApiMetrics
     metrics_sources: list[MetricsSource] = field(default_factory=list)
 

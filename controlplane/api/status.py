@@ -11,9 +11,9 @@ import contextlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-ProxyKind = Literal["envoy", "haproxy"]
+from ..model import ProxyKind
 
 
 @dataclass(frozen=True)

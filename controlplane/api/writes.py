@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Config, ConfigError, Target, parse_config, target_issues
+from ..model import Config, ConfigError, ProxyKind, parse_config, target_issues
 from ..store import Conflict, Revision, Store
 from .errors import ApiError, bad_input, invalid, issue_json
 from .safeguards import ConnectedProxies, refuse_emptied_groups
@@ -89,7 +89,7 @@ class ConfigWriter:
     def __init__(
         self,
         store: Store,
-        targets: Sequence[Target],
+        targets: Sequence[ProxyKind],
         connected: ConnectedProxies | None = None,
     ) -> None:
         self.store = store

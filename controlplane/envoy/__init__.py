@@ -4,7 +4,7 @@
 node group's Envoys run.
 """
 
-from .resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resources
+from .resources import Resources
 from .translate import translate
 
-__all__ = ["CLUSTER", "ENDPOINT", "LISTENER", "ROUTE", "Resources", "translate"]
+__all__ = ["Resources", "translate"]

@@ -16,10 +16,9 @@ def duration(ms: int) -> duration_pb2.Duration:
 
 def packed(message: Message) -> any_pb2.Any:
     """`message` wrapped in an Any (deterministic bytes, so resources hash stably)."""
-    return any_pb2.Any(
-        type_url=f"type.googleapis.com/{message.DESCRIPTOR.full_name}",
-        value=message.SerializeToString(deterministic=True),
-    )
+    wrapped = any_pb2.Any()
+    wrapped.Pack(message, deterministic=True)
+    return wrapped
 
 
 def extension(name: str, message: Message) -> extension_pb2.TypedExtensionConfig:

@@ -14,17 +14,6 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 
-def type_url(message_class: type[Message]) -> str:
-    """A resource type's type URL: `type.googleapis.com/envoy.config.cluster.v3.Cluster`."""
-    return f"type.googleapis.com/{message_class.DESCRIPTOR.full_name}"
-
-
-CLUSTER = type_url(cluster_pb2.Cluster)
-ENDPOINT = type_url(endpoint_pb2.ClusterLoadAssignment)
-LISTENER = type_url(listener_pb2.Listener)
-ROUTE = type_url(route_pb2.RouteConfiguration)
-
-
 @dataclass(frozen=True)
 class Resources:
     """What one node group's Envoys receive, each resource keyed by its name.
@@ -38,36 +27,30 @@ class Resources:
     listeners: dict[str, listener_pb2.Listener] = field(default_factory=dict)
     routes: dict[str, route_pb2.RouteConfiguration] = field(default_factory=dict)
 
-    def by_type_url(self) -> dict[str, dict[str, Message]]:
-        """The same resources keyed by type URL, then name (the view an xDS cache serves)."""
+    def kinds(self) -> dict[str, dict[str, Message]]:
+        """The resources by kind (`clusters`, `endpoints`, `listeners`, `routes`), then name."""
         return {
-            CLUSTER: dict(self.clusters),
-            ENDPOINT: dict(self.endpoints),
-            LISTENER: dict(self.listeners),
-            ROUTE: dict(self.routes),
+            "clusters": dict(self.clusters),
+            "endpoints": dict(self.endpoints),
+            "listeners": dict(self.listeners),
+            "routes": dict(self.routes),
         }
 
     def serialized(self) -> dict[str, dict[str, bytes]]:
-        """Deterministic wire bytes of every resource, by type URL and name."""
+        """Deterministic wire bytes of every resource, by kind and name."""
         return {
-            url: {name: msg.SerializeToString(deterministic=True) for name, msg in items.items()}
-            for url, items in self.by_type_url().items()
+            kind: {name: msg.SerializeToString(deterministic=True) for name, msg in items.items()}
+            for kind, items in self.kinds().items()
         }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view: kinds in a fixed order, each a list sorted by resource name."""
-        kinds = (
-            ("clusters", self.clusters),
-            ("endpoints", self.endpoints),
-            ("listeners", self.listeners),
-            ("routes", self.routes),
-        )
         return {
             kind: [
                 json_format.MessageToDict(items[name], preserving_proto_field_name=True)
                 for name in sorted(items)
             ]
-            for kind, items in kinds
+            for kind, items in self.kinds().items()
         }
 
     def to_json(self) -> str:

@@ -9,11 +9,11 @@ Two endpoints, meant to be mounted under `/v1` by the API (which also applies au
   `If-None-Match` may stand in for `known`. 404 for a group that has no bundle.
   `instance=ID` (optional) marks the agent as seen in the ledger while it polls, and
   `running=V` says which version its HAProxy runs, so that a server that restarted lists the
-  agent at once.
-- `POST /haproxy/{group}/status`: what applying a version did (`StatusReport`), recorded in the
-  ledger as an ACK or a NACK of kind "haproxy", or what the agent's supervisor saw of HAProxy
+  agent at once (both told to the `AgentReports` observer).
+- `POST /haproxy/{group}/status`: what applying a version did (`StatusReport`, told to the
+  observer: an ACK or a NACK), or what the agent's supervisor saw of HAProxy
   (`event` `down`, `restarted` or `restart failed`); 204. 409 when the instance id is already
-  another proxy's in the ledger (an Envoy, a local HAProxy, an agent of another group).
+  another proxy's (an Envoy, a local HAProxy, an agent of another group).
 
 The API admits only agents of `{group}` here (see `controlplane.api.deps.agent`); the bundle
 holds the group's private keys, and nothing else of the config.
@@ -24,18 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from ..fleet.ledger import Health, Ledger
-from .bundles import BundleSource, GroupBundle, RenderedBundles
+from .bundles import BundleSource, GroupBundle
+from .reports import AgentReports
+from .wire import StatusReport
 
-__all__ = ["BundleSource", "GroupBundle", "RenderedBundles", "StatusReport", "agent_router"]
+__all__ = ["agent_router"]
 
 MAX_WAIT = 60.0
 """The longest a bundle request may wait for a change, in seconds."""
@@ -43,34 +42,11 @@ MAX_WAIT = 60.0
 _BODIES_CACHED = 32
 
 
-class StatusReport(BaseModel):
-    """What an agent's HAProxy did with a version: `ok` true is an ACK, false a NACK.
-
-    Mirrors `controlplane.proxies.haproxy.manager.ApplyResult`; `revision` is the revision the agent
-    received with the bundle. Unknown fields are ignored (newer agents, older servers).
-    With `event` other than "apply" it is what the agent's supervisor saw instead (see
-    `controlplane.proxies.haproxy.manager.HealthEvent`), at `at` (the agent's clock).
-    """
-
-    model_config = ConfigDict(extra="ignore")
-
-    instance_id: str = Field(min_length=1, max_length=512)
-    version: str = Field(min_length=1, max_length=128)
-    ok: bool
-    mode: Literal["start", "runtime", "reload", "unchanged", "rejected"]
-    reason: str = Field(default="", max_length=10_000)
-    error: str | None = Field(default=None, max_length=100_000)
-    duration: float = Field(ge=0)
-    revision: int | None = None
-    event: Literal["apply", "down", "restarted", "restart failed"] = "apply"
-    at: float | None = None
-
-
 GroupName = Annotated[str, Path(min_length=1, max_length=253, description="Node group.")]
 
 
-def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
-    """The agent endpoints, serving `source`'s bundles and recording reports in `ledger`."""
+def agent_router(source: BundleSource, reports: AgentReports) -> APIRouter:
+    """The agent endpoints, serving `source`'s bundles and telling `reports` what agents say."""
     router = APIRouter(tags=["haproxy-agent"])
     bodies: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
 
@@ -122,9 +98,9 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
     ) -> Response:
         if known is None and if_none_match is not None:
             known = if_none_match.strip().removeprefix("W/").strip('"') or None
-        polling = instance if instance and _may_poll(ledger, instance, group) else None
+        polling = instance if instance and reports.refusal(instance, group) is None else None
         if polling is not None:
-            ledger.poll_started(polling, group, running)
+            reports.polling(polling, group, running)
         try:
             if known is not None and wait > 0:
                 gone, entry = await _unless_disconnected(
@@ -136,7 +112,7 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
                 entry = source.current(group)
         finally:
             if polling is not None:
-                ledger.poll_ended(polling)
+                reports.polled(polling)
         if entry is None:
             raise HTTPException(404, f"no HAProxy bundle for node group {group!r}")
         etag = f'"{entry.bundle.version}"'
@@ -152,54 +128,13 @@ def agent_router(source: BundleSource, ledger: Ledger) -> APIRouter:
         summary="Report what applying a version did (ACK or NACK)",
     )
     def post_status(group: GroupName, report: StatusReport) -> Response:
-        known = ledger.get(report.instance_id)
-        if known is not None and not _is_agent(ledger, report.instance_id, group):
-            raise HTTPException(
-                409,
-                f"instance id {report.instance_id!r} is another proxy's ({known.kind} of node "
-                f"group {known.group!r}); give this agent its own --instance-id",
-            )
-        if report.event != "apply":
-            health = Health(report.event, report.at or time.time(), report.reason, report.error)
-            ledger.record_health(
-                report.instance_id, group, "haproxy", health, report.version, {"via": "agent"}
-            )
-            return Response(status_code=204)
-        ledger.record_apply(
-            report.instance_id,
-            group,
-            "haproxy",
-            report.version,
-            report.ok,
-            report.error,
-            {
-                "mode": report.mode,
-                "reason": report.reason,
-                "duration": report.duration,
-                "revision": report.revision,
-                "via": "agent",
-            },
-        )
+        refusal = reports.refusal(report.instance_id, group)
+        if refusal is not None:
+            raise HTTPException(409, f"{refusal}; give this agent its own --instance-id")
+        reports.reported(group, report)
         return Response(status_code=204)
 
     return router
-
-
-def _may_poll(ledger: Ledger, instance: str, group: str) -> bool:
-    """Whether a poll may speak for `instance`: one the ledger does not know (a server that
-    restarted lists it at once), or an agent's HAProxy of this group; never another proxy."""
-    return ledger.get(instance) is None or _is_agent(ledger, instance, group)
-
-
-def _is_agent(ledger: Ledger, instance: str, group: str) -> bool:
-    """Whether the ledger knows `instance` as an agent's HAProxy of `group`."""
-    known = ledger.get(instance)
-    return (
-        known is not None
-        and known.kind == "haproxy"
-        and known.group == group
-        and known.detail.get("via") == "agent"
-    )
 
 
 async def _unless_disconnected(

@@ -1,21 +1,31 @@
 """The running fleet: committed revisions taken to every proxy, and who runs which.
 
-`Fleet` compiles each revision for every node group (xDS snapshots for Envoy, bundles for
-HAProxy), hands them to the xDS cache, the HAProxy agents' bundle source and local HAProxy
-managers, and remembers which version each group got for which revision, so the ledger's
-versions read back as revision numbers (`LedgerStatus`).
+`Fleet` takes each revision through its data planes (`planes`: one per kind of proxy, Envoy
+over xDS and HAProxy through rendered bundles), each compiling every node group once; the
+`RevisionIndex` remembers which version each group got for which revision, the `Ledger` what
+every proxy said, and `LedgerStatus` reads the two together in revision numbers.
 """
 
-from .explain import ProxyDiffExplainer
+from .envoy_plane import EnvoyPlane, XdsReports
+from .haproxy_plane import AgentLedger, HAProxyPlane, LocalHAProxy, manager_reports, relocate
+from .ledger import Ledger
+from .planes import DataPlane, PlaneExplainer
 from .revisions import RevisionIndex
-from .rollout import Fleet, LocalHAProxy, relocate
+from .rollout import Fleet
 from .status import LedgerStatus
 
 __all__ = [
+    "AgentLedger",
+    "DataPlane",
+    "EnvoyPlane",
     "Fleet",
+    "HAProxyPlane",
+    "Ledger",
     "LedgerStatus",
     "LocalHAProxy",
-    "ProxyDiffExplainer",
+    "PlaneExplainer",
     "RevisionIndex",
+    "XdsReports",
+    "manager_reports",
     "relocate",
 ]

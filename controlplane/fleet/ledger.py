@@ -14,9 +14,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
-ProxyKind = Literal["envoy", "haproxy"]
+from ..model import ProxyKind
 
 EVENTS_KEPT = 200
 """How many recent protocol events are kept per proxy."""

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..fleet.ledger import ProxyKind
+from ..model import ProxyKind
 
 KEPT = 1000
 """How many recent revisions are remembered."""

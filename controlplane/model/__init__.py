@@ -5,8 +5,9 @@ validated `Config`; `check(config, target)` refuses what one proxy cannot expres
 """
 
 from .cluster import Cluster, Endpoint, HashCookie, HashOn, HealthCheck
-from .config import DEFAULT_GROUP, Config, NodeGroup, referenced_clusters
+from .config import Config, NodeGroup, referenced_clusters
 from .errors import ConfigError, Issue, format_path
+from .kinds import DEFAULT_GROUP, PROXY_KINDS, ProxyKind
 from .listener import Certificate, Listener, SniRoute
 from .loading import (
     ConfigFileError,
@@ -29,13 +30,13 @@ from .route import (
     VirtualHost,
     WeightedBackend,
 )
-from .targets import TARGETS, Target, check, target_issues
+from .targets import check, target_issues
 from .types import format_duration, split_address
 from .validate import parse_config, validate_config
 
 __all__ = [
     "DEFAULT_GROUP",
-    "TARGETS",
+    "PROXY_KINDS",
     "Certificate",
     "Cluster",
     "Config",
@@ -52,11 +53,11 @@ __all__ = [
     "Match",
     "NodeGroup",
     "PathMatch",
+    "ProxyKind",
     "Redirect",
     "Retries",
     "Route",
     "SniRoute",
-    "Target",
     "ValueMatch",
     "VirtualHost",
     "WeightedBackend",

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from .cluster import Cluster
+from .kinds import DEFAULT_GROUP
 from .listener import Listener
 from .types import Model, Name
-
-DEFAULT_GROUP = "default"
 
 
 class NodeGroup(Model):

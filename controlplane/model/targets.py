@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Literal
 
 from .config import Config
 from .errors import ConfigError, Issue, PathPart
+from .kinds import ProxyKind
 from .route import ValueMatch
 
-Target = Literal["envoy", "haproxy"]
-TARGETS: tuple[Target, ...] = ("envoy", "haproxy")
 TargetRule = Callable[[Config], Iterator[Issue]]
 
 
@@ -54,18 +52,18 @@ def _haproxy_names_fit_fetch_arguments(config: Config) -> Iterator[Issue]:
             )
 
 
-RULES_BY_TARGET: dict[Target, tuple[TargetRule, ...]] = {
+RULES_BY_TARGET: dict[ProxyKind, tuple[TargetRule, ...]] = {
     "envoy": (_envoy_cannot_match_absent_query,),
     "haproxy": (_haproxy_has_no_maglev, _haproxy_names_fit_fetch_arguments),
 }
 
 
-def target_issues(config: Config, target: Target) -> list[Issue]:
+def target_issues(config: Config, target: ProxyKind) -> list[Issue]:
     """What `target` cannot express in `config`; each message names the proxy."""
     return [issue for rule in RULES_BY_TARGET[target] for issue in rule(config)]
 
 
-def check(config: Config, target: Target) -> None:
+def check(config: Config, target: ProxyKind) -> None:
     """Raise ConfigError when `target` cannot express `config`."""
     issues = target_issues(config, target)
     if issues:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from .config import Config
 from .errors import ConfigError, Issue, PathPart, issues_from_pydantic
+from .kinds import DEFAULT_GROUP
 from .listener import Certificate, Listener, SniRoute
 from .route import Route
 from .tls import certificate_problem
@@ -178,7 +179,7 @@ def _overlaps(a: str, b: str) -> bool:
 
 def addresses_distinct_per_group(config: Config) -> Iterator[Issue]:
     index = {x.name: i for i, x in enumerate(config.listeners)}
-    groups = [(g.name, g.listeners) for g in config.node_groups] or [("default", list(index))]
+    groups = [(g.name, g.listeners) for g in config.node_groups] or [(DEFAULT_GROUP, list(index))]
     reported: set[int] = set()
     for group_name, names in groups:
         members = [index[n] for n in dict.fromkeys(names) if n in index]

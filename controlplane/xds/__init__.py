@@ -1,1 +1,3 @@
-"""The xDS side: snapshots of resources per node group, the gRPC discovery server, the ledger."""
+"""Serving Envoy: snapshots of resources per node group, the gRPC discovery server (SotW and
+Delta, ADS and per-type), client identities over mutual TLS, and the callbacks through which
+it reports each stream. It keeps no record of its own of who runs what."""

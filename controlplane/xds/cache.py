@@ -21,11 +21,10 @@ from types import MappingProxyType
 from google.protobuf.message import Message
 
 from controlplane.xds import wire
+from controlplane.xds.types import type_url_of
 
 Interest = frozenset[str] | None
 """The names a client subscribed to, or None for a wildcard subscription (every resource)."""
-
-_TYPE_PREFIX = "type.googleapis.com/"
 
 
 def content_hash(data: bytes) -> str:
@@ -42,11 +41,6 @@ def pairs_hash(pairs: Iterable[tuple[str, str]]) -> str:
         h.update(version.encode())
         h.update(b"\n")
     return h.hexdigest()
-
-
-def type_url_of(message: Message) -> str:
-    """The xDS type URL of a message, e.g. `type.googleapis.com/envoy.config.cluster.v3.Cluster`."""
-    return _TYPE_PREFIX + message.DESCRIPTOR.full_name
 
 
 def resource_name(message: Message) -> str:

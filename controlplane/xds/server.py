@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
 
-from controlplane.fleet.ledger import Ledger
 from controlplane.xds import types
 from controlplane.xds.cache import SnapshotCache
+from controlplane.xds.callbacks import NoCallbacks, StreamCallbacks
 from controlplane.xds.identity import PeerIdentity
 from controlplane.xds.stream import (
     Authorize,
@@ -95,12 +95,13 @@ class XdsTls:
 
 
 class XdsServer:
-    """Serves the snapshots of a `SnapshotCache` to Envoys and records them in a `Ledger`."""
+    """Serves the snapshots of a `SnapshotCache` to Envoys, telling `callbacks` what each stream
+    does."""
 
     def __init__(
         self,
         cache: SnapshotCache,
-        ledger: Ledger | None = None,
+        callbacks: StreamCallbacks | None = None,
         *,
         serialise_per_stream: bool = False,
         grpc_options: list[tuple[str, Any]] | None = None,
@@ -112,7 +113,7 @@ class XdsServer:
         (plain text without it)."""
         self.cache = cache
         self.tls = tls
-        self.ledger = ledger if ledger is not None else Ledger()
+        self.callbacks: StreamCallbacks = callbacks if callbacks is not None else NoCallbacks()
         self.serialise_per_stream = serialise_per_stream
         self._grpc_options = list(
             {**dict(DEFAULT_GRPC_OPTIONS), **dict(grpc_options or [])}.items()
@@ -220,7 +221,7 @@ class XdsServer:
             authorize = peer.refusal
         stream = kind(
             self.cache,
-            self.ledger,
+            self.callbacks,
             context.write,
             wake,
             only_type,

@@ -31,9 +31,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from controlplane.fleet.ledger import Ledger
+from controlplane.model import DEFAULT_GROUP
 from controlplane.xds import types
 from controlplane.xds.cache import DeltaBody, Interest, Selection, Snapshot, SnapshotCache
+from controlplane.xds.callbacks import StreamCallbacks
 
 log = logging.getLogger("controlplane.xds")
 
@@ -44,8 +45,6 @@ RETAINED = (types.CLUSTER, types.ENDPOINT)
 """Types whose removals wait until the referring types are ACKed."""
 REFERRERS = (types.LISTENER, types.ROUTE)
 """Types that refer to clusters; they are held back while clusters or endpoints are in flight."""
-
-DEFAULT_GROUP = "default"
 
 RECENT_KEPT = 8
 """Versions remembered per type and stream, so a version sent again gets a fresh nonce."""
@@ -105,7 +104,7 @@ class DiscoveryStream:
     def __init__(
         self,
         cache: SnapshotCache,
-        ledger: Ledger,
+        callbacks: StreamCallbacks,
         send: Send,
         wake: Callable[[], None],
         only_type: str | None = None,
@@ -116,9 +115,9 @@ class DiscoveryStream:
         """`wake` is called (in the stream's loop) when the node's snapshot changes;
         `only_type` restricts a per-type service stream to one type; `authorize` (when given)
         vets the node of the first request, which is refused with IdentityRefused before the
-        ledger or the cache hear of it."""
+        callbacks or the cache hear of it; `callbacks` hear of everything else."""
         self.cache = cache
-        self.ledger = ledger
+        self.callbacks = callbacks
         self._send = send
         self._wake = wake
         self.only_type = only_type
@@ -143,16 +142,16 @@ class DiscoveryStream:
                 raise IdentityRefused(refusal)
         self.node_id = node_id or f"anonymous-{self.number}"
         self.group = group
-        self.ledger.connect(self.node_id, self.group, "envoy")
+        self.callbacks.connected(self.node_id, self.group)
         self._unwatch = self.cache.watch(self.group, self._wake)
 
     def close(self) -> None:
-        """The stream ended: stop watching and tell the ledger."""
+        """The stream ended: stop watching and tell the callbacks."""
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
         if self.node_id is not None:
-            self.ledger.disconnect(self.node_id)
+            self.callbacks.disconnected(self.node_id)
 
     # --- helpers shared by both variants ---
 
@@ -181,7 +180,7 @@ class DiscoveryStream:
             return None
         self._bind(req.node.id, req.node.cluster)
         assert self.node_id is not None
-        self.ledger.seen(self.node_id)
+        self.callbacks.requested(self.node_id)
         return type_url
 
     def _state(self, type_url: str) -> tuple[_TypeState, bool]:
@@ -190,7 +189,7 @@ class DiscoveryStream:
             return st, False
         st = self.subs[type_url] = _TypeState()
         assert self.node_id is not None
-        self.ledger.subscribed(self.node_id, type_url)
+        self.callbacks.subscribed(self.node_id, type_url)
         return st, True
 
     def _nonce(self) -> str:
@@ -218,7 +217,7 @@ class DiscoveryStream:
         assert self.node_id is not None and st.sent_version is not None
         if error is None:
             st.acked_version = st.sent_version
-            self.ledger.acked(self.node_id, type_url, st.sent_version)
+            self.callbacks.acked(self.node_id, type_url, st.sent_version)
         else:
             log.warning(
                 "NACK from %s (group %s) for %s version %s: %s",
@@ -228,7 +227,7 @@ class DiscoveryStream:
                 st.sent_version,
                 error,
             )
-            self.ledger.nacked(self.node_id, type_url, st.sent_version, error)
+            self.callbacks.nacked(self.node_id, type_url, st.sent_version, error)
 
     def _report_synced(self, snap: Snapshot) -> None:
         assert self.node_id is not None
@@ -237,7 +236,7 @@ class DiscoveryStream:
                 continue
             if st.acked_version == snap.select(t, st.interest).version:
                 st.synced = snap.version
-                self.ledger.synced(self.node_id, t, snap.version)
+                self.callbacks.synced(self.node_id, t, snap.version)
 
     async def _emit(
         self, type_url: str, st: _TypeState, snap: Snapshot, version: str, payload: bytes
@@ -250,7 +249,7 @@ class DiscoveryStream:
         st.sent_version = version
         st.pending = True
         st.first_response_due = False
-        self.ledger.sent(self.node_id, type_url, version, snap.version)
+        self.callbacks.sent(self.node_id, type_url, version, snap.version)
         await self._send(payload)
 
     async def refresh(self) -> None:
@@ -311,7 +310,7 @@ class SotwStream(DiscoveryStream):
                 st.sent = target
                 st.sent_version = st.acked_version = target.version
                 st.first_response_due = False
-                self.ledger.acked(self.node_id, type_url, target.version)
+                self.callbacks.acked(self.node_id, type_url, target.version)
             st.claimed = None
         if st.sent is not None and st.sent.version == target.version:
             return
@@ -401,7 +400,7 @@ class DeltaStream(DiscoveryStream):
                 # A reconnecting client already holds all of this.
                 assert self.node_id is not None
                 st.sent_version = st.acked_version = target.version
-                self.ledger.acked(self.node_id, type_url, target.version)
+                self.callbacks.acked(self.node_id, type_url, target.version)
             return
         st.have = new_have
         st.nonce = nonce = self._nonce()

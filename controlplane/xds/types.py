@@ -1,11 +1,28 @@
-"""The xDS resource types served, their type URLs and the order additions are pushed in."""
+"""The xDS resource types served: their type URLs, and the order additions are pushed in.
+
+The one place type URLs are made: from the protobuf message types (`type_url_of`).
+"""
 
 from typing import Final
 
-CLUSTER: Final = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT: Final = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-LISTENER: Final = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE: Final = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from google.protobuf.message import Message
+
+PREFIX: Final = "type.googleapis.com/"
+
+
+def type_url_of(message: Message | type[Message]) -> str:
+    """The type URL of a message or message type: `type.googleapis.com/<full name>`."""
+    return PREFIX + message.DESCRIPTOR.full_name
+
+
+CLUSTER: Final = type_url_of(cluster_pb2.Cluster)
+ENDPOINT: Final = type_url_of(endpoint_pb2.ClusterLoadAssignment)
+LISTENER: Final = type_url_of(listener_pb2.Listener)
+ROUTE: Final = type_url_of(route_pb2.RouteConfiguration)
 
 PUSH_ORDER: Final[tuple[str, ...]] = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 """Additions go out in this order, so nothing arrives before what it refers to."""

@@ -1,9 +1,10 @@
-"""Envoy as a scenario target: the real translator and xDS server feeding a real Envoy.
+"""Envoy as a scenario target: the product's Envoy plane and xDS server feeding a real Envoy.
 
 `EnvoyTarget` runs our xDS server in-process (its own event-loop thread) and one Envoy whose
-node belongs to a fixed node group; `apply` translates the config's part for the requested
-group, publishes it under that node group, and returns once the ledger shows Envoy ACKed
-every type it subscribes to at that snapshot and Envoy's admin shows nothing warming.
+node belongs to a fixed node group; `apply` compiles the config's part for the requested
+group with the product's `EnvoyPlane`, publishes it under that node group as a new revision,
+and returns once the product's status (`LedgerStatus`) says the Envoy runs that revision and
+Envoy's admin shows nothing warming.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import itertools
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Literal
 
-from controlplane.envoy import CLUSTER, ENDPOINT, LISTENER, ROUTE, Resources, translate
-from controlplane.fleet.ledger import Ledger
-from controlplane.model import Config
-from controlplane.xds.cache import Snapshot
+from controlplane.envoy import Resources
+from controlplane.fleet import EnvoyPlane, Ledger, LedgerStatus, RevisionIndex
+from controlplane.model import DEFAULT_GROUP, Config
 
 from .envoy import EnvoyProcess, wait_for
 from .xds_server import XdsServerThread
@@ -49,7 +48,9 @@ class EnvoyTarget:
         self.workdir: Path | None = None
         self.resources: Resources | None = None
         """What the last `apply` sent."""
-        self._published_at = 0.0
+        self.index = RevisionIndex()
+        self._revisions = itertools.count(1)
+        self._plane: EnvoyPlane | None = None
 
     @property
     def ledger(self) -> Ledger:
@@ -62,7 +63,8 @@ class EnvoyTarget:
         try:
             self.xds = XdsServerThread()
             port = self.xds.start()
-            self.xds.cache.set_snapshot(NODE_GROUP, _snapshot(Resources()))
+            self._plane = EnvoyPlane(self.xds.cache)
+            self.publish(Config(), DEFAULT_GROUP)  # nothing yet
             node_id = f"{self.name}-{os.getpid()}-{next(_ids)}"
             self.envoy = EnvoyProcess(
                 self.workdir,
@@ -85,42 +87,38 @@ class EnvoyTarget:
         """
         self.wait_running(self.publish(config, group), warm=True)
 
-    def publish(self, config: Config, group: str) -> Snapshot:
-        """Translate `config` for `group` and serve it to this Envoy; returns at once."""
-        assert self.xds is not None, "start() first"
-        resources = translate(config, group)
-        snapshot = _snapshot(resources)
-        self._published_at = time.time()
-        self.xds.cache.set_snapshot(NODE_GROUP, snapshot)
-        self.resources = resources
-        return snapshot
+    def publish(self, config: Config, group: str) -> int:
+        """Compile `config` for `group` and serve it to this Envoy as a new revision; returns
+        the revision at once."""
+        assert self._plane is not None, "start() first"
+        revision = next(self._revisions)
+        build = self._plane.compile(config, group)
+        for version, parts in build.versions.items():
+            self.index.record(revision, "envoy", NODE_GROUP, version, parts)
+        self.index.complete(revision)
+        self._plane.publish(revision, {NODE_GROUP: build}, frozenset())
+        self.resources = build.resources
+        return revision
 
     def wait_running(
-        self, snapshot: Snapshot, *, warm: bool = True, timeout: float = APPLY_TIMEOUT
+        self, revision: int, *, warm: bool = True, timeout: float = APPLY_TIMEOUT
     ) -> None:
-        """Wait until Envoy ACKed `snapshot` for every type it subscribes to (and, with
-        `warm`, no listener or cluster is still warming); EnvoyApplyError on a NACK."""
-        assert self.envoy is not None and self.resources is not None
-        envoy, ledger, resources = self.envoy, self.ledger, self.resources
-        since = self._published_at
-        required = [CLUSTER, LISTENER]
-        if resources.endpoints:
-            required.append(ENDPOINT)
-        if resources.routes:
-            required.append(ROUTE)
-
-        def synced() -> bool:
-            status = ledger.get(envoy.node_id)
-            if status is None:
-                return False
-            for type_url, state in status.types.items():
-                nack = state.last_nack
-                if nack is not None and nack.at >= since:
-                    raise EnvoyApplyError(f"envoy refused {type_url}: {nack.error}")
-            return status.connected and status.runs(snapshot.version, required)
-
+        """Wait until the product's status says this Envoy runs `revision` (and, with `warm`,
+        no listener or cluster is still warming); EnvoyApplyError when it refused it."""
+        assert self.envoy is not None and self.xds is not None and self.resources is not None
+        envoy, resources = self.envoy, self.resources
+        status = LedgerStatus(self.ledger, self.index)
         try:
-            wait_for(f"{envoy.node_id} to run {snapshot.version}", synced, timeout, 0.002)
+            wait_for(f"{envoy.node_id} to connect", lambda: self.ledger.get(envoy.node_id), timeout)
+            result = self.xds.run(status.wait(revision, timeout), timeout + 5)
+            mine = [p for p in result.proxies if p.id == envoy.node_id]
+            refused = [p for p in result.refused if p.id == envoy.node_id]
+            if refused and refused[0].last_nack is not None:
+                raise EnvoyApplyError(
+                    f"envoy refused revision {revision}: {refused[0].last_nack.error}"
+                )
+            if not mine or not mine[0].runs(revision):
+                raise TimeoutError(f"{envoy.node_id} does not run revision {revision}: {result}")
             if warm:
                 wait_for("listeners and clusters to warm", lambda: self._warm(resources), timeout)
         except TimeoutError as err:
@@ -152,7 +150,3 @@ class EnvoyTarget:
                 if self.workdir is not None:
                     shutil.rmtree(self.workdir, ignore_errors=True)
                     self.workdir = None
-
-
-def _snapshot(resources: Resources) -> Snapshot:
-    return Snapshot(resources.by_type_url())

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
-from controlplane.fleet.ledger import Ledger
+from controlplane.fleet import Ledger, XdsReports
 from controlplane.xds.cache import SnapshotCache
 from controlplane.xds.server import XdsServer
 
@@ -16,7 +16,8 @@ T = TypeVar("T")
 
 
 class XdsServerThread:
-    """An event loop in a thread hosting an `XdsServer`; the cache may be set from any thread."""
+    """An event loop in a thread hosting an `XdsServer`, reporting to `ledger` as `serve` does;
+    the cache may be set from any thread."""
 
     def __init__(self, cache: SnapshotCache | None = None, ledger: Ledger | None = None) -> None:
         self.cache = cache or SnapshotCache()
@@ -33,7 +34,7 @@ class XdsServerThread:
 
     def start(self, port: int = 0) -> int:
         """Start serving `self.cache` (on `port`, 0: any); returns the bound port."""
-        self.server = XdsServer(self.cache, self.ledger)
+        self.server = XdsServer(self.cache, XdsReports(self.ledger))
         self.port = self.run(self.server.start("127.0.0.1", port))
         return self.port
 

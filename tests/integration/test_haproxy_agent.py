@@ -1,7 +1,7 @@
 """The HAProxy agent end to end: a real HAProxy fed by the agent from the serving side over HTTP.
 
 The server is a FastAPI app holding only the agent router (uvicorn on a free port), fed by an
-in-memory `RenderedBundles`; the agent runs in a thread with a real HAProxy; backends say who
+in-memory `GroupBundles`; the agent runs in a thread with a real HAProxy; backends say who
 they are, so traffic shows which configuration HAProxy runs.
 """
 
@@ -20,14 +20,16 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from controlplane.feed.bundles import RenderedBundles
+from controlplane.feed.bundles import GroupBundles
 from controlplane.feed.http import agent_router
+from controlplane.fleet import AgentLedger
 from controlplane.fleet.ledger import HAPROXY_TYPE, Ledger, ProxyStatus
 from controlplane.haproxy.bundle import Bundle
 from controlplane.model import Config, parse_config
 from controlplane.proxies.haproxy.agent import HAProxyAgent
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
+from tests.harness.feed import publish as publish_config
 from tests.harness.ports import free_port
 
 LOOPBACK = "127.0.0.1"
@@ -107,7 +109,7 @@ class Stack:
     """Backends, the serving side, and an agent with its HAProxy."""
 
     fleet: BackendFleet
-    source: RenderedBundles
+    source: GroupBundles
     ledger: Ledger
     server: ServerThread
     agent: HAProxyAgent
@@ -117,7 +119,7 @@ class Stack:
 
     def publish(self, revision: int, cluster: str) -> str:
         """Publish the config routing to `cluster`; returns the bundle version it gives."""
-        self.source.publish(revision, config(self.listen_port, self.fleet, cluster))
+        publish_config(self.source, revision, config(self.listen_port, self.fleet, cluster))
         current = self.source.current("default")
         assert current is not None
         return current.bundle.version
@@ -154,10 +156,10 @@ class Stack:
         return self.wait_for_report(lambda p: p.types[HAPROXY_TYPE].version_acked == version)
 
 
-def recording_app(source: RenderedBundles, ledger: Ledger, polls: list[dict[str, Any]]) -> FastAPI:
+def recording_app(source: GroupBundles, ledger: Ledger, polls: list[dict[str, Any]]) -> FastAPI:
     """The agent router under /v1, recording each bundle request's query and answer status."""
     app = FastAPI()
-    app.include_router(agent_router(source, ledger), prefix="/v1")
+    app.include_router(agent_router(source, AgentLedger(ledger)), prefix="/v1")
 
     @app.middleware("http")
     async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
@@ -174,7 +176,7 @@ def stack() -> Iterator[Stack]:
     with BackendFleet() as fleet, tempfile.TemporaryDirectory(prefix="hxa-") as workdir:
         fleet.start(BackendSpec("a"))
         fleet.start(BackendSpec("b"))
-        source, ledger, polls = RenderedBundles(), Ledger(), []
+        source, ledger, polls = GroupBundles(), Ledger(), []
         server = ServerThread(recording_app(source, ledger, polls), free_port())
         server.start()
         agent = HAProxyAgent(
@@ -289,7 +291,7 @@ def test_the_token_is_never_logged(stack: Stack, caplog: pytest.LogCaptureFixtur
 
 def test_a_long_poll_ends_when_its_client_leaves() -> None:
     """A waiting request whose client closed the connection stops waiting at once."""
-    source = RenderedBundles()
+    source = GroupBundles()
     bundle = Bundle.of("defaults\n    option idle-close-on-response\n")
     source.put("default", 1, bundle)
     server = ServerThread(recording_app(source, Ledger(), []), free_port())

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from controlplane.haproxy.bundle import Bundle
-from controlplane.proxies.haproxy.manager import ApplyResult, HAProxyManager, HealthEvent
+from controlplane.proxies.haproxy.manager import HAProxyManager
+from controlplane.proxies.haproxy.outcomes import ApplyResult, HealthEvent
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import HttpSession, http
 from tests.harness.ports import SharedPortListener, connect_times, free_port

@@ -18,7 +18,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from envoy.service.listener.v3 import lds_pb2_grpc
 from google.rpc import status_pb2
 
-from controlplane.fleet.ledger import Ledger
+from controlplane.fleet import Ledger, XdsReports
 from controlplane.xds import types
 from controlplane.xds.cache import Snapshot, SnapshotCache
 from controlplane.xds.server import XdsServer
@@ -51,7 +51,7 @@ async def serving(snapshot: Snapshot | None = None) -> AsyncIterator[Server]:
     cache, ledger = SnapshotCache(), Ledger()
     if snapshot is not None:
         cache.set_snapshot(GROUP, snapshot)
-    server = XdsServer(cache, ledger)
+    server = XdsServer(cache, XdsReports(ledger))
     port = await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from controlplane.model import TARGETS, Config, ConfigError, format_path, target_issues
+from controlplane.model import PROXY_KINDS, Config, ConfigError, format_path, target_issues
 from controlplane.model.errors import issues_from_pydantic
 
 from .addressing import concrete_config, endpoint_references, listener_names
@@ -109,7 +109,7 @@ def scenario_problems(scenario: Scenario) -> Iterator[str]:
 
 def _rejection_problems(scenario: Scenario, config: Config) -> Iterator[str]:
     rejected = scenario.rejected_by
-    for target in TARGETS:
+    for target in PROXY_KINDS:
         issues = target_issues(config, target)
         if rejected is not None and rejected.target == target:
             if not any(

@@ -35,7 +35,8 @@ import httpx
 from ... import __version__
 from ...client import tls_context
 from ...haproxy.bundle import Bundle
-from .manager import ApplyResult, HAProxyManager, HealthEvent
+from .manager import HAProxyManager
+from .outcomes import ApplyResult, HealthEvent
 
 log = logging.getLogger(__name__)
 

@@ -58,11 +58,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 from controlplane.haproxy.bundle import Bundle
+from controlplane.proxies.haproxy.outcomes import ApplyMode, ApplyResult, HealthEvent, HealthState
 from controlplane.proxies.haproxy.reload_plan import SECTION_KEYWORDS, ChangePlan, plan_change
 from controlplane.proxies.haproxy.runtime import (
     CommandError,
@@ -73,9 +73,6 @@ from controlplane.proxies.haproxy.runtime import (
 )
 
 log = logging.getLogger(__name__)
-
-ApplyMode = Literal["start", "runtime", "reload", "unchanged", "rejected"]
-HealthState = Literal["down", "restarted", "restart failed"]
 
 CONFIG_FILE = "haproxy.cfg"
 MANAGER_CONFIG_FILE = "manager.cfg"
@@ -101,41 +98,6 @@ SUPERVISE_EVERY = 0.5
 """Seconds between two looks at whether HAProxy still runs."""
 _RESTART_BACKOFF = (1.0, 30.0)
 """The first and the longest delay between attempts to restart an HAProxy that will not start."""
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    """What happened when a bundle was applied.
-
-    `mode` says how: "start" (HAProxy was started on it), "runtime" (runtime API, no reload),
-    "reload", "unchanged" (that version already runs) or "rejected" (invalid; nothing changed).
-    `reason` says why that mode was chosen; `error` carries HAProxy's own message when `ok` is
-    false. `duration` is wall time in seconds.
-    """
-
-    version: str
-    ok: bool
-    mode: ApplyMode
-    reason: str
-    duration: float
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class HealthEvent:
-    """HAProxy died, or was started again, as the manager's supervisor saw it.
-
-    `state` is "down" (`reason` says what died), "restarted" (it runs `version` again) or
-    "restart failed" (`error` says why it does not start: HAProxy's message; another attempt
-    follows); `reason` keeps saying what died. `at` is the wall-clock time (`time.time()`) it
-    was seen.
-    """
-
-    state: HealthState
-    version: str | None
-    at: float
-    reason: str
-    error: str | None = None
 
 
 class HAProxyError(Exception):

@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from controlplane.api import TokenFileError, TokenSet, create_app
-from controlplane.feed.bundles import RenderedBundles
+from controlplane.feed.bundles import GroupBundles
 from controlplane.feed.http import agent_router
+from controlplane.fleet import AgentLedger
 from controlplane.fleet.ledger import Ledger
 from controlplane.model import parse_config
 from controlplane.store import SQLiteStore
+from tests.harness.feed import publish
 
 from .conftest import ADMIN_TOKEN, READ_TOKEN, WRITE_TOKEN, TestClient, bearer
 
@@ -81,9 +83,9 @@ def api(store: SQLiteStore, ledger: Ledger) -> Iterator[TestClient]:
     """An API serving the agents' feed of both groups; no token by default."""
     config = parse_config(two_secret_groups())
     store.commit(config, None, "seed", "seed")
-    bundles = RenderedBundles()
-    bundles.publish(1, config)
-    app = create_app(store, tokens=TOKENS, agents=[agent_router(bundles, ledger)])
+    bundles = GroupBundles()
+    publish(bundles, 1, config)
+    app = create_app(store, tokens=TOKENS, agents=[agent_router(bundles, AgentLedger(ledger))])
     with TestClient(app) as client:
         yield client
 

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from controlplane.api import create_app
-from controlplane.feed.bundles import RenderedBundles
+from controlplane.feed.bundles import GroupBundles
 from controlplane.feed.http import agent_router
+from controlplane.fleet import AgentLedger
 from controlplane.fleet.ledger import Ledger
 from controlplane.store import SQLiteStore
 
@@ -25,7 +26,9 @@ YAML = {"Content-Type": "application/yaml"}
 @pytest.fixture
 def full(seeded: SQLiteStore) -> Iterator[TestClient]:
     """An admin's client to an API serving the HAProxy agents' endpoints too."""
-    app = create_app(seeded, tokens=TOKENS, agents=[agent_router(RenderedBundles(), Ledger())])
+    app = create_app(
+        seeded, tokens=TOKENS, agents=[agent_router(GroupBundles(), AgentLedger(Ledger()))]
+    )
     with TestClient(app, headers=bearer(ADMIN_TOKEN)) as client:
         yield client
 

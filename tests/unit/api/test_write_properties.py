@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controlplane.api import create_app
-from controlplane.model import TARGETS, parse_config, target_issues
+from controlplane.model import PROXY_KINDS, parse_config, target_issues
 from controlplane.store import SQLiteStore
 
 from .conftest import ADMIN_TOKEN, TOKENS, TestClient, base_config, bearer, state
@@ -93,5 +93,5 @@ def test_writes_keep_the_store_valid_and_refusals_change_nothing(
         assert current is not None
         assert reply.headers["etag"] == f'"{current.number}"'
         config = parse_config(current.config.model_dump(mode="json"))
-        assert all(not target_issues(config, t) for t in TARGETS)
+        assert all(not target_issues(config, t) for t in PROXY_KINDS)
         assert parse_config(client.get("/v1/config").json()) == current.config

@@ -1,14 +1,19 @@
-"""ProxyDiffExplainer: what a change means for each proxy kind of each group."""
+"""PlaneExplainer: what a change means for each plane's proxies of each group."""
 
 from __future__ import annotations
 
-from controlplane.fleet import ProxyDiffExplainer
+from controlplane.fleet import EnvoyPlane, HAProxyPlane, PlaneExplainer
+from controlplane.xds.cache import SnapshotCache
 
 from .configs import config
 
 
+def explainer() -> PlaneExplainer:
+    return PlaneExplainer([EnvoyPlane(SnapshotCache()), HAProxyPlane()])
+
+
 def test_a_route_change_changes_a_route_configuration_and_is_a_runtime_update() -> None:
-    detail = ProxyDiffExplainer().explain(config(), config(api=("v2",)))
+    detail = explainer().explain(config(), config(api=("v2",)))
 
     assert detail["envoy"] == {"groups": {"default": {"RouteConfiguration": {"changed": ["web0"]}}}}
     haproxy = detail["haproxy"]["groups"]["default"]
@@ -16,7 +21,7 @@ def test_a_route_change_changes_a_route_configuration_and_is_a_runtime_update() 
 
 
 def test_a_new_listener_is_added_for_envoy_and_reloads_haproxy() -> None:
-    detail = ProxyDiffExplainer().explain(config(), config(api=("api", "api")))
+    detail = explainer().explain(config(), config(api=("api", "api")))
 
     assert detail["envoy"]["groups"]["default"] == {
         "Listener": {"added": ["web1"]},
@@ -29,7 +34,7 @@ def test_groups_appearing_unchanged_and_removed() -> None:
     before = config(api=("api", "api"), groups={"edge": [0], "inner": [1]})
     after = config(api=("api", "api"), groups={"edge": [0], "tier2": [1]})
 
-    detail = ProxyDiffExplainer().explain(before, after)
+    detail = explainer().explain(before, after)
 
     assert detail["envoy"]["groups"]["edge"] == {}
     assert detail["envoy"]["groups"]["inner"]["Listener"] == {"removed": ["web1"]}
@@ -39,10 +44,10 @@ def test_groups_appearing_unchanged_and_removed() -> None:
 
 
 def test_a_first_config_adds_everything_and_only_served_kinds_are_explained() -> None:
-    detail = ProxyDiffExplainer(targets=("envoy",)).explain(None, config())
+    detail = PlaneExplainer([EnvoyPlane(SnapshotCache())]).explain(None, config())
 
     assert set(detail) == {"envoy"}
     assert detail["envoy"]["groups"]["default"]["Cluster"] == {"added": ["api", "v2", "web"]}
-    assert ProxyDiffExplainer().explain(None, config())["haproxy"]["groups"] == {
+    assert explainer().explain(None, config())["haproxy"]["groups"] == {
         "default": {"action": "start", "reason": "new group"}
     }

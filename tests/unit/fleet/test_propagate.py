@@ -1,5 +1,6 @@
-"""Fleet: each committed revision compiled for every group and handed to the xDS cache and
-the local HAProxies; bursts coalesced into one push of the newest; never backwards.
+"""Fleet: each committed revision compiled by every plane for every group and handed to the xDS
+cache, the agents' feed and the local HAProxies; bursts coalesced into one push of the newest;
+never backwards.
 
 The local HAProxy here is a stand-in manager that records what it is given (the real one is
 exercised in tests/integration/test_serve_e2e.py).
@@ -14,13 +15,24 @@ from typing import cast
 import pytest
 
 from controlplane.envoy import translate
-from controlplane.feed.bundles import RenderedBundles
-from controlplane.fleet import Fleet, LedgerStatus, LocalHAProxy, RevisionIndex, relocate
-from controlplane.fleet.ledger import Ledger
+from controlplane.feed.bundles import GroupBundles
+from controlplane.fleet import (
+    EnvoyPlane,
+    Fleet,
+    HAProxyPlane,
+    Ledger,
+    LedgerStatus,
+    LocalHAProxy,
+    RevisionIndex,
+    manager_reports,
+    relocate,
+)
+from controlplane.fleet.envoy_plane import snapshot_of
 from controlplane.haproxy.bundle import Bundle
 from controlplane.haproxy.render import render
 from controlplane.model import Config
-from controlplane.proxies.haproxy.manager import ApplyResult, HAProxyManager
+from controlplane.proxies.haproxy.manager import HAProxyManager
+from controlplane.proxies.haproxy.outcomes import ApplyResult
 from controlplane.xds.cache import Snapshot, SnapshotCache
 
 from .configs import config
@@ -46,19 +58,23 @@ class RecordingManager:
 
     instance_id = "recording"
 
-    def __init__(self, gate: threading.Event | None = None) -> None:
+    def __init__(self, gate: threading.Event | None = None, ledger: Ledger | None = None) -> None:
         self.applied: list[Bundle] = []
         self.gate = gate
+        self.on_apply = manager_reports(ledger, self.instance_id, "default")[0] if ledger else None
 
     def apply(self, bundle: Bundle) -> ApplyResult:
         if self.gate is not None:
             assert self.gate.wait(10)
         self.applied.append(bundle)
-        return ApplyResult(bundle.version, True, "runtime", "recorded", 0.0)
+        result = ApplyResult(bundle.version, True, "runtime", "recorded", 0.0)
+        if self.on_apply is not None:
+            self.on_apply(result)
+        return result
 
 
 def envoy_version(revision_config: Config, group: str = "default") -> str:
-    return Snapshot(translate(revision_config, group).by_type_url()).version
+    return snapshot_of(translate(revision_config, group)).version
 
 
 def revisions() -> dict[int, Config]:
@@ -69,7 +85,8 @@ def revisions() -> dict[int, Config]:
 def make_fleet(manager: RecordingManager) -> tuple[Fleet, RecordingCache, RevisionIndex]:
     cache, index = RecordingCache(), RevisionIndex()
     local = LocalHAProxy(cast(HAProxyManager, manager), "default", "127.0.0.2")
-    fleet = Fleet(asyncio.get_running_loop(), cache, index, local=[local], coalesce=WINDOW)
+    planes = [EnvoyPlane(cache), HAProxyPlane(local=[local])]
+    fleet = Fleet(asyncio.get_running_loop(), planes, index, coalesce=WINDOW)
     return fleet, cache, index
 
 
@@ -156,7 +173,8 @@ def test_each_group_gets_its_own_configuration_and_local_haproxies_only_theirs()
             LocalHAProxy(cast(HAProxyManager, edge), "edge"),
             LocalHAProxy(cast(HAProxyManager, absent), "nowhere"),
         ]
-        fleet = Fleet(asyncio.get_running_loop(), cache, index, local=local, coalesce=0)
+        planes = [EnvoyPlane(cache), HAProxyPlane(local=local)]
+        fleet = Fleet(asyncio.get_running_loop(), planes, index, coalesce=0)
         two_groups = config(api=("api", "v2"), groups={"edge": [0], "inner": [1]})
 
         fleet.publish(1, two_groups)
@@ -209,17 +227,10 @@ def test_a_revision_that_cannot_be_compiled_is_refused_by_the_proxies_concerned(
 
     async def scenario() -> None:
         cache, index, ledger = RecordingCache(), RevisionIndex(), Ledger()
-        manager, agents = RecordingManager(), RenderedBundles()
+        manager, agents = RecordingManager(ledger=ledger), GroupBundles()
         local = LocalHAProxy(cast(HAProxyManager, manager), "default")
-        fleet = Fleet(
-            asyncio.get_running_loop(),
-            cache,
-            index,
-            agents=agents,
-            local=[local],
-            coalesce=0,
-            ledger=ledger,
-        )
+        planes = [EnvoyPlane(cache), HAProxyPlane(agents, [local])]
+        fleet = Fleet(asyncio.get_running_loop(), planes, index, ledger, coalesce=0)
         configs = revisions()
         fleet.publish(1, configs[1])
         await fleet.settled()
@@ -227,9 +238,8 @@ def test_a_revision_that_cannot_be_compiled_is_refused_by_the_proxies_concerned(
         ledger.poll_started("agent-1", "default", agents.current("default").bundle.version)
 
         with monkeypatch.context() as patched:
-            patched.setattr("controlplane.fleet.rollout.translate", broken)
-            patched.setattr("controlplane.fleet.rollout.render", broken)
-            patched.setattr("controlplane.feed.bundles.render", broken)
+            patched.setattr("controlplane.fleet.envoy_plane.translate", broken)
+            patched.setattr("controlplane.fleet.haproxy_plane.render", broken)
             fleet.publish(2, configs[2])
             await fleet.settled()
 
@@ -240,7 +250,7 @@ def test_a_revision_that_cannot_be_compiled_is_refused_by_the_proxies_concerned(
         assert refusals == {
             "envoy-1": (None, (2, "RuntimeError: compiler bug")),
             "agent-1": (1, (2, "RuntimeError: compiler bug")),
-            "recording": (None, (2, "RuntimeError: compiler bug")),
+            "recording": (1, (2, "RuntimeError: compiler bug")),
         }
         assert fleet.published == 2 and len(manager.applied) == 1
 

@@ -13,12 +13,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from controlplane.feed.bundles import RenderedBundles
+from controlplane.feed.bundles import GroupBundles
 from controlplane.feed.http import agent_router
+from controlplane.fleet import AgentLedger
 from controlplane.fleet.ledger import HAPROXY_TYPE, Ledger
 from controlplane.haproxy.bundle import Bundle
 from controlplane.model import Config, parse_config
 from controlplane.proxies.haproxy.agent import Backoff, check_server_url
+from tests.harness.feed import publish
 
 
 def two_groups(edge_port: int = 8080, edge_cluster: str = "a", inner_cluster: str = "b") -> Config:
@@ -50,9 +52,9 @@ def two_groups(edge_port: int = 8080, edge_cluster: str = "a", inner_cluster: st
 
 
 @pytest.fixture
-def source() -> RenderedBundles:
-    bundles = RenderedBundles()
-    bundles.publish(1, two_groups())
+def source() -> GroupBundles:
+    bundles = GroupBundles()
+    publish(bundles, 1, two_groups())
     return bundles
 
 
@@ -62,9 +64,9 @@ def ledger() -> Ledger:
 
 
 @pytest.fixture
-def client(source: RenderedBundles, ledger: Ledger) -> Iterator[TestClient]:
+def client(source: GroupBundles, ledger: Ledger) -> Iterator[TestClient]:
     app = FastAPI()
-    app.include_router(agent_router(source, ledger), prefix="/v1")
+    app.include_router(agent_router(source, AgentLedger(ledger)), prefix="/v1")
     with TestClient(app) as test_client:
         yield test_client
 
@@ -79,9 +81,7 @@ def wait_until(condition: Any, timeout: float = 5.0) -> None:
 # --- GET bundle ----------------------------------------------------------------------------------
 
 
-def test_without_known_the_bundle_comes_at_once(
-    client: TestClient, source: RenderedBundles
-) -> None:
+def test_without_known_the_bundle_comes_at_once(client: TestClient, source: GroupBundles) -> None:
     response = client.get("/v1/haproxy/edge/bundle", params={"wait": 30})
     assert response.status_code == 200
     body = response.json()
@@ -100,7 +100,7 @@ def test_a_different_known_version_is_answered_at_once(client: TestClient) -> No
 
 
 def test_the_known_version_gets_304_without_body_after_wait(
-    client: TestClient, source: RenderedBundles
+    client: TestClient, source: GroupBundles
 ) -> None:
     current = source.current("edge")
     assert current is not None
@@ -111,7 +111,7 @@ def test_the_known_version_gets_304_without_body_after_wait(
     assert response.headers["etag"] == f'"{version}"'
 
 
-def test_if_none_match_stands_in_for_known(client: TestClient, source: RenderedBundles) -> None:
+def test_if_none_match_stands_in_for_known(client: TestClient, source: GroupBundles) -> None:
     current = source.current("edge")
     assert current is not None
     etag = f'"{current.bundle.version}"'
@@ -120,7 +120,7 @@ def test_if_none_match_stands_in_for_known(client: TestClient, source: RenderedB
 
 
 def test_a_waiting_request_is_answered_when_the_group_changes(
-    client: TestClient, source: RenderedBundles
+    client: TestClient, source: GroupBundles
 ) -> None:
     before = source.current("edge")
     assert before is not None
@@ -135,7 +135,7 @@ def test_a_waiting_request_is_answered_when_the_group_changes(
     poll.start()
     try:
         wait_until(lambda: source.waiting() == 1)
-        source.publish(2, two_groups(edge_cluster="c"))
+        publish(source, 2, two_groups(edge_cluster="c"))
     finally:
         poll.join(10)
     assert [a.status_code for a in answers] == [200]
@@ -144,7 +144,7 @@ def test_a_waiting_request_is_answered_when_the_group_changes(
 
 
 def test_a_change_to_another_group_does_not_answer_a_waiting_request(
-    client: TestClient, source: RenderedBundles
+    client: TestClient, source: GroupBundles
 ) -> None:
     inner = source.current("inner")
     assert inner is not None
@@ -156,7 +156,7 @@ def test_a_change_to_another_group_does_not_answer_a_waiting_request(
     poll.start()
     try:
         wait_until(lambda: source.waiting() == 1)
-        source.publish(2, two_groups(edge_cluster="c"))
+        publish(source, 2, two_groups(edge_cluster="c"))
     finally:
         poll.join(10)
     assert [a.status_code for a in answers] == [304]
@@ -171,7 +171,7 @@ def test_unknown_group_is_404(client: TestClient) -> None:
 
 def test_nothing_published_yet_is_404(ledger: Ledger) -> None:
     app = FastAPI()
-    app.include_router(agent_router(RenderedBundles(), ledger), prefix="/v1")
+    app.include_router(agent_router(GroupBundles(), AgentLedger(ledger)), prefix="/v1")
     with TestClient(app) as client:
         assert client.get("/v1/haproxy/default/bundle").status_code == 404
 
@@ -250,24 +250,24 @@ def test_a_bad_report_is_422_and_records_nothing(
     assert ledger.proxies(connected_only=False) == []
 
 
-# --- the rendered-bundle source ------------------------------------------------------------------
+# --- the bundles the feed serves ------------------------------------------------------------------
 
 
 def test_an_unchanged_group_keeps_its_revision_and_version() -> None:
-    source = RenderedBundles()
-    source.publish(1, two_groups())
+    source = GroupBundles()
+    publish(source, 1, two_groups())
     inner_before = source.current("inner")
-    source.publish(2, two_groups(edge_cluster="c"))
+    publish(source, 2, two_groups(edge_cluster="c"))
     edge, inner = source.current("edge"), source.current("inner")
     assert inner == inner_before
     assert edge is not None and edge.revision == 2
-    assert inner is not None and source.revision_of("inner", inner.bundle.version) == 2
+    assert inner is not None and inner.revision == 1
 
 
 def test_older_revisions_are_ignored_and_vanished_groups_removed() -> None:
-    source = RenderedBundles()
-    source.publish(5, two_groups())
-    source.publish(4, two_groups(edge_cluster="c"))
+    source = GroupBundles()
+    publish(source, 5, two_groups())
+    publish(source, 4, two_groups(edge_cluster="c"))
     edge = source.current("edge")
     assert edge is not None and edge.revision == 5
     single = parse_config(
@@ -289,7 +289,7 @@ def test_older_revisions_are_ignored_and_vanished_groups_removed() -> None:
             "clusters": [{"name": "a", "endpoints": [{"address": "127.0.0.1:9000"}]}],
         }
     )
-    source.publish(6, single)
+    publish(source, 6, single)
     assert source.groups() == ["default"]
     assert source.current("edge") is None
 

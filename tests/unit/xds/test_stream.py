@@ -11,7 +11,7 @@ import pytest
 from envoy.service.discovery.v3 import discovery_pb2
 from google.rpc import status_pb2
 
-from controlplane.fleet.ledger import Ledger
+from controlplane.fleet import Ledger, XdsReports
 from controlplane.xds import types
 from controlplane.xds.cache import Snapshot, SnapshotCache
 from controlplane.xds.stream import DeltaStream, SotwStream
@@ -40,7 +40,7 @@ class Driver:
         self.cache = cache
         self.ledger = Ledger()
         self.raw: list[bytes] = []
-        self.stream = kind(cache, self.ledger, self._send, lambda: None)
+        self.stream = kind(cache, XdsReports(self.ledger), self._send, lambda: None)
         self.delta = kind is DeltaStream
 
     async def _send(self, payload: bytes) -> None:
@@ -286,7 +286,7 @@ def test_per_type_stream_serves_only_its_type() -> None:
         async def send(p: bytes) -> None:
             raw.append(p)
 
-        stream = SotwStream(cache, Ledger(), send, lambda: None, types.CLUSTER)
+        stream = SotwStream(cache, XdsReports(Ledger()), send, lambda: None, types.CLUSTER)
         cache.set_snapshot(GROUP, snap())
         await stream.handle(Req(node=NODE, type_url=types.LISTENER))
         assert raw == []
