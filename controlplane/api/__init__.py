@@ -4,19 +4,17 @@ Seams: `Propagator` (new revisions to the proxies), `StatusSource` (who runs wha
 `DiffExplainer` (per-proxy detail of a dry run), `MetricsSource` (more /metrics).
 """
 
+from ..prometheus import MetricsSource
 from .app import create_app
 from .auth import Principal, Token, TokenFileError, TokenSet, is_loopback
 from .diff import DiffExplainer, ModelChange, ModelOnly, model_diff
 from .limits import DEFAULT_MAX_BODY_BYTES
-from .metrics import Counter, Histogram, MetricsSource
 from .propagation import NullPropagator, Propagator, RecordingPropagator, follow
-from .status import InMemoryStatus, ProxyRecord, Refusal, StatusSource, WaitResult, evaluate
+from .status import InMemoryStatus, StatusSource
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
-    "Counter",
     "DiffExplainer",
-    "Histogram",
     "InMemoryStatus",
     "MetricsSource",
     "ModelChange",
@@ -24,16 +22,12 @@ __all__ = [
     "NullPropagator",
     "Principal",
     "Propagator",
-    "ProxyRecord",
     "RecordingPropagator",
-    "Refusal",
     "StatusSource",
     "Token",
     "TokenFileError",
     "TokenSet",
-    "WaitResult",
     "create_app",
-    "evaluate",
     "follow",
     "is_loopback",
     "model_diff",

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..model import PROXY_KINDS, Config, ProxyKind
+from ..prometheus import MetricsSource
 from ..store import Store
 from . import routes_config, routes_objects, routes_status
 from .auth import Authorizer, TokenSet
@@ -21,7 +22,7 @@ from .diff import DiffExplainer, ModelOnly
 from .errors import install_error_handlers
 from .limits import DEFAULT_MAX_BODY_BYTES, install_body_limit
 from .methods import HeadAsGet
-from .metrics import ApiMetrics, MetricsSource
+from .metrics import ApiMetrics
 from .origin import BrowserGuard
 from .propagation import NullPropagator, Propagator, follow
 from .responses import errors

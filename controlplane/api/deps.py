@@ -13,11 +13,12 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..model import ProxyKind
+from ..prometheus import MetricsSource
 from ..store import Store
 from .auth import Authorizer, Principal, Scope, is_loopback
 from .diff import DiffExplainer
 from .errors import ApiError, bad_input
-from .metrics import ApiMetrics, MetricsSource
+from .metrics import ApiMetrics
 from .offload import offload
 from .status import StatusSource
 from .writes import ConfigWriter

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
+from ..fleet.records import ProxyRecord, WaitResult
+from ..prometheus import render
 from .deps import context, reader
 from .errors import not_found
-from .metrics import render
 from .responses import errors, json_at
-from .status import ProxyRecord, WaitResult
 from .writes import head_number
 
 MAX_WAIT = 300.0

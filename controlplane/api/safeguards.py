@@ -15,9 +15,9 @@ from typing import Any
 
 from fastapi import Query
 
+from ..fleet.records import ProxyRecord
 from ..model import Config
 from .errors import ApiError
-from .status import ProxyRecord
 
 ConnectedProxies = Callable[[], Mapping[str, Sequence[str]]]
 """The ids of the connected proxies of each node group, asked at the time of a write."""

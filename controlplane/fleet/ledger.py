@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..model import ProxyKind
+from .records import Health
 
 EVENTS_KEPT = 200
 """How many recent protocol events are kept per proxy."""
@@ -31,21 +32,6 @@ class Nack:
     version: str
     error: str
     at: float
-
-
-@dataclass(frozen=True)
-class Health:
-    """The last thing a proxy's supervisor saw of its process: `down` (`reason` says what
-    died), `restarted`, or `restart failed` (`error` says why), at `at`."""
-
-    state: str
-    at: float
-    reason: str
-    error: str | None = None
-
-    @property
-    def down(self) -> bool:
-        return self.state != "restarted"
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..api.metrics import Counter, Histogram
 from ..fleet.ledger import Event, Ledger
+from ..prometheus import Counter, Histogram
 from ..xds.types import short_name
 
 

@@ -6,9 +6,9 @@ import asyncio
 import time
 from collections.abc import Mapping
 
-from ..api.status import Health, ProxyRecord, Refusal, WaitResult
 from ..fleet.ledger import Ledger, ProxyStatus
 from ..xds.types import WILDCARD_TYPES
+from .records import ProxyRecord, Refusal, WaitResult
 from .revisions import Published, RevisionIndex
 
 POLL_SECONDS = 0.005
@@ -57,7 +57,6 @@ class LedgerStatus:
                 ran = proxy.last_ran
                 running = next((p.revision for p in published if ran in p.versions), None)
         acks = [t.acked_at for t in proxy.types.values() if t.acked_at is not None]
-        health = proxy.health
         return ProxyRecord(
             id=proxy.node_id,
             kind=proxy.kind,
@@ -68,7 +67,7 @@ class LedgerStatus:
             last_ack_at=max(acks, default=None),
             last_nack=self._refusal(proxy, published),
             detail=dict(proxy.detail),
-            health=Health(health.state, health.at, health.reason, health.error) if health else None,
+            health=proxy.health,
         )
 
     @staticmethod

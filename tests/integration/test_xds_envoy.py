@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.api.status import ProxyRecord
 from controlplane.fleet import LedgerStatus, RevisionIndex
 from controlplane.fleet.ledger import Ledger
+from controlplane.fleet.records import ProxyRecord
 from controlplane.xds import types
 from controlplane.xds.cache import Snapshot, SnapshotCache
 from tests.harness.envoy import EnvoyProcess, wait_for

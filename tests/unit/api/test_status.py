@@ -52,7 +52,7 @@ def test_wait_returns_when_the_last_proxy_acks(client: TestClient, status: InMem
 
     def ack_once_waited_on() -> None:
         deadline = time.monotonic() + 10
-        while not status._waiters and time.monotonic() < deadline:
+        while not status.waiting() and time.monotonic() < deadline:
             time.sleep(0.001)
         status.ack("e1", 1)
 
@@ -132,7 +132,8 @@ def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
 
 
 def test_metrics_include_other_sources(seeded: object) -> None:
-    from controlplane.api import Counter, create_app
+    from controlplane.api import create_app
+    from controlplane.prometheus import Counter
 
     pushes = Counter("controlplane_xds_pushes_total", "Pushes.")
     pushes.inc((("group", "edge"),), 3)
@@ -143,7 +144,7 @@ def test_metrics_include_other_sources(seeded: object) -> None:
 
 @pytest.mark.parametrize("value", ['a"b', "a\\b", "a\nb"])
 def test_label_values_are_escaped(value: str) -> None:
-    from controlplane.api import Counter
+    from controlplane.prometheus import Counter
 
     counter = Counter("x_total", "X.")
     counter.inc((("v", value),))
