@@ -25,6 +25,7 @@ from google.protobuf import wrappers_pb2
 
 from ..model import Cluster, Listener
 from .common import ads_source, packed, socket_address
+from .features import FEATURES
 from .tls import downstream_tls_socket
 
 HCM = "envoy.filters.network.http_connection_manager"
@@ -57,13 +58,19 @@ def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Li
             )
         )
     if listener.protocol == "http":
-        result.filter_chains.append(lc.FilterChain(filters=[http_filter(listener)]))
+        result.filter_chains.append(
+            lc.FilterChain(filters=filters(listener, http_filter(listener)))
+        )
     elif listener.protocol == "https":
         https_chains(result, listener)
     elif listener.protocol == "tcp":
         assert listener.default_cluster is not None
         result.filter_chains.append(
-            lc.FilterChain(filters=[tcp_filter(listener.name, clusters[listener.default_cluster])])
+            lc.FilterChain(
+                filters=filters(
+                    listener, tcp_filter(listener.name, clusters[listener.default_cluster])
+                )
+            )
         )
     else:
         passthrough_chains(result, listener, clusters)
@@ -79,14 +86,14 @@ def https_chains(result: listener_pb2.Listener, listener: Listener) -> None:
             lc.FilterChain(
                 name=f"certificate-{index}",
                 filter_chain_match=lc.FilterChainMatch(server_names=certificate.server_names),
-                filters=[http_filter(listener)],
+                filters=filters(listener, http_filter(listener)),
                 transport_socket=downstream_tls_socket(certificate),
             )
         )
     result.default_filter_chain.CopyFrom(
         lc.FilterChain(
             name="default",
-            filters=[http_filter(listener)],
+            filters=filters(listener, http_filter(listener)),
             transport_socket=downstream_tls_socket(listener.certificates[0]),
         )
     )
@@ -101,16 +108,23 @@ def passthrough_chains(
             lc.FilterChain(
                 name=f"sni-{index}",
                 filter_chain_match=lc.FilterChainMatch(server_names=sni_route.server_names),
-                filters=[tcp_filter(listener.name, clusters[sni_route.cluster])],
+                filters=filters(listener, tcp_filter(listener.name, clusters[sni_route.cluster])),
             )
         )
     if listener.default_cluster is not None:
         result.default_filter_chain.CopyFrom(
             lc.FilterChain(
                 name="default",
-                filters=[tcp_filter(listener.name, clusters[listener.default_cluster])],
+                filters=filters(
+                    listener, tcp_filter(listener.name, clusters[listener.default_cluster])
+                ),
             )
         )
+
+
+def filters(listener: Listener, last: lc.Filter) -> list[lc.Filter]:
+    """A filter chain's network filters: what the features add, then `last` (which proxies)."""
+    return [*(f for feature in FEATURES for f in feature.network_filters(listener)), last]
 
 
 def tcp_filter(stat_prefix: str, cluster: Cluster) -> lc.Filter:
@@ -135,9 +149,10 @@ def http_filter(listener: Listener) -> lc.Filter:
         codec_type=hcm.HttpConnectionManager.AUTO,
         rds=hcm.Rds(config_source=ads_source(), route_config_name=listener.name),
         http_filters=[
+            *(f for feature in FEATURES for f in feature.http_filters(listener)),
             hcm.HttpFilter(
                 name=ROUTER, typed_config=packed(router_pb2.Router(suppress_envoy_headers=True))
-            )
+            ),
         ],
         strip_any_host_port=True,
         server_header_transformation=hcm.HttpConnectionManager.PASS_THROUGH,

@@ -11,22 +11,16 @@ from collections.abc import Mapping
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
-from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import regex_pb2
 from google.protobuf import wrappers_pb2
 
 from ..model import Cluster, HashOn, Listener, Route, VirtualHost, ordered_routes
 from . import matcher_tree
-from .common import duration, packed
-from .headers import HOST, header_options, set_header
+from .common import duration
+from .features import FEATURES
+from .features.headers import set_header
 from .matches import re2_escape, route_match
 
-_RETRY_ON = {
-    "connect_failure": "connect-failure",
-    "reset": "reset",
-    "gateway_error": "gateway-error",
-    "5xx": "5xx",
-}
 _REDIRECT_CODES = {
     301: rc.RedirectAction.MOVED_PERMANENTLY,
     302: rc.RedirectAction.FOUND,
@@ -34,8 +28,6 @@ _REDIRECT_CODES = {
     307: rc.RedirectAction.TEMPORARY_REDIRECT,
     308: rc.RedirectAction.PERMANENT_REDIRECT,
 }
-HOST_SELECTION_ATTEMPTS = 5
-"""How often Envoy re-picks an endpoint for a retry before settling for one already tried."""
 
 Clusters = Mapping[str, Cluster]
 
@@ -90,14 +82,10 @@ def route_name(vhost: VirtualHost, index: int, model_route: Route) -> str:
 
 
 def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:
-    """One Envoy route: the match, one action and the header mutations."""
+    """One Envoy route: the match and one action, then what each feature adds."""
     result = rc.Route(name=name, match=route_match(model_route.match))
     if model_route.backends is not None:
         result.route.CopyFrom(route_action(model_route, clusters))
-        result.request_headers_to_remove.extend(model_route.request_headers.remove)
-        result.request_headers_to_add.extend(
-            header_options(model_route.request_headers, request=True)
-        )
     elif model_route.redirect is not None:
         result.redirect.CopyFrom(redirect_action(model_route))
     elif model_route.direct_response is not None:
@@ -106,17 +94,13 @@ def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:
         if answer.body:
             result.direct_response.body.inline_string = answer.body
         result.response_headers_to_add.append(set_header("content-type", answer.content_type))
-    # On the route, not the cluster: response mutations apply to every answer, redirects and
-    # direct responses included.
-    result.response_headers_to_remove.extend(model_route.response_headers.remove)
-    result.response_headers_to_add.extend(
-        header_options(model_route.response_headers, request=False)
-    )
+    for feature in FEATURES:
+        feature.route(model_route, result)
     return result
 
 
 def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
-    """Forwarding: weighted clusters, hashing, timeout, retries, rewrite and upgrades."""
+    """Forwarding: weighted clusters, hashing, the timeout of all attempts, rewrite, upgrades."""
     backends = model_route.backends or []
     attempts = 1 + (model_route.retries.attempts if model_route.retries else 0)
     action = rc.RouteAction(timeout=duration(model_route.timeout * attempts))
@@ -132,13 +116,8 @@ def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
     hash_on = next((clusters[b.cluster].hash_on for b in backends if b.cluster in clusters), None)
     if hash_on is not None:
         action.hash_policy.append(hash_policy(hash_on))
-    if model_route.retries is not None:
-        action.retry_policy.CopyFrom(retry_policy(model_route))
     if model_route.prefix_rewrite is not None:
         prefix_rewrite(action, model_route)
-    host = model_route.request_headers.set.get(HOST)
-    if host is not None:
-        action.host_rewrite_literal = host
     if model_route.websocket:
         action.upgrade_configs.append(
             rc.RouteAction.UpgradeConfig(
@@ -163,26 +142,6 @@ def hash_policy(hash_on: HashOn) -> rc.RouteAction.HashPolicy:
         )
     return rc.RouteAction.HashPolicy(
         connection_properties=rc.RouteAction.HashPolicy.ConnectionProperties(source_ip=True)
-    )
-
-
-def retry_policy(model_route: Route) -> rc.RetryPolicy:
-    """Retries on the listed conditions, each on an endpoint not tried yet when one exists,
-    each attempt bounded by the route's timeout."""
-    assert model_route.retries is not None
-    retries = model_route.retries
-    conditions = sorted({_RETRY_ON[c] for c in retries.retry_on})
-    return rc.RetryPolicy(
-        retry_on=",".join(conditions),
-        num_retries=wrappers_pb2.UInt32Value(value=retries.attempts),
-        per_try_timeout=duration(model_route.timeout),
-        retry_host_predicate=[
-            rc.RetryPolicy.RetryHostPredicate(
-                name="envoy.retry_host_predicates.previous_hosts",
-                typed_config=packed(previous_hosts_pb2.PreviousHostsPredicate()),
-            )
-        ],
-        host_selection_retry_max_attempts=HOST_SELECTION_ATTEMPTS,
     )
 
 

@@ -1,12 +1,19 @@
-"""Header mutations: remove, then set (replace or create), then add (append)."""
+"""Header mutations: remove, then set (replace or create), then add (append).
+
+Request mutations apply to forwarded requests (a request's Host is set by the route's host
+rewrite: Envoy refuses to mutate Host as a header); response mutations to every answer,
+redirects and direct responses included, so they live on the route, not the cluster.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
 
-from ..model import HeaderMutation
+from ...model import HeaderMutation, Route
+from .base import Feature
 
 _SET = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _ADD = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
@@ -40,3 +47,24 @@ def header_options(
             yield set_header(name, value)
     for name, value in mutation.add.items():
         yield _option(name, value, _ADD)
+
+
+class HeaderMutations(Feature):
+    """`request_headers` and `response_headers` of a route."""
+
+    name = "headers"
+
+    def route(self, route: Route, result: rc.Route) -> None:
+        if route.backends is not None:
+            result.request_headers_to_remove.extend(route.request_headers.remove)
+            result.request_headers_to_add.extend(
+                header_options(route.request_headers, request=True)
+            )
+            host = route.request_headers.set.get(HOST)
+            if host is not None:
+                result.route.host_rewrite_literal = host
+        result.response_headers_to_remove.extend(route.response_headers.remove)
+        result.response_headers_to_add.extend(header_options(route.response_headers, request=False))
+
+
+FEATURE = HeaderMutations()

@@ -1,0 +1,30 @@
+"""What a feature of the Envoy compiler is: the points where it adds to what is built."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm,
+)
+
+from ...model import Listener, Route
+
+
+class Feature:
+    """One feature of the Envoy compiler; override the points it needs."""
+
+    name: str = "feature"
+
+    def route(self, route: Route, result: rc.Route) -> None:
+        """Add to `result`, the Envoy route compiled from `route`."""
+
+    def http_filters(self, listener: Listener) -> Iterable[hcm.HttpFilter]:
+        """HTTP filters `listener`'s connection manager runs before the router."""
+        return ()
+
+    def network_filters(self, listener: Listener) -> Iterable[lc.Filter]:
+        """Network filters each filter chain of `listener` runs before its proxying filter."""
+        return ()
