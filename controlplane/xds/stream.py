@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
@@ -129,6 +129,7 @@ class DiscoveryStream:
         self.subs: dict[str, _TypeState] = {}
         self._nonces = itertools.count(1)
         self._unwatch: Callable[[], None] | None = None
+        self._rewarm: set[str] = set()
 
     # --- lifecycle ---
 
@@ -238,6 +239,22 @@ class DiscoveryStream:
                 st.synced = snap.version
                 self.callbacks.synced(self.node_id, t, snap.version)
 
+    def _clusters_sent(self, held: Mapping[str, str], target: Selection) -> None:
+        """Clusters whose definition changes with this CDS push: Envoy warms each again and
+        waits for its endpoints (it ACKs the push only then), so their endpoints go out again
+        right after it, even when they did not change."""
+        self._rewarm |= {
+            name
+            for name, entry in target.entries.items()
+            if name in held and held[name] != entry.version
+        }
+
+    def _rewarming(self, target: Selection) -> set[str]:
+        """The endpoints of `target` due again because their cluster changed; no longer due."""
+        due = self._rewarm & set(target.entries)
+        self._rewarm -= due
+        return due
+
     async def _emit(
         self, type_url: str, st: _TypeState, snap: Snapshot, version: str, payload: bytes
     ) -> None:
@@ -312,8 +329,11 @@ class SotwStream(DiscoveryStream):
                 st.first_response_due = False
                 self.callbacks.acked(self.node_id, type_url, target.version)
             st.claimed = None
-        if st.sent is not None and st.sent.version == target.version:
+        rewarm = self._rewarming(target) if type_url == types.ENDPOINT else set()
+        if st.sent is not None and st.sent.version == target.version and not rewarm:
             return
+        if type_url == types.CLUSTER:
+            self._clusters_sent(st.sent.versions() if st.sent is not None else {}, target)
         st.sent = target
         if self.serialise_per_stream:
             st.nonce = nonce = self._nonce()
@@ -382,6 +402,10 @@ class DeltaStream(DiscoveryStream):
         desired = snap.select(type_url, st.interest)
         removals_allowed = type_url not in RETAINED or settled
         new_have: Selection | dict[str, str]
+        held = st.have.versions() if isinstance(st.have, Selection) else dict(st.have)
+        if type_url == types.ENDPOINT and (rewarm := self._rewarming(desired)):
+            # Sent again as if the client did not hold them (their clusters changed).
+            st.have = {n: v for n, v in held.items() if n not in rewarm}
         if isinstance(st.have, Selection):
             target = desired if removals_allowed else desired.keeping(st.have, st.interest)
             body = target.delta_from(st.have)
@@ -391,9 +415,9 @@ class DeltaStream(DiscoveryStream):
             body = DeltaBody.between(st.have, desired, st.interest)
             new_have = desired
             if body.removed and not removals_allowed:
-                held = {n: st.have[n] for n in body.removed}
+                kept = {n: st.have[n] for n in body.removed}
                 body = DeltaBody.between(st.have, desired, frozenset())
-                new_have = {**desired.versions(), **held}
+                new_have = {**desired.versions(), **kept}
         if body.empty and not st.first_response_due:
             st.have = new_have
             if st.sent_version is None:
@@ -403,6 +427,8 @@ class DeltaStream(DiscoveryStream):
                 self.callbacks.acked(self.node_id, type_url, target.version)
             return
         st.have = new_have
+        if type_url == types.CLUSTER:
+            self._clusters_sent(held, target)
         st.nonce = nonce = self._nonce()
         if self.serialise_per_stream:
             payload = _naive_delta(target, body, nonce)
