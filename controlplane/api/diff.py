@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from ..model import Config
+from ..model import Config, route_ids
 
 ChangeKind = Literal["added", "removed", "changed"]
 
@@ -74,7 +74,7 @@ def _objects(config: Config) -> Iterator[tuple[tuple[str, str], Any]]:
         )
         for vhost in listener.virtual_hosts:
             vname = f"{listener.name}/{vhost.name}"
-            keys = [r.name or f"@{i}" for i, r in enumerate(vhost.routes)]
+            keys = [rid.key for rid in route_ids(vhost)]
             yield ("virtual_host", vname), (vhost.model_dump(exclude={"routes"}), keys)
             for key, route in zip(keys, vhost.routes, strict=True):
                 yield ("route", f"{vname}/{key}"), route.model_dump()

@@ -14,7 +14,16 @@ from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import regex_pb2
 from google.protobuf import wrappers_pb2
 
-from ..model import Cluster, HashOn, Listener, Route, VirtualHost, ordered_routes
+from ..model import (
+    Cluster,
+    HashOn,
+    Listener,
+    Route,
+    RouteId,
+    VirtualHost,
+    ordered_routes,
+    route_ids,
+)
 from . import matcher_tree
 from .common import duration
 from .features import FEATURES
@@ -62,7 +71,7 @@ def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.Rou
 
 def virtual_host(vhost: VirtualHost, clusters: Clusters) -> rc.VirtualHost:
     """A model virtual host: a plain route list, or a matcher tree when it is large."""
-    names = {id(r): route_name(vhost, i, r) for i, r in enumerate(vhost.routes)}
+    names = {id(r): route_name(rid) for r, rid in zip(vhost.routes, route_ids(vhost), strict=True)}
 
     def build(model_route: Route) -> rc.Route:
         return route(model_route, names[id(model_route)], clusters)
@@ -76,9 +85,9 @@ def virtual_host(vhost: VirtualHost, clusters: Clusters) -> rc.VirtualHost:
     return result
 
 
-def route_name(vhost: VirtualHost, index: int, model_route: Route) -> str:
+def route_name(rid: RouteId) -> str:
     """A route's name in Envoy: its own, or its host and position when it has none."""
-    return model_route.name or f"{vhost.name}/{index}"
+    return rid.name or f"{rid.vhost}/{rid.index}"
 
 
 def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:

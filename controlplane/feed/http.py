@@ -7,9 +7,9 @@ Two endpoints, meant to be mounted under `/v1` by the API (which also applies au
   differs from `known` (or `known` is absent), otherwise as soon as it changes within `wait`
   seconds (at most 60, default 0); `304 Not Modified` without a body when it did not.
   `If-None-Match` may stand in for `known`. 404 for a group that has no bundle.
-  `instance=ID` (optional) marks the agent as seen in the ledger while it polls, and
-  `running=V` says which version its HAProxy runs, so that a server that restarted lists the
-  agent at once (both told to the `AgentReports` observer).
+  `instance=ID` (optional) says who polls, and `running=V` which version its HAProxy runs, so
+  that a server that restarted lists the agent at once (both told to the `AgentReports`
+  observer while the poll lasts).
 - `POST /haproxy/{group}/status`: what applying a version did (`StatusReport`, told to the
   observer: an ACK or a NACK), or what the agent's supervisor saw of HAProxy
   (`event` `down`, `restarted` or `restart failed`); 204. 409 when the instance id is already

@@ -26,9 +26,11 @@ from .route import (
     Redirect,
     Retries,
     Route,
+    RouteId,
     ValueMatch,
     VirtualHost,
     WeightedBackend,
+    route_ids,
 )
 from .targets import check, target_issues
 from .types import format_duration, split_address
@@ -57,6 +59,7 @@ __all__ = [
     "Redirect",
     "Retries",
     "Route",
+    "RouteId",
     "SniRoute",
     "ValueMatch",
     "VirtualHost",
@@ -73,6 +76,7 @@ __all__ = [
     "precedence_order",
     "referenced_clusters",
     "resolve_certificate_files",
+    "route_ids",
     "split_address",
     "target_issues",
     "validate_config",

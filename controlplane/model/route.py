@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -194,3 +195,25 @@ class VirtualHost(Model):
     name: Name
     domains: list[Domain] = Field(min_length=1)
     routes: list[Route] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class RouteId:
+    """Who a route is, within its config: its virtual host, its position there, its name.
+
+    `key` is how the API addresses it in its virtual host: its name, or `@N` for the unnamed
+    route at position N. Each compiler names routes from these parts in its own syntax.
+    """
+
+    vhost: str
+    index: int
+    name: str | None
+
+    @property
+    def key(self) -> str:
+        return self.name or f"@{self.index}"
+
+
+def route_ids(vhost: VirtualHost) -> list[RouteId]:
+    """The identity of each route of `vhost`, in declaration order."""
+    return [RouteId(vhost.name, index, route.name) for index, route in enumerate(vhost.routes)]
