@@ -224,7 +224,7 @@ def test_a_rejected_bundle_is_nacked_once_and_traffic_keeps_flowing(stack: Stack
     assert current is not None
     broken = Bundle.of(
         current.bundle.cfg + "    http-request frobnicate-now\n",
-        current.bundle.maps,
+        current.bundle.map_entries,
         current.bundle.files,
     )
     stack.source.put("default", 2, broken)
