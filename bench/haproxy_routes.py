@@ -79,7 +79,7 @@ def routes_config(count: int, listen: int, backend: str, conditional: float = 0.
 def one_thread(bundle: Bundle) -> Bundle:
     """The bundle with `nbthread 1` in its global section."""
     cfg = bundle.cfg.replace("global\n", "global\n    nbthread 1\n", 1)
-    return Bundle.of(cfg, bundle.maps, bundle.files)
+    return Bundle.of(cfg, bundle.map_entries, bundle.files, bundle.servers)
 
 
 def acl_chain_bundle(count: int, listen: int, backend: str) -> Bundle:
@@ -208,7 +208,8 @@ def main() -> None:
             runtime = manager.apply(one_thread(bundle))
             assert runtime.ok and runtime.mode == "runtime", runtime
             plain = one_thread(bundle)
-            reload = manager.apply(Bundle.of(plain.cfg + "# reload\n", plain.maps, plain.files))
+            reloaded = Bundle.of(plain.cfg + "# reload\n", plain.map_entries, plain.files)
+            reload = manager.apply(reloaded)
             assert reload.ok and reload.mode == "reload", reload
             reload = manager.apply(plain)
             assert reload.ok and reload.mode == "reload", reload

@@ -2,8 +2,8 @@
 
 Two endpoints, meant to be mounted under `/v1` by the API (which also applies auth):
 
-- `GET /haproxy/{group}/bundle?known=V&wait=S`: the group's bundle as JSON
-  `{revision, version, cfg, maps, files}` with `ETag: "<version>"`, at once when its version
+- `GET /haproxy/{group}/bundle?known=V&wait=S`: the group's bundle as `Bundle.to_json` writes
+  it, with the `revision` that gave it, and `ETag: "<version>"`, at once when its version
   differs from `known` (or `known` is absent), otherwise as soon as it changes within `wait`
   seconds (at most 60, default 0); `304 Not Modified` without a body when it did not.
   `If-None-Match` may stand in for `known`. 404 for a group that has no bundle.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import OrderedDict
 from collections.abc import Awaitable
 from typing import Annotated
@@ -54,17 +53,7 @@ def agent_router(source: BundleSource, reports: AgentReports) -> APIRouter:
         key = (group, entry.revision, entry.bundle.version)
         cached = bodies.get(key)
         if cached is None:
-            bundle = entry.bundle
-            cached = json.dumps(
-                {
-                    "revision": entry.revision,
-                    "version": bundle.version,
-                    "cfg": bundle.cfg,
-                    "maps": dict(bundle.maps),
-                    "files": dict(bundle.files),
-                },
-                separators=(",", ":"),
-            ).encode()
+            cached = entry.bundle.to_json(revision=entry.revision).encode()
             bodies[key] = cached
             while len(bodies) > _BODIES_CACHED:
                 bodies.popitem(last=False)
@@ -74,7 +63,7 @@ def agent_router(source: BundleSource, reports: AgentReports) -> APIRouter:
         "/haproxy/{group}/bundle",
         summary="The group's HAProxy bundle (long-poll)",
         responses={
-            200: {"description": "The bundle: {revision, version, cfg, maps, files}."},
+            200: {"description": "The bundle (`Bundle.to_json`) and its revision."},
             304: {"description": "Still `known` after `wait` seconds."},
             404: {"description": "No bundle for this group."},
         },

@@ -1,5 +1,9 @@
-"""Config → HAProxy: `render(config, group)` gives the bundle (haproxy.cfg, maps, files) one
-HAProxy of a node group runs, with the same meaning Envoy gives the config.
+"""Config → HAProxy: `render(config, group)` gives the bundle (haproxy.cfg, map entries, files,
+runtime table) one HAProxy of a node group runs, with the same meaning Envoy gives the config.
+A pure function of (config, group): certificates are inline in the config.
+
+Python builds the structure (this module, `render_routes`, `render_backends`, the features);
+the templates in `templates/` write it, quoting every value (`controlplane.haproxy.templating`).
 
 Output is readable and deterministic: each block opens with a comment naming the model object
 behind it (`# listener web (listeners[0])`, `# cluster api (clusters[1])`), map files are named
@@ -11,6 +15,8 @@ behind it (`# listener web (listeners[0])`, `# cluster api (clusters[1])`), map 
   (decision points, condition shapes, route ids) is in `controlplane.haproxy.render_routes`.
 - Clusters become backends, one more per other set of backend-level route options; see
   `controlplane.haproxy.render_backends`.
+- Route- and listener-level policies are features (`controlplane.haproxy.features`), each
+  adding rules at defined phases of the frontends and backends.
 
 Where HAProxy cannot express the model, `model/targets.py` refuses the config for haproxy
 (maglev; condition names that do not fit a sample fetch argument). Known remaining
@@ -24,117 +30,122 @@ itself (403, 404, 503) carry its own bodies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-import jinja2
-
-from ..model import Config, Listener, split_address
+from ..model import Config, Listener, check, split_address
 from .bundle import Bundle
+from .features import FEATURES, Part, parts
 from .render_backends import RESOLVERS, BackendSet
-from .render_routes import route_tables
-from .render_text import address, word
+from .render_routes import HttpRouting, http_routing
+from .render_text import address
 from .render_tls import tls_files
+from .scopes import BackendScope, ListenerScope, MapFiles, route_entries
+from .templating import render_template
+
+
+@dataclass(frozen=True)
+class TcpRouting:
+    """Where a tcp or tls listener sends a connection: by SNI (tls passthrough: exact names,
+    then `.suffix`es, longest first), else to its default backend."""
+
+    passthrough: bool
+    exact: list[tuple[str, str]]
+    suffixes: list[tuple[str, str]]
+    default_backend: str | None
 
 
 @dataclass
-class _Frontend:
-    head: list[str]
-    body: list[str] = field(default_factory=list)
+class Frontend:
+    """One listener's frontend as its template (`frontend_<kind>.j2`) writes it."""
 
+    listener: Listener
+    index: int
+    template: str
+    mode: str
+    bind: str
+    accept_proxy: bool
+    crt_list: str | None
+    routing: HttpRouting | TcpRouting
+    parts: dict[str, list[Part]] = field(default_factory=dict)
 
-@lru_cache(maxsize=1)
-def _template() -> jinja2.Template:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("controlplane.haproxy", "templates"),
-        autoescape=False,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return environment.get_template("haproxy.cfg.j2")
+    @property
+    def name(self) -> str:
+        return self.listener.name
 
 
 def render(config: Config, group: str) -> Bundle:
-    """The bundle of node group `group` (KeyError for an unknown group)."""
+    """The bundle of node group `group`.
+
+    Raises ConfigError when HAProxy cannot express the config (`target_issues(config,
+    "haproxy")`) and KeyError for an unknown group.
+    """
+    check(config, "haproxy")
     part = config.for_group(group)
     index = {listener.name: i for i, listener in enumerate(config.listeners)}
     cluster_index = {cluster.name: i for i, cluster in enumerate(config.clusters)}
     backends = BackendSet({cluster.name: cluster for cluster in part.clusters})
-    maps: dict[str, str] = {}
+    map_files: dict[str, list[tuple[str, str]]] = {}
     files: dict[str, str] = {}
     frontends = []
+    sections: list[Part] = []
     for listener in part.listeners:
-        frontend = _Frontend(
-            head=[
-                f"# listener {listener.name} (listeners[{index[listener.name]}])",
-                f"frontend {word(listener.name)}",
-            ]
+        position = index[listener.name]
+        scope = ListenerScope(
+            listener,
+            position,
+            route_entries(listener, position) if listener.is_l7 else [],
+            MapFiles(listener.name),
         )
-        bind = f"bind {address(split_address(listener.address))}"
-        if listener.accept_proxy_protocol:
-            bind += " accept-proxy"
+        crt_list = None
         if listener.protocol == "https":
             tls = tls_files(listener)
             files.update(tls.files)
-            bind += f" ssl crt-list {tls.crt_list} alpn h2,http/1.1"
-        if listener.is_l7:
-            frontend.body.extend(["mode http", bind])
-            frontend.body.extend(_http_head(listener))
-            tables = route_tables(listener, index[listener.name], backends)
-            frontend.body.extend(tables.lines)
-            maps.update(tables.maps)
-        else:
-            frontend.body.extend(["mode tcp", bind, "timeout client 1h"])
-            frontend.body.extend(_l4_rules(listener))
+            crt_list = tls.crt_list
+        routing: HttpRouting | TcpRouting = (
+            http_routing(scope, backends) if listener.is_l7 else _tcp_routing(listener)
+        )
+        frontend = Frontend(
+            listener=listener,
+            index=position,
+            template="frontend_http.j2" if listener.is_l7 else "frontend_tcp.j2",
+            mode="http" if listener.is_l7 else "tcp",
+            bind=address(split_address(listener.address)),
+            accept_proxy=listener.accept_proxy_protocol,
+            crt_list=crt_list,
+            routing=routing,
+        )
+        for phase in ("frontend", "request", "response"):
+            frontend.parts[phase] = parts(FEATURES, phase, scope)
+        sections.extend(parts(FEATURES, "sections", scope))
         frontends.append(frontend)
-    cfg = _template().render(
+        map_files.update(scope.maps.entries)
+    backend_sections = backends.sections(cluster_index)
+    for section in backend_sections:
+        scope_of = BackendScope(section.cluster, section.name, section.primary)
+        section.parts = parts(FEATURES, "backend", scope_of)
+    cfg, masked = render_template(
+        "haproxy.cfg.j2",
         group=group,
         resolvers=RESOLVERS,
         frontends=frontends,
-        backends=backends.sections(cluster_index),
+        backends=backend_sections,
+        sections=sections,
     )
-    return Bundle.of(cfg, maps, files)
+    servers = {s.name: tuple(line.server for line in s.servers) for s in backend_sections}
+    return Bundle.of(cfg, dict(sorted(map_files.items())), files, servers, masked)
 
 
-def _http_head(listener: Listener) -> list[str]:
-    lines = []
-    if listener.forwarded_for:
-        lines.append("option forwardfor")
-    lines.append("# the Host header loses its port, as Envoy's strip_any_host_port does")
-    lines.append(
-        "http-request set-header host %[req.fhdr(host),regsub(:[0-9]+$,)] "
-        "if { req.fhdr(host) -m reg :[0-9]+$ }"
+def _tcp_routing(listener: Listener) -> TcpRouting:
+    exact: list[tuple[str, str]] = []
+    wildcards: list[tuple[str, str]] = []
+    for sni_route in listener.sni_routes:
+        for name in sni_route.server_names:
+            if name.startswith("*."):
+                wildcards.append((name[1:], sni_route.cluster))
+            else:
+                exact.append((name, sni_route.cluster))
+    return TcpRouting(
+        passthrough=listener.protocol == "tls",
+        exact=exact,
+        suffixes=sorted(wildcards, key=lambda w: (-len(w[0]), w[0])),
+        default_backend=listener.default_cluster,
     )
-    if listener.request_id:
-        lines.append(
-            "http-request set-header x-request-id %[uuid] unless { req.hdr(x-request-id) -m found }"
-        )
-    return lines
-
-
-def _l4_rules(listener: Listener) -> list[str]:
-    lines = []
-    if listener.protocol == "tls":
-        lines.extend(
-            [
-                "# TLS passthrough: route by the ClientHello's SNI",
-                "tcp-request inspect-delay 5s",
-                "tcp-request content accept if { req.ssl_hello_type 1 }",
-            ]
-        )
-        exact: list[tuple[str, str]] = []
-        wildcards: list[tuple[str, str]] = []
-        for sni_route in listener.sni_routes:
-            for name in sni_route.server_names:
-                if name.startswith("*."):
-                    wildcards.append((name[1:], sni_route.cluster))
-                else:
-                    exact.append((name, sni_route.cluster))
-        for name, cluster in exact:
-            lines.append(f"use_backend {word(cluster)} if {{ req.ssl_sni -i {word(name)} }}")
-        for suffix, cluster in sorted(wildcards, key=lambda w: (-len(w[0]), w[0])):
-            lines.append(
-                f"use_backend {word(cluster)} if {{ req.ssl_sni -i -m end {word(suffix)} }}"
-            )
-    if listener.default_cluster is not None:
-        lines.append(f"default_backend {word(listener.default_cluster)}")
-    return lines

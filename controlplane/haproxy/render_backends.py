@@ -7,15 +7,21 @@ no retries) and the health checks. A route with other options gets a backend nam
 each endpoint is health-checked once. Every server is one line,
 `server NAME HOST:PORT weight W ...`, so the manager can change addresses and weights at
 runtime; endpoints given by host name resolve through the `system` resolvers.
+
+This module builds that structure (`BackendSection`, whose servers are the bundle's runtime
+table); `templates/backend.j2` writes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..model import Cluster, Retries, Route, format_duration, split_address
-from .render_text import address, dq, lf_literal, word
+from .bundle import Server
+from .features import Part
+from .render_text import Runtime
 
 DEFAULT_TIMEOUT_MS = 15_000
 RESOLVERS = "system"
@@ -81,6 +87,81 @@ def backend_name(cluster: str, variant: Variant) -> str:
     return f"{cluster}:{variant.suffix}" if variant.suffix else cluster
 
 
+@dataclass(frozen=True)
+class ServerLine:
+    """One `server` line: the runtime table's server and the options around it."""
+
+    server: Server
+    check: bool = False
+    track: str | None = None
+    check_h2: bool = False
+    h2: bool = False
+    send_proxy: bool = False
+    cookie: bool = False
+    resolve: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.server.name
+
+    @property
+    def address(self) -> Runtime:
+        return Runtime(self.server.address)
+
+    @property
+    def weight(self) -> Runtime:
+        return Runtime(str(self.server.weight))
+
+
+@dataclass(frozen=True)
+class Balance:
+    """How a backend picks a server: `algorithm`, or hashing on a cookie the proxy inserts, a
+    header or the source address."""
+
+    kind: Literal["algorithm", "cookie", "header", "source"]
+    algorithm: str = "roundrobin"
+    name: str = ""
+    """The cookie's or the header's name."""
+    cookie_max_age: int = 0
+    cookie_path: str = "/"
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The health check of a primary backend: HTTP (`http`) or a TCP connect."""
+
+    http: bool
+    path: str
+    statuses: list[int]
+    timeout: str
+    interval: str
+    rise: int
+    fall: int
+
+
+@dataclass
+class BackendSection:
+    """One backend as the template writes it; `parts` are what features add before servers."""
+
+    name: str
+    cluster: Cluster
+    where: str
+    suffix: str
+    mode: Literal["http", "tcp"]
+    balance: Balance
+    connect_timeout: str
+    server_timeout: str
+    retries: int
+    retry_on: list[str]
+    checks: Checks | None
+    servers: list[ServerLine]
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def primary(self) -> bool:
+        return not self.suffix
+
+
 @dataclass
 class BackendSet:
     """The backends a group's listeners use, collected while their routes are rendered."""
@@ -94,93 +175,84 @@ class BackendSet:
         self.variants.setdefault(cluster, set()).add(variant)
         return backend_name(cluster, variant)
 
-    def sections(self, index: Mapping[str, int]) -> list[list[str]]:
-        """Every backend, as comment + section lines, clusters in declaration order."""
+    def sections(self, index: Mapping[str, int]) -> list[BackendSection]:
+        """Every backend, clusters in declaration order, each cluster's primary first."""
         result = []
         for name, cluster in self.clusters.items():
             where = f"clusters[{index[name]}]"
-            result.append(_backend(cluster, Variant(), where, primary=None))
+            result.append(_backend(cluster, Variant(), where))
             for variant in sorted(
                 self.variants.get(name, set()) - {Variant()},
                 key=lambda v: backend_name(name, v),
             ):
-                result.append(_backend(cluster, variant, where, primary=name))
+                result.append(_backend(cluster, variant, where))
         return result
 
 
-def _backend(cluster: Cluster, variant: Variant, where: str, primary: str | None) -> list[str]:
-    name = backend_name(cluster.name, variant)
+def _backend(cluster: Cluster, variant: Variant, where: str) -> BackendSection:
     l7 = cluster.protocol != "tcp"
-    label = f"# cluster {cluster.name} ({where})"
-    if variant.suffix:
-        label += f", for routes with {variant.suffix}"
-    lines = [label, f"backend {word(name)}", f"    mode {'http' if l7 else 'tcp'}"]
-    lines.extend(f"    {line}" for line in _balance(cluster))
-    lines.append(f"    timeout connect {format_duration(cluster.connect_timeout)}")
-    if l7:
-        lines.append(f"    timeout server {format_duration(variant.timeout)}")
-        if variant.attempts:
-            conditions = dict.fromkeys(value for c in variant.retry_on for value in _RETRY_ON[c])
-            lines.append(f"    retries {variant.attempts}")
-            lines.append(f"    retry-on {' '.join(conditions)}")
-            lines.append("    option redispatch 1")
-        else:
-            lines.append("    retries 0")
-    else:
-        lines.append("    timeout server 1h")
-        lines.append("    retries 0")
+    primary = not variant.suffix
     check = cluster.health_check
-    if check is not None and primary is None:
-        if check.kind == "http":
-            lines.append("    option httpchk")
-            lines.append(
-                f"    http-check send meth GET uri {word(check.path)} ver HTTP/1.1 "
-                f"hdr host {word(lf_literal(cluster.name))}"
-            )
-            statuses = sorted(set(check.expected_statuses))
-            if len(statuses) == 1:
-                lines.append(f"    http-check expect status {statuses[0]}")
-            else:
-                alternatives = "|".join(str(s) for s in statuses)
-                lines.append(f"    http-check expect rstatus ^({alternatives})$")
-        lines.append(f"    timeout check {format_duration(check.timeout)}")
-        lines.append(
-            f"    default-server inter {format_duration(check.interval)} "
-            f"rise {check.healthy_threshold} fall {check.unhealthy_threshold}"
+    retry_on: list[str] = []
+    if l7 and variant.attempts:
+        retry_on = list(dict.fromkeys(value for c in variant.retry_on for value in _RETRY_ON[c]))
+    checks = None
+    if check is not None and primary:
+        checks = Checks(
+            http=check.kind == "http",
+            path=check.path,
+            statuses=sorted(set(check.expected_statuses)),
+            timeout=format_duration(check.timeout),
+            interval=format_duration(check.interval),
+            rise=check.healthy_threshold,
+            fall=check.unhealthy_threshold,
         )
+    servers = []
     for number, endpoint in enumerate(cluster.endpoints, start=1):
         server = f"ep{number}"
         parts = split_address(endpoint.address)
-        options = [f"server {server} {address(parts)} weight {endpoint.weight}"]
-        if check is not None:
-            options.append("check" if primary is None else f"track {word(f'{primary}/{server}')}")
-            if primary is None and check.kind == "http" and cluster.protocol == "http2":
-                options.append("check-proto h2")
-        if cluster.protocol == "http2":
-            options.append("proto h2")
-        if cluster.send_proxy_protocol:
-            options.append("send-proxy-v2")
-        if cluster.hash_on is not None and cluster.hash_on.cookie is not None:
-            options.append(f"cookie {server}")
-        if parts.ip is None:
-            options.append(f"resolvers {RESOLVERS} init-addr last,libc,none resolve-prefer ipv4")
-        lines.append("    " + " ".join(options))
-    return lines
+        ip = parts.ip
+        host = parts.host if ip is None else ip.compressed if ip.version == 6 else str(ip)
+        servers.append(
+            ServerLine(
+                Server(server, host, parts.port, endpoint.weight),
+                check=check is not None and primary,
+                track=f"{cluster.name}/{server}" if check is not None and not primary else None,
+                check_h2=primary
+                and check is not None
+                and check.kind == "http"
+                and cluster.protocol == "http2",
+                h2=cluster.protocol == "http2",
+                send_proxy=cluster.send_proxy_protocol,
+                cookie=cluster.hash_on is not None and cluster.hash_on.cookie is not None,
+                resolve=ip is None,
+            )
+        )
+    return BackendSection(
+        name=backend_name(cluster.name, variant),
+        cluster=cluster,
+        where=where,
+        suffix=variant.suffix,
+        mode="http" if l7 else "tcp",
+        balance=_balance(cluster),
+        connect_timeout=format_duration(cluster.connect_timeout),
+        server_timeout=format_duration(variant.timeout) if l7 else "1h",
+        retries=variant.attempts if l7 else 0,
+        retry_on=retry_on,
+        checks=checks,
+        servers=servers,
+    )
 
 
-def _balance(cluster: Cluster) -> list[str]:
+def _balance(cluster: Cluster) -> Balance:
     hash_on = cluster.hash_on
     if hash_on is None:
-        return [f"balance {_BALANCE[cluster.lb_policy]}"]
+        return Balance("algorithm", _BALANCE[cluster.lb_policy])
     if hash_on.cookie is not None:
         cookie = hash_on.cookie
-        attrs = f"attr {dq(f'Max-Age={cookie.ttl // 1000}')}"
-        if cookie.path != "/":
-            attrs += f" attr {dq(f'Path={cookie.path}')}"
-        return [
-            "balance roundrobin",
-            f"cookie {word(cookie.name)} insert indirect nocache {attrs}",
-        ]
+        return Balance(
+            "cookie", name=cookie.name, cookie_max_age=cookie.ttl // 1000, cookie_path=cookie.path
+        )
     if hash_on.header is not None:
-        return [f"balance {word(f'hdr({hash_on.header})')}", "hash-type consistent"]
-    return ["balance source", "hash-type consistent"]
+        return Balance("header", name=hash_on.header)
+    return Balance("source")

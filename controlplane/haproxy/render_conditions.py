@@ -6,6 +6,8 @@ holds: `%[method]` is the method, `%[req.fhdr(x-a),hex,concat(=)]` is the header
 hex followed by `=` (empty when the header is absent), `%[req.fhdr(x-a),length,add(1),bool]` is
 `1` when the header is present (empty otherwise), and a regex condition is a variable set to `1`
 by one rule. A route's condition is then a set of (fact, required text) pairs.
+
+ACL terms are `Raw` configuration text, built from quoted parts by `Raw.__mod__`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..model import Match, ValueMatch
-from .render_text import acl_exact, hex_value, regex_word, word
+from .render_text import Raw, acl_exact, hex_value, regex_word
 
 Condition = tuple[tuple[str, str], ...]
 """(fact, required text) pairs, sorted by fact; empty for a route without conditions."""
@@ -34,14 +36,22 @@ def _fetch(source: str, name: str, last: bool = False) -> str:
     return f"req.cook({name})"
 
 
+@dataclass(frozen=True)
+class RegexFact:
+    """A regex condition computed once per request: `var` is set to 1 when the value `fetch`
+    reads matches `pattern`."""
+
+    var: str
+    fetch: str
+    pattern: str
+
+
 @dataclass
 class RegexFacts:
-    """The regex conditions of one listener, each computed once per request by one rule, which
-    runs only where `guard` (ACL terms, may be empty) holds."""
+    """The regex conditions of one listener, each computed by one rule, and a label for every
+    fact (for comments)."""
 
-    prefix: str
-    guard: str = ""
-    rules: list[str] = field(default_factory=list)
+    rules: list[RegexFact] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=lambda: {METHOD_FACT: "method"})
     _vars: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
@@ -49,14 +59,10 @@ class RegexFacts:
         key = (source, name, pattern)
         var = self._vars.get(key)
         if var is None:
-            var = f"txn.{self.prefix}x{len(self._vars)}"
+            var = f"txn.x{len(self._vars)}"
             self._vars[key] = var
             self.labels[f"%[var({var})]"] = f"{_SOURCE_LABEL[source]} {name} ~ {pattern}"
-            guard = f"{self.guard} " if self.guard else ""
-            self.rules.append(
-                f"http-request set-var({var}) str(1) if {guard}"
-                f"{{ {word(_fetch(source, name, last=True))} -m reg {regex_word(pattern)} }}"
-            )
+            self.rules.append(RegexFact(var, _fetch(source, name, last=True), pattern))
         return f"%[var({var})]"
 
 
@@ -91,19 +97,20 @@ def condition(match: Match, regexes: RegexFacts) -> Condition | None:
     return tuple(sorted(required.items()))
 
 
-def acl_terms(match: Match) -> list[str]:
+def acl_terms(match: Match) -> list[Raw]:
     """ACL terms (ANDed) for `match`'s method, headers, query and cookies."""
-    terms: list[str] = []
+    terms: list[Raw] = []
     if match.method is not None:
-        terms.append(f"{{ method {match.method} }}")
+        terms.append(Raw("{ method %s }") % match.method)
     for source in ("headers", "query", "cookies"):
         for item in getattr(match, source):
-            fetch = word(_fetch(source, item.name, last=True))
+            fetch = _fetch(source, item.name, last=True)
             if item.exact is not None:
-                terms.append(f"{{ {fetch} -m str {acl_exact(item.exact)} }}")
+                terms.append(Raw("{ %s -m str %s }") % (fetch, acl_exact(item.exact)))
             elif item.regex is not None:
-                terms.append(f"{{ {fetch} -m reg {regex_word(item.regex)} }}")
+                terms.append(Raw("{ %s -m reg %s }") % (fetch, regex_word(item.regex)))
+            elif item.present:
+                terms.append(Raw("{ %s -m found }") % _fetch(source, item.name))
             else:
-                found = f"{{ {word(_fetch(source, item.name))} -m found }}"
-                terms.append(found if item.present else f"!{found}")
+                terms.append(Raw("!{ %s -m found }") % _fetch(source, item.name))
     return terms

@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from ..haproxy.bundle import Bundle
-from ..haproxy.runtime import CommandError
 from ..proxies.haproxy.manager import HAProxyManager
+from ..proxies.haproxy.runtime import CommandError
 
 IDLE_CONFIG = """\
 # Idle: no listener until the agent reloads this HAProxy onto its group's bundle.

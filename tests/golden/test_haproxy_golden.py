@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.haproxy.render import render
-from controlplane.model import load_file
+from controlplane.model import load_file, target_issues
 
 from .conftest import GOLDEN_DIR, check_golden, golden_inputs
 
@@ -16,8 +16,12 @@ HAPROXY_DIR = GOLDEN_DIR / "haproxy"
 
 def haproxy_outputs(source: Path) -> dict[Path, str]:
     """Golden file → expected text: `haproxy/<feature>[.<group>].cfg`, and each map or other
-    file as `haproxy/<feature>[.<group>]/<name>`."""
+    file as `haproxy/<feature>[.<group>]/<name>`; for a config HAProxy cannot express,
+    `haproxy/<feature>.refused`, one issue a line."""
     config = load_file(source)
+    issues = target_issues(config, "haproxy")
+    if issues:
+        return {HAPROXY_DIR / f"{source.stem}.refused": "".join(f"{i}\n" for i in issues)}
     outputs = {}
     for group in config.group_names():
         stem = source.stem if not config.node_groups else f"{source.stem}.{group}"

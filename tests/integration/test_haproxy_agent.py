@@ -37,8 +37,11 @@ INSTANCE = "agent-1"
 DEADLINE = 15.0
 
 
-def config(listen_port: int, fleet: BackendFleet, cluster: str) -> Config:
-    """One listener whose only route sends everything to `cluster` (alpha → a, beta → b)."""
+def config(
+    listen_port: int, fleet: BackendFleet, cluster: str, alpha_at: str | None = None
+) -> Config:
+    """One listener whose only route sends everything to `cluster` (alpha → a, or `alpha_at`;
+    beta → b)."""
     return parse_config(
         {
             "listeners": [
@@ -56,7 +59,7 @@ def config(listen_port: int, fleet: BackendFleet, cluster: str) -> Config:
                 }
             ],
             "clusters": [
-                {"name": "alpha", "endpoints": [{"address": fleet["a"].address}]},
+                {"name": "alpha", "endpoints": [{"address": alpha_at or fleet["a"].address}]},
                 {"name": "beta", "endpoints": [{"address": fleet["b"].address}]},
             ],
         }
@@ -219,6 +222,26 @@ def test_traffic_follows_published_route_changes(stack: Stack) -> None:
 
 
 @pytest.mark.haproxy
+def test_an_endpoint_that_moves_reaches_haproxy_through_the_runtime_api(stack: Stack) -> None:
+    """The runtime table travels with the bundle: the agent's HAProxy takes a new endpoint
+    address without a reload."""
+    first = stack.publish(1, "alpha")
+    stack.wait_for_ack(first)
+    stack.wait_for_backend("a")
+    reloads = stack.agent.manager.reload_count()
+
+    moved = config(stack.listen_port, stack.fleet, "alpha", alpha_at=stack.fleet["b"].address)
+    stack.source.publish(2, moved)
+    current = stack.source.current("default")
+    assert current is not None
+    proxy = stack.wait_for_ack(current.bundle.version)
+    assert proxy.detail["mode"] == "runtime", proxy.detail
+    assert f"alpha/ep1 addr {stack.fleet['b'].address}" in proxy.detail["reason"]
+    stack.wait_for_backend("b")
+    assert stack.agent.manager.reload_count() == reloads
+
+
+@pytest.mark.haproxy
 def test_a_rejected_bundle_is_nacked_once_and_traffic_keeps_flowing(stack: Stack) -> None:
     good = stack.publish(1, "alpha")
     stack.wait_for_ack(good)
@@ -226,7 +249,7 @@ def test_a_rejected_bundle_is_nacked_once_and_traffic_keeps_flowing(stack: Stack
     assert current is not None
     broken = Bundle.of(
         current.bundle.cfg + "    http-request frobnicate-now\n",
-        current.bundle.maps,
+        current.bundle.map_entries,
         current.bundle.files,
     )
     stack.source.put("default", 2, broken)

@@ -5,13 +5,16 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from controlplane.haproxy.bundle import Bundle
+from controlplane.haproxy.bundle import Bundle, Server
+from controlplane.haproxy.templating import MASK
+from controlplane.model import split_address
 from controlplane.proxies.haproxy.manager import HAProxyManager
 from controlplane.proxies.haproxy.outcomes import ApplyResult, HealthEvent
 from tests.harness.backends import BackendFleet, BackendSpec
@@ -23,8 +26,21 @@ pytestmark = pytest.mark.haproxy
 LOOPBACK = "127.0.0.1"
 
 
-def config(port: int, servers: str, *, frontend_extra: str = "", backends_extra: str = "") -> str:
-    """A hand-written HAProxy configuration that honours the manager's contract."""
+def config(
+    port: int,
+    servers: Sequence[Server] = (),
+    *,
+    frontend_extra: str = "",
+    backends_extra: str = "",
+    balance: str = "roundrobin",
+    masked: bool = False,
+) -> str:
+    """A hand-written HAProxy configuration that honours the manager's contract, with
+    `servers` in backend `be` (`masked`: their addresses and weights masked)."""
+    lines = "\n".join(
+        f"    server {s.name} {MASK if masked else s.address} weight {MASK if masked else s.weight}"
+        for s in servers
+    )
     return f"""\
 global
     default-path config
@@ -41,9 +57,25 @@ frontend fe
 {frontend_extra}    default_backend be
 
 backend be
-    balance roundrobin
-{servers}
+    balance {balance}
+{lines}
 {backends_extra}"""
+
+
+def handmade(
+    port: int,
+    servers: Sequence[Server] = (),
+    maps: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    **options: Any,
+) -> Bundle:
+    """`config(...)` as a bundle with its runtime table and skeleton, as the renderer makes
+    them: backend `be`'s servers may change at runtime."""
+    return Bundle.of(
+        config(port, servers, **options),
+        maps,
+        servers={"be": tuple(servers)},
+        masked_cfg=config(port, servers, masked=True, **options),
+    )
 
 
 @dataclass
@@ -77,22 +109,24 @@ def instance(tmp_path: Path) -> Iterator[Instance]:
         manager.stop()
 
 
-def servers(fleet: BackendFleet, *lines: tuple[str, str, int]) -> str:
-    return "\n".join(
-        f"    server {name} {fleet[backend].address} weight {weight}"
-        for name, backend, weight in lines
-    )
+def servers(fleet: BackendFleet, *lines: tuple[str, str, int]) -> tuple[Server, ...]:
+    """Servers named as given, at the fleet's backend, with the weight."""
+    result = []
+    for name, backend, weight in lines:
+        parts = split_address(fleet[backend].address)
+        result.append(Server(name, parts.host, parts.port, weight))
+    return tuple(result)
 
 
 def test_hitless_reloads_under_load(fleet: BackendFleet, instance: Instance) -> None:
     """20 reloads while clients send requests on new and on keep-alive connections: none fails."""
     backend_lines = servers(fleet, ("s1", "a", 1), ("s2", "b", 1))
 
-    def bundle(revision: int) -> Bundle:
-        rule = f"    http-response set-header x-config-revision {revision}\n"
-        return Bundle.of(config(instance.port, backend_lines, frontend_extra=rule))
+    def revision(number: int) -> Bundle:
+        rule = f"    http-response set-header x-config-revision {number}\n"
+        return handmade(instance.port, backend_lines, frontend_extra=rule)
 
-    assert instance.manager.start(bundle(0)).ok
+    assert instance.manager.start(revision(0)).ok
     stop = threading.Event()
     counts: Counter[str] = Counter()
     failures: list[str] = []
@@ -134,10 +168,10 @@ def test_hitless_reloads_under_load(fleet: BackendFleet, instance: Instance) -> 
         client.start()
     try:
         reloads_before = instance.manager.reload_count()
-        for revision in range(1, 21):
-            result = instance.manager.apply(bundle(revision))
+        for number in range(1, 21):
+            result = instance.manager.apply(revision(number))
             assert (result.ok, result.mode) == (True, "reload"), result
-            assert http(LOOPBACK, instance.port).headers["x-config-revision"] == str(revision)
+            assert http(LOOPBACK, instance.port).headers["x-config-revision"] == str(number)
     finally:
         stop.set()
         for client in clients:
@@ -156,18 +190,18 @@ def test_weight_and_address_changes_go_through_runtime(
     fleet: BackendFleet, instance: Instance
 ) -> None:
     manager = instance.manager
-    first = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 1))))
+    first = handmade(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 1)))
     assert manager.start(first).mode == "start"
     assert set(instance.backends_seen(10)) == {"a", "b"}
     reloads = manager.reload_count()
 
-    drained = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 0))))
+    drained = handmade(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 0)))
     result = manager.apply(drained)
     assert (result.ok, result.mode) == (True, "runtime"), result
     assert "be/s2 weight 0" in result.reason
     assert instance.backends_seen(10) == Counter({"a": 10})
 
-    moved = Bundle.of(config(instance.port, servers(fleet, ("s1", "c", 1), ("s2", "b", 0))))
+    moved = handmade(instance.port, servers(fleet, ("s1", "c", 1), ("s2", "b", 0)))
     result = manager.apply(moved)
     assert (result.ok, result.mode) == (True, "runtime"), result
     assert instance.backends_seen(10) == Counter({"c": 10})
@@ -182,16 +216,12 @@ def test_weight_and_address_changes_go_through_runtime(
 
 def test_runtime_refusal_falls_back_to_reload(fleet: BackendFleet, instance: Instance) -> None:
     """A static balancing algorithm refuses weight changes at runtime; the manager reloads."""
-    cfg = config(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 1)))
-    static = cfg.replace("balance roundrobin", "balance static-rr")
     manager = instance.manager
-    assert manager.start(Bundle.of(static)).ok
+    first = servers(fleet, ("s1", "a", 1), ("s2", "b", 1))
+    assert manager.start(handmade(instance.port, first, balance="static-rr")).ok
     reloads = manager.reload_count()
-    result = manager.apply(
-        Bundle.of(
-            static.replace(f"{fleet['b'].address} weight 1", f"{fleet['b'].address} weight 3")
-        )
-    )
+    heavier = servers(fleet, ("s1", "a", 1), ("s2", "b", 3))
+    result = manager.apply(handmade(instance.port, heavier, balance="static-rr"))
     assert (result.ok, result.mode) == (True, "reload"), result
     assert "static LB algorithm" in result.reason
     assert manager.reload_count() == reloads + 1
@@ -209,12 +239,12 @@ def test_map_content_change_goes_through_runtime(fleet: BackendFleet, instance: 
         backends_extra=extra,
     )
     manager = instance.manager
-    assert manager.start(Bundle.of(cfg, {"paths.map": "/b be_b\n"})).ok
+    assert manager.start(Bundle.of(cfg, {"paths.map": [("/b", "be_b")]})).ok
     assert instance.backends_seen(3, "/x/1") == Counter({"a": 3})
     assert instance.backends_seen(3, "/b/1") == Counter({"b": 3})
     reloads = manager.reload_count()
 
-    updated = Bundle.of(cfg, {"paths.map": "# routes\n/b be_b\n/x be_b\n"})
+    updated = Bundle.of(cfg, {"paths.map": [("/b", "be_b"), ("/x", "be_b")]})
     result = manager.apply(updated)
     assert (result.ok, result.mode) == (True, "runtime"), result
     assert "paths.map" in result.reason
@@ -224,7 +254,7 @@ def test_map_content_change_goes_through_runtime(fleet: BackendFleet, instance: 
     assert (manager.workdir / "paths.map").read_text() == updated.maps["paths.map"]
 
     # Large maps go in several payloads, each within HAProxy's CLI buffer.
-    many = "".join(f"/p{i} be_b\n" for i in range(5000)) + "/x be\n"
+    many = [(f"/p{i}", "be_b") for i in range(5000)] + [("/x", "be")]
     result = manager.apply(Bundle.of(cfg, {"paths.map": many}))
     assert (result.ok, result.mode) == (True, "runtime"), result
     [loaded] = manager.runtime.show_maps()
@@ -238,7 +268,7 @@ def test_rejected_config_leaves_the_old_one_running(
     fleet: BackendFleet, instance: Instance
 ) -> None:
     manager = instance.manager
-    good = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    good = handmade(instance.port, servers(fleet, ("s1", "a", 1)))
     assert manager.start(good).ok
     reloads = manager.reload_count()
 
@@ -261,7 +291,7 @@ def test_rejected_config_leaves_the_old_one_running(
 
 def test_stop_ends_every_process(fleet: BackendFleet, instance: Instance) -> None:
     manager = instance.manager
-    assert manager.start(Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))).ok
+    assert manager.start(handmade(instance.port, servers(fleet, ("s1", "a", 1)))).ok
     procs = manager.processes()
     pids = [procs.master.pid, *(w.pid for w in procs.workers)]
     manager.stop()
@@ -288,7 +318,7 @@ def test_apply_restarts_haproxy_whose_master_died(fleet: BackendFleet, instance:
     events: list[HealthEvent] = []
     manager = instance.manager
     manager.supervise_every, manager.on_health = None, events.append
-    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    bundle = handmade(instance.port, servers(fleet, ("s1", "a", 1)))
     assert manager.start(bundle).ok
     procs = manager.processes()
     os.kill(procs.master.pid, signal.SIGKILL)
@@ -310,7 +340,7 @@ def test_a_new_manager_adopts_a_detached_haproxy_without_a_reload(
     """The data plane outlives its manager: a detached HAProxy keeps serving, and the next
     manager of the workdir takes it over; the same bundle then changes nothing."""
     first = instance.manager
-    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    bundle = handmade(instance.port, servers(fleet, ("s1", "a", 1)))
     assert first.start(bundle).ok
     master = first.processes().master.pid
     first.detach()
@@ -322,7 +352,7 @@ def test_a_new_manager_adopts_a_detached_haproxy_without_a_reload(
         assert second.processes().master.pid == master
         assert second.apply(bundle).mode == "unchanged"
         assert second.reload_count() == 0
-        changed = Bundle.of(config(instance.port, servers(fleet, ("s1", "b", 1))))
+        changed = handmade(instance.port, servers(fleet, ("s1", "b", 1)))
         assert second.apply(changed).mode == "runtime"
         assert instance.backends_seen(3) == Counter({"b": 3})
     finally:
@@ -348,7 +378,7 @@ def test_a_killed_haproxy_is_noticed_restarted_on_its_bundle_and_reported(
     events: list[HealthEvent] = []
     manager = instance.manager
     manager.on_health = events.append
-    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    bundle = handmade(instance.port, servers(fleet, ("s1", "a", 1)))
     assert manager.start(bundle).ok
     before = manager.processes()
     pid = before.workers[0].pid if victim == "worker" else before.master.pid
@@ -375,7 +405,7 @@ def test_an_adopted_haproxy_whose_master_dies_is_restarted(
     fleet: BackendFleet, instance: Instance
 ) -> None:
     first = instance.manager
-    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    bundle = handmade(instance.port, servers(fleet, ("s1", "a", 1)))
     assert first.start(bundle).ok
     first.detach()
     events: list[HealthEvent] = []
@@ -400,7 +430,7 @@ def test_a_restart_that_fails_is_reported_and_tried_again(
         tmp_path / "hx", instance_id="test", on_health=events.append, supervise_every=None
     )
     try:
-        bundle = Bundle.of(config(port, servers(fleet, ("s1", "a", 1))))
+        bundle = handmade(port, servers(fleet, ("s1", "a", 1)))
         assert manager.start(bundle).ok
         os.kill(manager.processes().master.pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
@@ -432,7 +462,7 @@ def test_stop_and_detach_end_supervision(fleet: BackendFleet, instance: Instance
     before = supervisors()
     manager = instance.manager
     manager.on_health = events.append
-    bundle = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+    bundle = handmade(instance.port, servers(fleet, ("s1", "a", 1)))
     assert manager.start(bundle).ok
     assert len(supervisors()) == len(before) + 1
     manager.stop()
@@ -455,7 +485,7 @@ def test_output_that_is_not_utf8_is_a_rejection_with_the_message(instance: Insta
     arabic_port = "\u0661\u0662\u0663"
     result = manager.apply(
         Bundle.of(
-            config(instance.port, "").replace(
+            config(instance.port).replace(
                 f"{LOOPBACK}:{instance.port}", f"{LOOPBACK}:{arabic_port}"
             )
         )
@@ -471,7 +501,7 @@ def test_a_manager_that_fails_reports_the_failure(tmp_path: Path) -> None:
     manager = HAProxyManager(
         tmp_path / "hx", haproxy_bin=str(tmp_path / "no-haproxy"), on_apply=results.append
     )
-    result = manager.apply(Bundle.of(config(free_port(), "")))
+    result = manager.apply(handmade(free_port()))
     assert (result.ok, result.mode, result.reason) == (False, "start", "the manager failed")
     assert result.error is not None and result.error.startswith("FileNotFoundError: ")
     assert results == [result]
@@ -485,12 +515,12 @@ def test_a_port_another_process_holds_is_refused_not_shared(
     the other socket."""
     manager = instance.manager
     with SharedPortListener(LOOPBACK) as other:
-        taken = Bundle.of(config(other.port, servers(fleet, ("s1", "a", 1))))
+        taken = handmade(other.port, servers(fleet, ("s1", "a", 1)))
         result = manager.apply(taken)
         assert (result.ok, result.mode) == (False, "start"), result
         assert result.error is not None and "cannot bind socket" in result.error, result
 
-        good = Bundle.of(config(instance.port, servers(fleet, ("s1", "a", 1))))
+        good = handmade(instance.port, servers(fleet, ("s1", "a", 1)))
         assert manager.apply(good).ok
         second = f"frontend other\n    bind {LOOPBACK}:{other.port}\n    default_backend be\n"
         result = manager.apply(Bundle.of(good.cfg + second))

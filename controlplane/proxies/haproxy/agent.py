@@ -34,7 +34,7 @@ import httpx
 
 from ... import __version__
 from ...client import tls_context
-from ...haproxy.bundle import Bundle
+from ...haproxy.bundle import Bundle, BundleError
 from .manager import HAProxyManager
 from .outcomes import ApplyResult, HealthEvent
 
@@ -142,17 +142,10 @@ class BundleClient:
             raise ServerProblem(f"the control plane has no bundle for group {self.group!r}", 404)
         self._expect(response, 200)
         try:
-            data = response.json()
-            bundle = Bundle.of(data["cfg"], data["maps"], data["files"])
-            revision = int(data["revision"])
-            claimed = data["version"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ServerProblem(f"malformed bundle answer: {exc!r}") from None
-        if claimed != bundle.version:
-            raise ServerProblem(
-                f"bundle content does not match its version ({claimed} != {bundle.version})"
-            )
-        return Fetched(revision, bundle)
+            bundle, about = Bundle.from_json(response.content, envelope=("revision",))
+        except BundleError as exc:
+            raise ServerProblem(f"malformed bundle answer: {exc}") from None
+        return Fetched(about["revision"], bundle)
 
     def applied(self, result: ApplyResult, revision: int | None) -> dict[str, Any]:
         """The report of what applying a version did."""

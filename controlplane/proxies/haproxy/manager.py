@@ -46,10 +46,8 @@ over (`adopt`) with the bundle it runs, and an unchanged bundle then needs nothi
 """
 
 import contextlib
-import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -61,15 +59,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from controlplane.haproxy.bundle import Bundle
+from controlplane.haproxy.bundle import Bundle, BundleError
 from controlplane.proxies.haproxy.outcomes import ApplyMode, ApplyResult, HealthEvent, HealthState
-from controlplane.proxies.haproxy.reload_plan import SECTION_KEYWORDS, ChangePlan, plan_change
+from controlplane.proxies.haproxy.reload_plan import ChangePlan, plan_change
 from controlplane.proxies.haproxy.runtime import (
     CommandError,
+    MapEntry,
     MasterCLI,
     ProcessList,
     RuntimeAPI,
-    parse_map_text,
 )
 
 log = logging.getLogger(__name__)
@@ -80,11 +78,29 @@ MASTER_SOCKET = "master.sock"
 RUNTIME_SOCKET = "admin.sock"
 LOG_FILE = "haproxy.log"
 STATE_FILE = "manager-state.json"
-"""The running master's pid and bundle, for a manager that adopts it (`adopt`)."""
+"""The running master's bundle as `Bundle.to_json` writes it, with its `pid`, for a manager that
+adopts it (`adopt`)."""
 _MANAGER_FILES = frozenset(
     {CONFIG_FILE, MANAGER_CONFIG_FILE, MASTER_SOCKET, RUNTIME_SOCKET, LOG_FILE, STATE_FILE}
 )
-_MAP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+SECTION_KEYWORDS = frozenset(
+    {
+        "global",
+        "defaults",
+        "frontend",
+        "backend",
+        "listen",
+        "peers",
+        "resolvers",
+        "userlist",
+        "mailers",
+        "program",
+        "http-errors",
+        "ring",
+        "cache",
+        "fcgi-app",
+    }
+)
 RESERVED_GLOBAL_KEYWORDS = (
     "stats socket",
     "master-worker",
@@ -114,11 +130,16 @@ def bundle_files(bundle: Bundle) -> dict[str, str]:
 
 
 def contract_problems(bundle: Bundle) -> list[str]:
-    """Why the manager cannot run this bundle (empty when it can); see the module docstring."""
+    """Why the manager cannot run this bundle (empty when it can); see the module docstring.
+
+    What every Bundle guarantees (plain file names, well-formed maps and runtime table) is not
+    checked again; what is checked is what a bundle from another source than the renderer
+    could get wrong and HAProxy would still run: file names the manager uses itself, settings
+    it owns, `defaults` without `option idle-close-on-response`."""
     problems = [
-        f"file name {name!r} must be a plain file name other than {sorted(_MANAGER_FILES)}"
+        f"file name {name!r} is one of the manager's own files {sorted(_MANAGER_FILES)}"
         for name in bundle_files(bundle)
-        if not _MAP_NAME.match(name) or name in _MANAGER_FILES
+        if name in _MANAGER_FILES
     ]
     section = ""
     defaults_seen = False
@@ -224,13 +245,13 @@ class HAProxyManager:
             if self.running:
                 return True
             try:
-                state = json.loads((self.workdir / STATE_FILE).read_text())
-                pid = int(state["pid"])
-                bundle = Bundle.of(state["cfg"], state["maps"], state["files"])
-                if bundle.version != state["version"] or not _alive(pid):
+                text = (self.workdir / STATE_FILE).read_bytes()
+                bundle, about = Bundle.from_json(text, envelope=("pid",))
+                pid = about["pid"]
+                if not _alive(pid):
                     return False
                 procs = self.master.show_proc()
-            except (OSError, ValueError, KeyError, TypeError, CommandError):
+            except (OSError, BundleError, CommandError):
                 return False
             self._adopted, self._current = pid, bundle
             with contextlib.suppress(OSError):
@@ -445,7 +466,7 @@ class HAProxyManager:
             refs = [ref for ref in loaded if self._names_map_file(ref.file, change.name)]
             if not refs:
                 raise _RuntimeUnavailable(f"map file {change.name} is not loaded as a map")
-            entries = parse_map_text(change.content)
+            entries = [MapEntry(key, value) for key, value in change.entries]
             for ref in refs:
                 self.runtime.replace_map(f"#{ref.id}", entries)
 
@@ -463,15 +484,9 @@ class HAProxyManager:
             self._restart_delay = _RESTART_BACKOFF[0]
             self._health("restarted", bundle.version, died)
         pid = self._process.pid if self._process is not None else self._adopted
-        state = {
-            "pid": pid,
-            "version": bundle.version,
-            "cfg": bundle.cfg,
-            "maps": dict(bundle.maps),
-            "files": dict(bundle.files),
-        }
+        assert pid is not None
         temporary = self.workdir / f"{STATE_FILE}.tmp"
-        temporary.write_text(json.dumps(state))
+        temporary.write_text(bundle.to_json(pid=pid))
         os.replace(temporary, self.workdir / STATE_FILE)
 
     def _reload(self) -> None:

@@ -220,21 +220,6 @@ def map_payloads(entries: Iterable[MapEntry]) -> list[str]:
     return chunks
 
 
-def parse_map_text(text: str) -> list[MapEntry]:
-    """Entries of a map file as HAProxy reads it: first word is the key, the rest the value.
-
-    Blank lines and lines starting with `#` are skipped.
-    """
-    entries = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, *rest = line.split(maxsplit=1)
-        entries.append(MapEntry(key, rest[0] if rest else ""))
-    return entries
-
-
 class RuntimeAPI:
     """A worker's runtime API (`stats socket <path> level admin`)."""
 

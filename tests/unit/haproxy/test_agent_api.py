@@ -90,7 +90,10 @@ def test_without_known_the_bundle_comes_at_once(client: TestClient, source: Grou
     assert body["revision"] == 1
     assert body["version"] == current.bundle.version
     assert response.headers["etag"] == f'"{current.bundle.version}"'
-    assert Bundle.of(body["cfg"], body["maps"], body["files"]) == current.bundle
+    assert Bundle.from_json(response.content, envelope=("revision",)) == (
+        current.bundle,
+        {"revision": 1},
+    )
     assert "frontend web" in body["cfg"]
 
 

@@ -1,137 +1,135 @@
-"""The change classifier: which bundle differences go through the runtime API."""
+"""The change planner: which differences between rendered bundles go through the runtime API.
 
-from controlplane.haproxy.bundle import Bundle
-from controlplane.proxies.haproxy.reload_plan import (
-    MapUpdate,
-    ServerUpdate,
-    parse_ip_port,
-    plan_change,
-)
-
-BASE = """\
-global
-    default-path config
-
-defaults
-    mode http
-    option idle-close-on-response
-
-frontend fe
-    bind 127.0.0.1:8080
-    http-request set-header X-Tag a
-    use_backend %[path,map_beg(paths.map,be_a)]
-
-backend be_a
-    balance roundrobin
-    server a1 127.0.0.1:9001 weight 1 check
-    server a2 127.0.0.1:9002 weight 1
-
-backend be_b
-    server b1 127.0.0.1:9003 weight 5
+Bundles come from the renderer, which says what the runtime API may change (its runtime table
+and skeleton); the planner compares those, never the text.
 """
-MAPS = {"paths.map": "/b be_b\n"}
+
+from typing import Any
+
+from controlplane.haproxy.bundle import Bundle, Server
+from controlplane.haproxy.render import render
+from controlplane.model import parse_config
+from controlplane.proxies.haproxy.reload_plan import MapUpdate, ServerUpdate, plan_change
 
 
-def bundle(cfg: str = BASE, maps: dict[str, str] | None = None) -> Bundle:
-    return Bundle.of(cfg, MAPS if maps is None else maps)
+def rendered(
+    endpoints: tuple[str, ...] = ("127.0.0.1:9001", "127.0.0.1:9002"),
+    weights: tuple[int, ...] = (1, 1),
+    prefix: str = "/api",
+    timeout: str = "15s",
+    route_timeout: str = "30s",
+) -> Bundle:
+    """A listener routing `prefix` (with a route timeout: a second backend of the cluster) and
+    everything else to cluster `app` of `endpoints`."""
+    app: dict[str, Any] = {
+        "name": "app",
+        "endpoints": [{"address": a, "weight": w} for a, w in zip(endpoints, weights, strict=True)],
+    }
+    routes = [
+        {
+            "match": {"path": {"prefix": prefix}},
+            "backends": [{"cluster": "app"}],
+            "timeout": route_timeout,
+        },
+        {"backends": [{"cluster": "app"}], "timeout": timeout},
+    ]
+    listener = {
+        "name": "web",
+        "address": "127.0.0.1:8080",
+        "protocol": "http",
+        "virtual_hosts": [{"name": "site", "domains": ["*"], "routes": routes}],
+    }
+    return render(parse_config({"listeners": [listener], "clusters": [app]}), "default")
 
 
 def test_identical_bundles_need_nothing() -> None:
-    plan = plan_change(bundle(), bundle())
-    assert not plan.reload
-    assert plan.servers == () and plan.maps == ()
+    plan = plan_change(rendered(), rendered())
+    assert (plan.reload, plan.servers, plan.maps) == (False, (), ())
 
 
-def test_address_and_port_change_is_runtime() -> None:
-    new = BASE.replace("127.0.0.1:9002", "127.0.0.2:9102")
-    plan = plan_change(bundle(), bundle(new))
+def test_the_runtime_table_holds_every_backend_of_a_cluster() -> None:
+    bundle = rendered()
+    assert set(bundle.servers) == {"app", "app:t30s"}
+    assert bundle.servers["app"] == (
+        Server("ep1", "127.0.0.1", 9001, 1),
+        Server("ep2", "127.0.0.1", 9002, 1),
+    )
+
+
+def test_address_and_port_change_is_runtime_in_every_backend_of_the_cluster() -> None:
+    plan = plan_change(rendered(), rendered(endpoints=("127.0.0.1:9001", "127.0.0.2:9102")))
     assert not plan.reload
-    assert plan.servers == (ServerUpdate("be_a", "a2", "127.0.0.2", 9102, None),)
-    assert "be_a/a2" in plan.reason
+    assert plan.servers == (
+        ServerUpdate("app", "ep2", "127.0.0.2", 9102, None),
+        ServerUpdate("app:t30s", "ep2", "127.0.0.2", 9102, None),
+    )
+    assert "app/ep2 addr 127.0.0.2:9102" in plan.reason
 
 
 def test_weight_change_is_runtime() -> None:
-    new = BASE.replace("server b1 127.0.0.1:9003 weight 5", "server b1 127.0.0.1:9003 weight 0")
-    plan = plan_change(bundle(), bundle(new))
+    plan = plan_change(rendered(), rendered(weights=(1, 7)))
     assert not plan.reload
-    assert plan.servers == (ServerUpdate("be_b", "b1", None, None, 0),)
+    assert ServerUpdate("app", "ep2", None, None, 7) in plan.servers
 
 
-def test_address_and_weight_together() -> None:
-    new = BASE.replace("127.0.0.1:9001 weight 1", "[::1]:9005 weight 7")
-    plan = plan_change(bundle(), bundle(new))
-    assert plan.servers == (ServerUpdate("be_a", "a1", "::1", 9005, 7),)
+def test_address_and_weight_together_and_ipv6() -> None:
+    plan = plan_change(
+        rendered(), rendered(endpoints=("[::1]:9005", "127.0.0.1:9002"), weights=(3, 1))
+    )
+    assert ServerUpdate("app", "ep1", "::1", 9005, 3) in plan.servers
 
 
 def test_map_content_change_is_runtime() -> None:
-    plan = plan_change(bundle(), bundle(maps={"paths.map": "/b be_b\n/c be_a\n"}))
+    plan = plan_change(rendered(), rendered(prefix="/v2"))
     assert not plan.reload
-    assert plan.maps == (MapUpdate("paths.map", "/b be_b\n/c be_a\n"),)
+    [update] = plan.maps
+    assert update == MapUpdate(
+        "web.prefix.map", rendered(prefix="/v2").map_entries["web.prefix.map"]
+    )
+    assert ("site/v2/", "D2|0|site/_0|app:t30s") in update.entries
+    assert "web.prefix.map" in plan.reason
 
 
-def test_other_config_change_needs_reload() -> None:
-    new = BASE.replace("X-Tag a", "X-Tag b")
-    plan = plan_change(bundle(), bundle(new))
+def test_other_config_change_needs_reload_and_says_where() -> None:
+    plan = plan_change(rendered(), rendered(route_timeout="45s"))
     assert plan.reload
-    assert "X-Tag" in plan.reason
+    assert "line 55" in plan.reason and "for routes with t45s" in plan.reason
 
 
 def test_added_server_needs_reload() -> None:
-    new = BASE.replace("weight 5\n", "weight 5\n    server b2 127.0.0.1:9004 weight 5\n")
-    assert plan_change(bundle(), bundle(new)).reload
-
-
-def test_renamed_server_needs_reload() -> None:
-    new = BASE.replace("server a2 ", "server a3 ")
-    assert plan_change(bundle(), bundle(new)).reload
-
-
-def test_changed_server_option_needs_reload() -> None:
-    new = BASE.replace("weight 1 check", "weight 1")
-    assert plan_change(bundle(), bundle(new)).reload
+    three = rendered(
+        endpoints=("127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"), weights=(1, 1, 1)
+    )
+    assert plan_change(rendered(), three).reload
 
 
 def test_host_name_address_needs_reload() -> None:
-    new = BASE.replace("127.0.0.1:9002", "backend.internal:9002")
-    plan = plan_change(bundle(), bundle(new))
+    names = rendered(endpoints=("a.internal:9001", "127.0.0.1:9002"))
+    assert plan_change(rendered(), names).reload
+    other = rendered(endpoints=("b.internal:9001", "127.0.0.1:9002"))
+    plan = plan_change(names, other)
     assert plan.reload
-    assert "be_a/a2" in plan.reason
-
-
-def test_removed_weight_needs_reload() -> None:
-    new = BASE.replace("server b1 127.0.0.1:9003 weight 5", "server b1 127.0.0.1:9003")
-    assert plan_change(bundle(), bundle(new)).reload
+    assert "app/ep1 address a.internal:9001 -> b.internal:9001" in plan.reason
 
 
 def test_added_map_file_needs_reload() -> None:
-    maps = {**MAPS, "hosts.map": "example.com be_a\n"}
-    plan = plan_change(bundle(), bundle(maps=maps))
+    before = rendered()
+    maps = {**before.map_entries, "web.extra.map": (("k", "v"),)}
+    plan = plan_change(before, Bundle.of(before.cfg, maps, before.files, before.servers))
     assert plan.reload
-    assert "hosts.map" in plan.reason
 
 
-def test_servers_outside_backends_are_not_runtime() -> None:
-    peers = BASE + "\npeers mesh\n    server p1 127.0.0.1:7000\n"
-    moved = peers.replace("127.0.0.1:7000", "127.0.0.1:7001")
-    assert plan_change(bundle(peers), bundle(moved)).reload
+def test_a_bundle_made_from_text_alone_reloads_on_any_change_of_its_text() -> None:
+    cfg = "backend be\n    server s1 127.0.0.1:9001 weight 1\n"
+    moved = cfg.replace("9001", "9002")
+    assert plan_change(Bundle.of(cfg), Bundle.of(moved)).reload
+    assert not plan_change(
+        Bundle.of(cfg, {"a.map": [("k", "1")]}), Bundle.of(cfg, {"a.map": [("k", "2")]})
+    ).reload
 
 
-def test_listen_sections_hold_runtime_servers() -> None:
-    cfg = BASE + "\nlisten tcp_in\n    bind 127.0.0.1:7000\n    server t1 127.0.0.1:7001 weight 2\n"
-    new = cfg.replace("7001 weight 2", "7002 weight 3")
-    plan = plan_change(bundle(cfg), bundle(new))
-    assert plan.servers == (ServerUpdate("tcp_in", "t1", "127.0.0.1", 7002, 3),)
-
-
-def test_whitespace_change_needs_reload() -> None:
-    assert plan_change(bundle(), bundle(BASE.replace("    balance", "  balance"))).reload
-
-
-def test_parse_ip_port() -> None:
-    assert parse_ip_port("127.0.0.1:80") == ("127.0.0.1", 80)
-    assert parse_ip_port("[::1]:80") == ("::1", 80)
-    assert parse_ip_port("localhost:80") is None
-    assert parse_ip_port("127.0.0.1") is None
-    assert parse_ip_port("127.0.0.1:+10") is None
-    assert parse_ip_port("[::1%lo]:80") is None
-    assert parse_ip_port("unix@/tmp/x.sock") is None
+def test_tables_that_disagree_on_servers_need_reload() -> None:
+    before = rendered()
+    renamed = {"app": (Server("x1", "127.0.0.1", 9001, 1),), "app:t30s": before.servers["app:t30s"]}
+    same_text = Bundle(before.cfg, before.map_entries, before.files, renamed, before.skeleton)
+    assert plan_change(before, same_text).reload

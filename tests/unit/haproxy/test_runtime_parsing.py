@@ -1,12 +1,11 @@
-"""Parsing of HAProxy CLI answers and map files, and the manager's bundle contract."""
+"""Parsing of HAProxy CLI answers, map payloads, and the manager's bundle contract."""
 
-from controlplane.haproxy.bundle import Bundle, bundle_version
+from controlplane.haproxy.bundle import Bundle
 from controlplane.proxies.haproxy.manager import contract_problems
 from controlplane.proxies.haproxy.runtime import (
     PAYLOAD_CHUNK_BYTES,
     MapEntry,
     map_payloads,
-    parse_map_text,
     parse_show_proc,
 )
 
@@ -30,30 +29,13 @@ def test_parse_show_proc() -> None:
     assert [(w.pid, w.reloads) for w in procs.old_workers] == [(1233, 3)]
 
 
-def test_parse_map_text() -> None:
-    text = "# comment\n\n/api  be_api\n  /b\tbe b  \n/c\n"
-    assert parse_map_text(text) == [
-        MapEntry("/api", "be_api"),
-        MapEntry("/b", "be b"),
-        MapEntry("/c", ""),
-    ]
-
-
 def test_map_payloads_fit_the_cli_buffer_and_keep_order() -> None:
     entries = [MapEntry(f"/path/{i}", f"backend_{i}") for i in range(3000)]
     chunks = map_payloads(entries)
     assert len(chunks) > 1
     assert all(len(chunk) <= PAYLOAD_CHUNK_BYTES for chunk in chunks)
-    assert parse_map_text("".join(chunks)) == entries
-
-
-def test_bundle_version_is_a_content_hash() -> None:
-    a = Bundle.of("cfg", {"a.map": "x y\n"})
-    assert a.version == bundle_version("cfg", {"a.map": "x y\n"})
-    assert a.version == Bundle.of("cfg", {"a.map": "x y\n"}).version
-    assert a.version != Bundle.of("cfg", {"a.map": "x z\n"}).version
-    assert a.version != Bundle.of("cfg", {"b.map": "x y\n"}).version
-    assert Bundle.of("ab", {}).version != Bundle.of("a", {"b": ""}).version
+    lines = "".join(chunks).splitlines()
+    assert [MapEntry(*line.split(" ", 1)) for line in lines] == entries
 
 
 GOOD = """\
@@ -68,7 +50,7 @@ frontend fe
 
 
 def test_contract_accepts_a_conforming_config() -> None:
-    assert contract_problems(Bundle.of(GOOD, {"paths.map": ""})) == []
+    assert contract_problems(Bundle.of(GOOD, {"paths.map": [("/a", "be")]})) == []
 
 
 def test_contract_rejects_settings_the_manager_owns() -> None:
@@ -87,6 +69,9 @@ def test_contract_requires_defaults_before_proxies() -> None:
     assert any("before any defaults" in p for p in contract_problems(Bundle.of(cfg)))
 
 
-def test_contract_rejects_map_names_with_paths() -> None:
-    assert contract_problems(Bundle.of(GOOD, {"../x.map": ""}))
-    assert contract_problems(Bundle.of(GOOD, {"haproxy.cfg": ""}))
+def test_contract_rejects_the_manager_s_own_file_names() -> None:
+    problems = contract_problems(Bundle.of(GOOD, {"manager.cfg": []}))
+    assert problems == [
+        "file name 'manager.cfg' is one of the manager's own files ['admin.sock', "
+        "'haproxy.cfg', 'haproxy.log', 'manager-state.json', 'manager.cfg', 'master.sock']"
+    ]

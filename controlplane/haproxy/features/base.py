@@ -1,0 +1,74 @@
+"""The feature hook: what a route- or listener-level policy adds to the HAProxy configuration.
+
+A feature is a `Feature` subclass in a module of its own, registered in `FEATURES`
+(`controlplane.haproxy.features`). For each phase it takes part in, it overrides the method of
+that name, which returns the values its template reads (or None: nothing to add here), and
+ships the template `templates/features/<name>/<phase>.j2`, which reads them as `data`:
+
+- `frontend` (every listener): declarations at the head of the frontend, after `bind`:
+  a stick table, `maxconn`, `tcp-request connection` rules.
+- `request` (HTTP listeners): `http-request` rules once the route is decided (`txn.route`
+  holds its id; a request without a route has had its 404) and before the backend is chosen;
+  features run in `FEATURES` order, so one refusing a request comes before those changing it.
+- `response` (HTTP listeners): response rules (`http-response`, `http-after-response`,
+  which also sees HAProxy's own answers).
+- `sections` (every listener): sections of its own after the backends, such as a backend
+  holding only a stick table (HAProxy keeps one table per section).
+- `backend` (every backend of every cluster): lines of the backend, before its servers.
+
+Per-route values go in map files keyed by route id (`scope.maps.add(purpose, route_id,
+value)` returns the map's file name), so rules stay one per listener however many routes use
+the policy. Values reach the text only through the templates, which quote them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from ..scopes import BackendScope, ListenerScope
+
+Phase = Literal["frontend", "request", "response", "sections", "backend"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one feature adds at one phase: a template and the values it reads as `data`."""
+
+    template: str
+    data: object
+
+
+class Feature:
+    """A policy of the HAProxy compiler; every phase adds nothing unless overridden."""
+
+    name: ClassVar[str]
+    """The feature's templates are `templates/features/<name>/<phase>.j2`."""
+
+    def frontend(self, scope: ListenerScope) -> object | None:
+        return None
+
+    def request(self, scope: ListenerScope) -> object | None:
+        return None
+
+    def response(self, scope: ListenerScope) -> object | None:
+        return None
+
+    def sections(self, scope: ListenerScope) -> object | None:
+        return None
+
+    def backend(self, scope: BackendScope) -> object | None:
+        return None
+
+
+def parts(
+    features: tuple[Feature, ...], phase: Phase, scope: ListenerScope | BackendScope
+) -> list[Part]:
+    """What `features` add at `phase` for `scope`, in their order."""
+    found = []
+    for feature in features:
+        method = getattr(feature, phase)
+        data = method(scope)
+        if data is not None:
+            found.append(Part(f"features/{feature.name}/{phase}.j2", data))
+    return found

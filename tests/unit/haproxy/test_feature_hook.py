@@ -1,0 +1,111 @@
+"""The feature hook: a feature's rules land at its phases' defined points, its per-route values
+in its own maps, and the features the compiler ships are registered in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import jinja2
+import pytest
+
+from controlplane.haproxy import features, render
+from controlplane.haproxy.features.base import Feature
+from controlplane.haproxy.scopes import BackendScope, ListenerScope
+from controlplane.haproxy.templating import environment
+from controlplane.model import load_file
+from tests.golden.conftest import GOLDEN_DIR
+
+PROBE_TEMPLATES = {
+    f"features/probe/{phase}.j2": f"    # probe {phase} {{{{ data }}}}\n"
+    for phase in ("frontend", "request", "response", "backend")
+} | {
+    "features/probe/sections.j2": "backend probe.{{ data }}\n    stick-table type string size 1k\n"
+}
+
+
+class Probe(Feature):
+    """Takes part in every phase; its per-route value is the route id's length."""
+
+    name = "probe"
+
+    def frontend(self, scope: ListenerScope) -> str:
+        return scope.listener.name
+
+    def request(self, scope: ListenerScope) -> str | None:
+        for entry in scope.routes:
+            scope.maps.add("probe", entry.id, str(len(entry.id)))
+        return scope.maps.name("probe") if scope.routes else None
+
+    def response(self, scope: ListenerScope) -> str | None:
+        return scope.listener.name if scope.routes else None
+
+    def sections(self, scope: ListenerScope) -> str:
+        return scope.listener.name
+
+    def backend(self, scope: BackendScope) -> str:
+        return scope.name
+
+
+@pytest.fixture
+def probed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    env = environment()
+    loader = env.loader
+    assert loader is not None
+    env.loader = jinja2.ChoiceLoader([jinja2.DictLoader(PROBE_TEMPLATES), loader])
+    monkeypatch.setattr(render, "FEATURES", (*features.FEATURES, Probe()))
+    try:
+        yield
+    finally:
+        env.loader = loader
+
+
+def lines_of(cfg: str) -> list[str]:
+    return [line.strip() for line in cfg.splitlines()]
+
+
+def test_each_phase_lands_at_its_point(probed: None) -> None:
+    config = load_file(GOLDEN_DIR / "headers.yaml")
+    bundle = render.render(config, "default")
+    lines = lines_of(bundle.cfg)
+    at = lines.index
+    assert at("# probe frontend web") == at("bind 127.0.0.1:10080") + 1
+    decided = at("http-request return status 404 if !{ var(txn.route) -m found }")
+    choice = at("use_backend %[var(txn.be)] if { var(txn.be) -m found }")
+    request = at("# probe request web.probe.map")
+    assert decided < at("# request header mutations of routes: remove, set, add") < request < choice
+    response = at("# probe response web")
+    assert choice < at("# response header mutations of routes: remove, set, add") < response
+    for backend in bundle.servers:
+        probe = at(f"# probe backend {backend}")
+        assert lines[probe - 1].startswith(("default-server", "retries", "option redispatch"))
+        assert lines[probe + 1].startswith("server ")
+    assert at("backend probe.web") > max(at(f"backend {b}") for b in bundle.servers)
+
+
+def test_per_route_values_go_in_the_feature_s_own_map(probed: None) -> None:
+    bundle = render.render(load_file(GOLDEN_DIR / "headers.yaml"), "default")
+    entries = dict(bundle.map_entries["web.probe.map"])
+    assert entries and all(value == str(len(key)) for key, value in entries.items())
+
+
+def test_tcp_listeners_take_frontend_and_sections_phases(probed: None) -> None:
+    bundle = render.render(load_file(GOLDEN_DIR / "l4-tcp-tls.yaml"), "default")
+    lines = lines_of(bundle.cfg)
+    assert lines.index("# probe frontend tcp") == lines.index("bind 127.0.0.1:10090") + 1
+    assert "backend probe.passthrough" in lines
+    assert not any(line.startswith(("# probe request", "# probe response")) for line in lines)
+
+
+def test_the_shipped_features_are_registered_in_the_order_their_rules_run() -> None:
+    assert [f.name for f in features.FEATURES] == ["answers", "prefix_rewrite", "headers"]
+
+
+def test_every_shipped_feature_has_a_template_for_each_phase_it_takes_part_in() -> None:
+    names = set(environment().list_templates())
+    for feature in features.FEATURES:
+        for phase in ("frontend", "request", "response", "sections", "backend"):
+            overridden = getattr(type(feature), phase) is not getattr(Feature, phase)
+            assert overridden == (f"features/{feature.name}/{phase}.j2" in names), (
+                feature.name,
+                phase,
+            )
