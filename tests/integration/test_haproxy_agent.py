@@ -231,7 +231,7 @@ def test_an_endpoint_that_moves_reaches_haproxy_through_the_runtime_api(stack: S
     reloads = stack.agent.manager.reload_count()
 
     moved = config(stack.listen_port, stack.fleet, "alpha", alpha_at=stack.fleet["b"].address)
-    stack.source.publish(2, moved)
+    publish_config(stack.source, 2, moved)
     current = stack.source.current("default")
     assert current is not None
     proxy = stack.wait_for_ack(current.bundle.version)
