@@ -15,26 +15,24 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 import yaml
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.proxies.haproxy.agent import HAProxyAgent
-from controlplane.proxies.haproxy.manager import HAProxyManager
-from controlplane.serve import Running, ServeOptions, start_server
+from controlplane.serve import ServeOptions
 from controlplane.xds import types
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
 from tests.harness.envoy import EnvoyProcess, wait_for
 from tests.harness.loop_thread import LoopThread
 from tests.harness.ports import SharedPortListener, connect_times, free_port
+from tests.harness.served import ServedServer
 
 pytestmark = [pytest.mark.envoy, pytest.mark.haproxy, pytest.mark.timeout(180)]
 
@@ -96,47 +94,25 @@ def stop_agent(agent: HAProxyAgent, thread: threading.Thread) -> None:
     assert not thread.is_alive(), "the agent did not stop"
 
 
-class Lab:
+class Lab(ServedServer):
     """The server (restarted by the last test) and what it serves: the edge listener's port,
     the agents' listener's port, the backend's address, and the agent once started."""
 
     def __init__(
         self, thread: LoopThread, options: ServeOptions, ports: tuple[int, int], backend: str
     ) -> None:
-        self.thread = thread
-        self.options = options
+        super().__init__(thread, options, TOKEN)
         self.port, self.agent_port = ports
         self.backend = backend
         self.agent: HAProxyAgent | None = None
-        self.running: Running | None = None
-        self.api = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
 
     def config(self, held: int | None = None) -> dict[str, Any]:
         return config(self.port, self.agent_port, self.backend, held)
 
-    def start(self) -> None:
-        running = self.thread.run(start_server(self.options))
-        self.running = running
-        self.options = replace(
-            self.options,
-            api=running.api.url.removeprefix("http://"),
-            xds=f"127.0.0.1:{running.xds.port}",
-        )
-        self.api.base_url = httpx.URL(running.api.url)
-
-    def stop(self, keep_proxies: bool = False) -> None:
-        running, self.running = self.running, None
-        if running is not None:
-            self.thread.run(running.stop(keep_proxies))
-
     @property
     def url(self) -> str:
+        """The API's URL, also while the server is stopped (agents keep it)."""
         return str(self.api.base_url).rstrip("/")
-
-    @property
-    def local(self) -> HAProxyManager:
-        assert self.running is not None
-        return self.running.local[0].manager
 
     def head(self) -> int:
         return int(self.api.get("/v1/status").json()["revision"])
@@ -164,7 +140,6 @@ class Lab:
 
     def events(self, node_id: str) -> list[str]:
         """The ledger's supervision events of a proxy, in order."""
-        assert self.running is not None
         proxy = self.running.ledger.get(node_id)
         assert proxy is not None
         return [e.action for e in proxy.events if e.action not in ("sent", "ack", "nack")]
@@ -219,7 +194,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         agent: tuple[HAProxyAgent, threading.Thread] | None = None
         try:
             lab.start()
-            assert lab.running is not None
             envoy = EnvoyProcess(tmp, ENVOY_ID, "edge", lab.running.xds.port or 0)
             envoy.start()
             agent = start_agent(lab.url, tmp / "agent")
@@ -396,7 +370,6 @@ def test_proxies_gone_for_longer_than_forget_after_are_dropped(tmp_path: Path) -
         lab = Lab(thread, options, (0, 0), web.address)
         try:
             lab.start()
-            assert lab.running is not None
             xds_port = lab.running.xds.port or 0
             agent = start_agent(lab.url, tmp_path / "agent")
             with (
