@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -168,27 +169,33 @@ class Lab(ServedServer):
         return row
 
 
+def serve_options(tmp: Path, seed_config: dict[str, Any], **overrides: Any) -> ServeOptions:
+    """What the labs here run: `serve` on free ports with the tokens and a seed config written
+    in `tmp`, a local HAProxy of group edge on HAPROXY_HOST; `overrides` change any of it."""
+    tokens, seed = tmp / "tokens.yaml", tmp / "config.yaml"
+    tokens.write_text(TOKENS)
+    seed.write_text(yaml.safe_dump(seed_config))
+    options = ServeOptions(
+        db=tmp / "store.db",
+        config=seed,
+        api="127.0.0.1:0",
+        xds="127.0.0.1:0",
+        tokens_file=tokens,
+        haproxy_groups=("edge",),
+        haproxy_bind=HAPROXY_HOST,
+        workdir=tmp / "run",
+    )
+    return replace(options, **overrides)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("supervision")
-    tokens = tmp / "tokens.yaml"
-    tokens.write_text(TOKENS)
     thread = LoopThread()
     with BackendFleet() as backends:
         web = backends.start(BackendSpec("web"))
         port, agent_port = free_port(), free_port()
-        seed = tmp / "config.yaml"
-        seed.write_text(yaml.safe_dump(config(port, agent_port, web.address)))
-        options = ServeOptions(
-            db=tmp / "store.db",
-            config=seed,
-            api="127.0.0.1:0",
-            xds="127.0.0.1:0",
-            tokens_file=tokens,
-            haproxy_groups=("edge",),
-            haproxy_bind=HAPROXY_HOST,
-            workdir=tmp / "run",
-        )
+        options = serve_options(tmp, config(port, agent_port, web.address))
         lab = Lab(thread, options, (port, agent_port), web.address)
         envoy: EnvoyProcess | None = None
         agent: tuple[HAProxyAgent, threading.Thread] | None = None
@@ -349,24 +356,11 @@ def test_after_a_restart_the_polling_agent_is_listed_within_one_poll(lab: Lab) -
 def test_proxies_gone_for_longer_than_forget_after_are_dropped(tmp_path: Path) -> None:
     """With `forget_after` 1 s: an Envoy that stopped, an anonymous xDS stream that closed and
     an agent that stopped are dropped from the status; the local HAProxy stays."""
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(TOKENS)
     thread = LoopThread()
     with BackendFleet() as backends:
         web = backends.start(BackendSpec("web"))
-        seed = tmp_path / "config.yaml"
-        seed.write_text(yaml.safe_dump(config(free_port(), free_port(), web.address)))
-        options = ServeOptions(
-            db=tmp_path / "store.db",
-            config=seed,
-            api="127.0.0.1:0",
-            xds="127.0.0.1:0",
-            tokens_file=tokens,
-            haproxy_groups=("edge",),
-            haproxy_bind=HAPROXY_HOST,
-            workdir=tmp_path / "run",
-            forget_after=1.0,
-        )
+        seed = config(free_port(), free_port(), web.address)
+        options = serve_options(tmp_path, seed, forget_after=1.0)
         lab = Lab(thread, options, (0, 0), web.address)
         try:
             lab.start()
@@ -424,20 +418,13 @@ class AnonymousStream:
 def test_a_revision_the_server_cannot_apply_is_a_nack(tmp_path: Path) -> None:
     """The local HAProxy's manager fails (its binary is missing): a refusal of revision 1 with
     the error, not a failed push nobody sees."""
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(TOKENS)
-    seed = tmp_path / "config.yaml"
-    seed.write_text(yaml.safe_dump(config(free_port(), free_port(), "127.0.0.1:9")))
-    options = ServeOptions(
-        db=tmp_path / "store.db",
-        config=seed,
-        api="127.0.0.1:0",
-        xds="127.0.0.1:0",
-        tokens_file=tokens,
+    seed = config(free_port(), free_port(), "127.0.0.1:9")
+    options = serve_options(
+        tmp_path,
+        seed,
         targets=("haproxy",),
-        haproxy_groups=("edge",),
         haproxy_bin=str(tmp_path / "no-haproxy"),
-        workdir=tmp_path / "run",
+        haproxy_bind=None,
     )
     thread = LoopThread()
     lab = Lab(thread, options, (0, 0), "127.0.0.1:9")
