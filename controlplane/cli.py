@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import ssl
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -291,6 +291,94 @@ def status(server: ServerOption, token: TokenOption = None, ca: CaOption = None)
         typer.echo(f"cannot reach {exc}", err=True)
         code = client.EXIT_FAILED
     raise typer.Exit(code)
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """`k=v` options as a mapping; exit 2 naming the option when one has no `=`."""
+    found: dict[str, str] = {}
+    for value in values or ():
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            fail([f"{option} {value!r}: expected NAME=VALUE"])
+        found[name] = text
+    return found
+
+
+@app.command()
+def explain(
+    file: Annotated[
+        Path | None, typer.Argument(help="Config file (YAML or JSON); or --server.")
+    ] = None,
+    listener: Annotated[str, typer.Option(help="The listener the request reaches.")] = "",
+    host: Annotated[str | None, typer.Option(help="The Host header (or :authority).")] = None,
+    path: Annotated[str, typer.Option(help="The path, with a query string if any.")] = "/",
+    method: Annotated[str, typer.Option(help="The HTTP method.")] = "GET",
+    header: Annotated[
+        list[str] | None, typer.Option(help="A request header, NAME=VALUE (repeatable).")
+    ] = None,
+    cookie: Annotated[
+        list[str] | None, typer.Option(help="A cookie, NAME=VALUE (repeatable).")
+    ] = None,
+    sni: Annotated[str | None, typer.Option(help="The TLS server name (https, tls).")] = None,
+    client_ip: Annotated[
+        str, typer.Option("--client-ip", help="The client address the proxy sees.")
+    ] = "127.0.0.1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    server: Annotated[
+        str | None, typer.Option(help="Explain at a running server's head instead of FILE.")
+    ] = None,
+    token: TokenOption = None,
+    ca: CaOption = None,
+) -> None:
+    """Print which way a request goes, as the model defines it: listener, TLS, virtual host,
+    route (and why it beat the others that matched), action, the policies that apply, and
+    what Envoy and HAProxy call each part. Exit 2 for a bad request or an unknown listener."""
+    from .explain import as_text
+    from .explain import explain as explain_request
+    from .model.decision import parse_request
+
+    if (file is None) == (server is None):
+        fail(["explain: give a config FILE or --server, not both"])
+    if not listener:
+        fail(["explain: --listener is required"])
+    data: dict[str, object] = {
+        "listener": listener,
+        "host": host,
+        "path": path,
+        "method": method,
+        "headers": _pairs(header, "--header"),
+        "cookies": _pairs(cookie, "--cookie"),
+        "sni": sni,
+        "client_ip": client_ip,
+    }
+    if server is not None:
+        decision = _explain_remote(api_client(server, token, ca), data)
+    else:
+        assert file is not None
+        config = load_or_exit(file)
+        try:
+            decision = explain_request(config, parse_request(data)).as_json()
+        except ConfigError as exc:
+            fail([f"explain: {issue}" for issue in exc.issues])
+    if as_json:
+        typer.echo(json.dumps(decision, indent=2))
+    else:
+        for line in as_text(decision):
+            typer.echo(line)
+
+
+def _explain_remote(api: client.ApiClient, data: dict[str, object]) -> dict[str, Any]:
+    try:
+        reply = api.request("POST", "/v1/explain", data)
+    except client.ServerUnreachable as exc:
+        typer.echo(f"cannot reach {exc}", err=True)
+        raise typer.Exit(client.EXIT_FAILED) from None
+    if reply.status == 422:
+        fail(client.issue_lines(reply, "explain"))
+    if reply.status != 200 or not isinstance(reply.data, dict):
+        typer.echo(f"explain: {reply.error}", err=True)
+        raise typer.Exit(client.EXIT_FAILED)
+    return reply.data
 
 
 @app.command("haproxy-agent")

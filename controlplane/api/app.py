@@ -15,7 +15,7 @@ from .. import __version__
 from ..model import PROXY_KINDS, Config, ProxyKind
 from ..prometheus import MetricsSource
 from ..store import Store
-from . import routes_config, routes_objects, routes_status
+from . import routes_config, routes_explain, routes_objects, routes_status
 from .auth import Authorizer, TokenSet
 from .deps import ApiContext, agent
 from .diff import DiffExplainer, ModelOnly
@@ -103,6 +103,7 @@ def create_app(
     app.include_router(routes_config.router())
     app.include_router(routes_objects.router())
     app.include_router(routes_status.router())
+    app.include_router(routes_explain.router())
     for extra in agents:
         app.include_router(
             extra, prefix="/v1", dependencies=[Depends(agent)], responses=errors(401, 403)
