@@ -201,3 +201,55 @@ def test_status_with_a_ca_file_that_does_not_load_exits_2(tmp_path: Path) -> Non
     result = controlplane("status", "--server", "https://127.0.0.1:1", "--ca", str(missing))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"--ca {missing}: No such file or directory"]
+
+
+def test_explain_prints_each_step_of_the_decision() -> None:
+    result = controlplane(
+        "explain", str(ROOT / "examples/quickstart.yaml"), "--listener", "web", "--path", "/api/v1"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "host       site (domain *: any)"
+    assert lines[2].startswith(
+        "route      api (listeners[0].virtual_hosts[0].routes[0]; prefix /api"
+    )
+    assert lines[3] == "  not      default: matches too, but a longer prefix comes first"
+    assert "backend    api-canary 10% (round_robin: 127.0.0.1:18082 100%)" in lines
+    assert any(line.startswith("envoy      listener web;") for line in lines)
+    assert any("route site/api;" in line for line in lines if line.startswith("haproxy"))
+
+
+def test_explain_json_is_the_decision_for_machines() -> None:
+    result = controlplane(
+        "explain",
+        str(ROOT / "examples/nginx-article.yaml"),
+        "--listener",
+        "https",
+        "--sni",
+        "www.example.com",
+        "--path",
+        "/static/app.css",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["tls"]["server_name"] == "*.example.com"
+    assert data["route"]["key"] == "static"
+    assert data["names"]["envoy"]["filter_chain"] == "certificate-0"
+    assert data["names"]["haproxy"]["backends"][0]["backend"] == "static-servers"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listener", "nope"], "explain: listener: no listener named 'nope' (listeners: web)"),
+        (["--listener", "web", "--header", "novalue"], "--header 'novalue': expected NAME=VALUE"),
+        (["--listener", "web", "--path", "x"], "explain: path: a path is '/' then visible ASCII"),
+        ([], "explain: --listener is required"),
+    ],
+)
+def test_explain_refuses_a_bad_request_with_exit_2(args: list[str], message: str) -> None:
+    result = controlplane("explain", str(ROOT / "examples/quickstart.yaml"), *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.stderr
