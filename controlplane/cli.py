@@ -381,6 +381,111 @@ def _explain_remote(api: client.ApiClient, data: dict[str, object]) -> dict[str,
     return reply.data
 
 
+@app.command()
+def advise(
+    file: Annotated[Path, typer.Argument(help="Config file (YAML or JSON).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the advice as JSON.")] = False,
+    measured: Annotated[
+        Path | None,
+        typer.Option(
+            help="A `bench l4-vs-l7` JSON file to cite (default: the run docs/l4-vs-l7.md records)."
+        ),
+    ] = None,
+) -> None:
+    """Apply the L4-or-L7 decision framework to a config: per listener the layer, the
+    features that need L7 (or that it could run at L4, and what that saves, measured), the
+    traps, and whether a two-tier layout fits. Exit 2 for a config that does not validate
+    (with the traps that explain why, when there are)."""
+    from . import advise as advising
+    from .model.advice import advise as advice_for
+    from .model.advice import passthrough_traps
+    from .model.loading import parse_text
+
+    try:
+        figures = advising.load_figures(measured)
+    except (OSError, ValueError) as exc:
+        fail([f"--measured {measured}: {exc}"])
+    try:
+        config = load_file(file)
+    except ConfigFileError as exc:
+        fail([str(exc)])
+    except ConfigError as exc:
+        try:
+            data = parse_text(file.read_text(), str(file))
+        except (ConfigFileError, OSError):
+            data = None
+        traps = passthrough_traps(data)
+        fail(
+            [f"{file}: trap {t.kind} at {t.where}: {t.message}" for t in traps]
+            + [f"{file}: {issue}" for issue in exc.issues]
+        )
+    advice = advice_for(config)
+    if as_json:
+        typer.echo(json.dumps(advising.as_json(advice, figures), indent=2))
+    else:
+        for line in advising.as_text(advice, figures):
+            typer.echo(line)
+
+
+bench_app = typer.Typer(
+    help="Measure on this machine, through real proxies the product configures.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("l4-vs-l7")
+def bench_l4_vs_l7(
+    out: Annotated[Path, typer.Option(help="Directory for l4-vs-l7.json and l4-vs-l7.png.")] = Path(
+        "bench-results"
+    ),
+    seconds: Annotated[int, typer.Option(min=1, help="Seconds of wrk per measurement.")] = 5,
+    connections: Annotated[int, typer.Option(min=1, help="wrk's connections.")] = 16,
+    requests: Annotated[
+        int | None,
+        typer.Option(min=10, help="Use the Python client: this many requests per measurement."),
+    ] = None,
+    idle: Annotated[
+        int, typer.Option(min=10, max=5000, help="Idle connections held to measure memory.")
+    ] = 1000,
+) -> None:
+    """New connections/s, keep-alive requests/s, added latency (p50, p99) and memory per idle
+    connection through HAProxy and Envoy in tcp and http mode (one worker each) against the
+    backend directly, and TLS termination against passthrough; CPU time per request from
+    /proc beside each rate. Prints a table beside the article's claims, writes JSON and a
+    PNG chart (with the `bench` extra's matplotlib)."""
+    import tempfile
+
+    from .bench import report
+    from .bench.l4_vs_l7 import Settings, run
+    from .bench.lab import BenchError
+    from .bench.load import wrk_binary
+
+    if requests is None and wrk_binary() is None:
+        fail(["bench: wrk is not installed (apt-get install wrk), or pass --requests N"])
+    settings = Settings(seconds, connections, requests, idle)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cp-bench-") as workdir:
+            data = run(Path(workdir), settings, lambda s: typer.echo(f"  {s}", err=True))
+    except BenchError as exc:
+        typer.echo(f"bench: {exc}", err=True)
+        raise typer.Exit(client.EXIT_FAILED) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "l4-vs-l7.json").write_text(json.dumps(data, indent=2) + "\n")
+    for line in [*report.table(data), "", *report.tls_table(data), "", *report.reading(data)]:
+        typer.echo(line)
+    machine = data["machine"]
+    typer.echo(
+        f"\nload average {machine['load_average_start'][0]:.2f} -> "
+        f"{machine['load_average_end'][0]:.2f} on {machine['cpus']} CPUs; {out / 'l4-vs-l7.json'}"
+    )
+    if report.chart(data, out / "l4-vs-l7.png"):
+        typer.echo(f"chart: {out / 'l4-vs-l7.png'}")
+    else:
+        typer.echo("chart: matplotlib is not installed (pip install 'controlplane[bench]')")
+
+
 @app.command("haproxy-agent")
 def haproxy_agent(
     server: ServerOption,
