@@ -281,18 +281,29 @@ def _front_tiers(config: Config, listener: Listener) -> list[tuple[Listener, str
 
 def _tier_traps(config: Config, index: int, listener: Listener) -> Iterator[Trap]:
     for front, cluster_name in _front_tiers(config, listener):
-        cluster = config.cluster(cluster_name)
-        if cluster.send_proxy_protocol != listener.accept_proxy_protocol:
+        sends = config.cluster(cluster_name).send_proxy_protocol
+        accepts = listener.accept_proxy_protocol
+        if sends and accepts:
+            continue
+        where = f"listeners[{index}].accept_proxy_protocol"
+        if sends != accepts:
+            yield Trap(
+                "proxy-protocol-mismatch",
+                where,
+                f"cluster {cluster_name} of L4 listener {front.name} "
+                + ("sends" if sends else "does not send")
+                + f" a PROXY header and listener {listener.name} "
+                + ("expects" if accepts else "does not expect")
+                + " one: every connection between the tiers fails; set both or neither",
+            )
+        else:
             yield Trap(
                 "client-address-lost-between-tiers",
-                f"listeners[{index}].accept_proxy_protocol",
+                where,
                 f"L4 listener {front.name} reaches {listener.name} through cluster "
-                f"{cluster_name}, which "
-                + ("sends" if cluster.send_proxy_protocol else "does not send")
-                + " a PROXY header, while this listener "
-                + ("expects" if listener.accept_proxy_protocol else "does not expect")
-                + " one: set both (send_proxy_protocol, accept_proxy_protocol), or the "
-                "backends see the L4 proxies' address, not the client's",
+                f"{cluster_name} without the PROXY protocol: the backends (and X-Forwarded-For) "
+                "see the L4 proxies' address, not the client's; set send_proxy_protocol on the "
+                "cluster and accept_proxy_protocol on this listener",
             )
 
 

@@ -59,9 +59,12 @@ class EnvoyProcess:
         log_level: str = "warning",
         bootstrap: str | None = None,
         re2_max_program_size: int = RE2_MAX_PROGRAM_SIZE,
+        admin_port: int = 0,
     ) -> None:
         """`bootstrap` is the bootstrap YAML to run (e.g. `controlplane envoy-bootstrap`'s);
-        by default one for `node_id`, `group` and the xDS server, reconnecting quickly."""
+        by default one for `node_id`, `group` and the xDS server, reconnecting quickly, its
+        admin on `admin_port` (0: a free one, announced to nobody)."""
+        self.requested_admin_port = admin_port
         self.workdir = Path(workdir)
         self.bootstrap = bootstrap
         self.node_id = node_id
@@ -91,7 +94,7 @@ class EnvoyProcess:
                 self.group,
                 self.xds_host,
                 self.xds_port,
-                0,
+                self.requested_admin_port,
                 self.delta,
                 retry_base_s=0.05,
                 retry_max_s=0.5,
