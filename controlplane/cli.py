@@ -282,11 +282,23 @@ def apply(
 
 
 @app.command()
-def status(server: ServerOption, token: TokenOption = None, ca: CaOption = None) -> None:
-    """Print the fleet: each proxy, its group, the revision it runs, its last NACK."""
+def status(
+    server: ServerOption,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="Also compare what each proxy actually runs with the head (exit 1 on drift)."
+        ),
+    ] = False,
+) -> None:
+    """Print the fleet: each proxy, its group, the revision it runs, its last NACK; with
+    --verify, what each proxy actually runs (Envoy's config_dump, a local HAProxy's runtime
+    API) against what the control plane intended."""
     api = api_client(server, token, ca)
     try:
-        code = client.status(api, typer.echo, lambda s: typer.echo(s, err=True))
+        code = client.status(api, typer.echo, lambda s: typer.echo(s, err=True), verify)
     except client.ServerUnreachable as exc:
         typer.echo(f"cannot reach {exc}", err=True)
         code = client.EXIT_FAILED

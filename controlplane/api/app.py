@@ -27,7 +27,7 @@ from .origin import BrowserGuard
 from .propagation import NullPropagator, Propagator, follow
 from .responses import errors
 from .safeguards import connected_by_group
-from .status import InMemoryStatus, StatusSource
+from .status import DriftVerifier, InMemoryStatus, NoVerifier, StatusSource
 
 DESCRIPTION = """\
 One declarative load-balancing config, served to Envoy (xDS) and HAProxy.
@@ -57,6 +57,7 @@ def create_app(
     metrics_sources: Sequence[MetricsSource] = (),
     agents: Sequence[APIRouter] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    verifier: DriftVerifier | None = None,
 ) -> FastAPI:
     """The API over `store`.
 
@@ -67,7 +68,8 @@ def create_app(
     per-proxy detail to dry runs; `metrics_sources` add families to /metrics; `agents` are
     more routers served under /v1 to the agents of the node group their path names as
     `{group}` (the HAProxy agents' bundle endpoints): tokens with the `agent` scope for that
-    group, and no others; `max_body_bytes` is the largest request body read (413 above it).
+    group, and no others; `max_body_bytes` is the largest request body read (413 above it);
+    `verifier` compares what each proxy runs with the head (`POST /v1/status:verify`).
     """
     from .writes import ConfigWriter
 
@@ -81,6 +83,7 @@ def create_app(
         targets=tuple(targets),
         metrics=ApiMetrics(),
         metrics_sources=list(metrics_sources),
+        verifier=verifier or NoVerifier(),
     )
     publisher = propagator or NullPropagator()
 
