@@ -397,7 +397,7 @@ async def start_server(options: ServeOptions) -> Running:
             propagator=fleet,
             status=status,
             explainer=PlaneExplainer(planes),
-            metrics_sources=[FleetMetrics(ledger)],
+            metrics_sources=[FleetMetrics(ledger, status)],
             agents=[agent_router(bundles, AgentLedger(ledger))],
             max_body_bytes=options.max_body_bytes,
             verifier=FleetVerifier(planes, ledger, started),
