@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -149,11 +150,11 @@ class Store(abc.ABC):
         Report listeners, on every replica, are told afterwards."""
 
     @abc.abstractmethod
-    def reports(self) -> list[Report]:
+    def reports(self) -> builtins.list[Report]:
         """Every report of every replica known, whether its lease holds or not."""
 
     @abc.abstractmethod
-    def forget_replicas(self, gone_for: float) -> list[str]:
+    def forget_replicas(self, gone_for: float) -> builtins.list[str]:
         """Drop the replicas whose lease ran out more than `gone_for` seconds ago, with
         their reports; their names."""
 

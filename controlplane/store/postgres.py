@@ -10,6 +10,7 @@ on their own channel.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import selectors
@@ -276,7 +277,7 @@ class PostgresStore(Store):
                     cursor.execute("SELECT pg_notify(%s, %s)", (REPORTS_CHANNEL, replica))
         self._signals.tell()
 
-    def reports(self) -> list[Report]:
+    def reports(self) -> builtins.list[Report]:
         rows = self._read(
             "SELECT r.subject, r.replica, r.body, r.written_at,"
             f" coalesce(l.expires_at > {_NOW}, false) FROM reports r"
@@ -285,7 +286,7 @@ class PostgresStore(Store):
         )
         return [Report(str(s), str(r), str(b), float(w), bool(live)) for s, r, b, w, live in rows]
 
-    def forget_replicas(self, gone_for: float) -> list[str]:
+    def forget_replicas(self, gone_for: float) -> builtins.list[str]:
         with self._lock:
             conn = self._connection()
             with conn.transaction():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import threading
 import time
@@ -231,7 +232,7 @@ class SQLiteStore(Store):
                 raise
         self._signals.tell()
 
-    def reports(self) -> list[Report]:
+    def reports(self) -> builtins.list[Report]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT r.subject, r.replica, r.body, r.written_at,"
@@ -241,7 +242,7 @@ class SQLiteStore(Store):
             ).fetchall()
         return [Report(str(s), str(r), str(b), float(w), bool(live)) for s, r, b, w, live in rows]
 
-    def forget_replicas(self, gone_for: float) -> list[str]:
+    def forget_replicas(self, gone_for: float) -> builtins.list[str]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
