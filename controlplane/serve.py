@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import socket
 import ssl
@@ -49,6 +50,7 @@ from .fleet import (
     LocalHAProxy,
     PlaneExplainer,
     RevisionIndex,
+    SharedStatus,
     XdsReports,
     manager_reports,
 )
@@ -73,6 +75,18 @@ DEFAULT_FORGET_AFTER = 3600.0
 
 class ServeError(ValueError):
     """The server cannot start as asked; the message says why."""
+
+
+REPLICA_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+"""What a replica's name may be: it is a key in the shared store and shown in logs."""
+
+
+def check_replica(name: str | None) -> None:
+    """ServeError unless `name` (when given) is a valid replica name."""
+    if name is not None and not REPLICA_NAME.fullmatch(name):
+        raise ServeError(
+            f"--replica {name!r}: 1 to 128 letters, digits, '.', '_' or '-' (nothing else)"
+        )
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -315,6 +329,8 @@ class ServeOptions:
     migrate: bool = False
     forget_after: float = DEFAULT_FORGET_AFTER
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    replica: str | None = None
+    """This replica's name in a shared store's reports (default: host, PID, a random part)."""
 
 
 @dataclass
@@ -329,6 +345,8 @@ class Running:
     status: LedgerStatus
     local: list[LocalHAProxy] = field(default_factory=list)
     forgetting: asyncio.Task[None] | None = None
+    shared: SharedStatus | None = None
+    """The status of every replica, on a store shared with others (PostgreSQL)."""
 
     async def stop(self, keep_proxies: bool = False) -> None:
         """Stop the API and the xDS server and close the store. The local HAProxies stop too,
@@ -340,6 +358,8 @@ class Running:
                     await self.forgetting
             await self.api.stop()
             await self.xds.stop(grace=0.5)
+            if self.shared is not None:
+                await self.shared.stop()
         finally:
             for local in self.local:
                 let_go = local.manager.detach if keep_proxies else local.manager.stop
@@ -353,6 +373,7 @@ async def start_server(options: ServeOptions) -> Running:
     api_host, api_port = parse_listen(options.api)
     xds_host, xds_port = parse_listen(options.xds)
     check_transport(api_host, xds_host, options)
+    check_replica(options.replica)
     xds_credentials = load_xds_tls(options.xds_tls) if options.xds_tls else None
     if options.api_tls is not None:
         check_tls_files(options.api_tls, "--api-tls-cert/--api-tls-key")
@@ -360,6 +381,7 @@ async def start_server(options: ServeOptions) -> Running:
     store = open_store(options.db, options.migrate)
     started: list[LocalHAProxy] = []
     xds: XdsServer | None = None
+    shared: SharedStatus | None = None
     try:
         if options.config is not None:
             seed(store, options.config, options.targets)
@@ -387,7 +409,10 @@ async def start_server(options: ServeOptions) -> Running:
         if "haproxy" in options.targets:
             planes.append(HAProxyPlane(bundles, started))
         fleet = Fleet(asyncio.get_running_loop(), planes, index, ledger)
-        status = LedgerStatus(ledger, index)
+        status = LedgerStatus(ledger, index, keep_changed=store.shared)
+        if store.shared:
+            shared = SharedStatus(status, store, options.replica, forget_after=options.forget_after)
+            await shared.start()
         app = build_app(
             store,
             api_host,
@@ -395,7 +420,7 @@ async def start_server(options: ServeOptions) -> Running:
             insecure_local=options.insecure_local,
             targets=options.targets,
             propagator=fleet,
-            status=status,
+            status=shared or status,
             explainer=PlaneExplainer(planes),
             metrics_sources=[FleetMetrics(ledger, status)],
             agents=[agent_router(bundles, AgentLedger(ledger))],
@@ -406,13 +431,15 @@ async def start_server(options: ServeOptions) -> Running:
         await api.start()
         forgetting = asyncio.create_task(forget_gone(ledger, options.forget_after))
     except BaseException:
+        if shared is not None:
+            await shared.stop()
         if xds is not None:
             await xds.stop()
         for local in started:
             local.manager.stop()
         store.close()
         raise
-    return Running(store, xds, api, fleet, ledger, status, started, forgetting)
+    return Running(store, xds, api, fleet, ledger, status, started, forgetting, shared)
 
 
 async def forget_gone(ledger: Ledger, after: float) -> None:

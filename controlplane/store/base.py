@@ -98,6 +98,9 @@ class Store(abc.ABC):
     threads.
     """
 
+    shared = False
+    """Whether other processes (control-plane replicas) may write to the store too."""
+
     @abc.abstractmethod
     def head(self) -> Revision | None:
         """The newest revision, None while the store is empty."""
@@ -144,10 +147,18 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def report(self, replica: str, lease: float, bodies: Mapping[str, str | None]) -> None:
+    def report(
+        self,
+        replica: str,
+        lease: float,
+        bodies: Mapping[str, str | None],
+        fresh: bool = False,
+    ) -> None:
         """Renew `replica`'s lease for `lease` seconds and write its reports, in one
-        transaction: per subject the new body, or None to remove the replica's report of it.
-        Report listeners, on every replica, are told afterwards."""
+        transaction: per subject the new body, or None to remove the replica's report of it;
+        `fresh` removes every other report of the replica first (a replica starting again
+        under the same name knows nothing of what it reported before). Report listeners, on
+        every replica, are told afterwards."""
 
     @abc.abstractmethod
     def reports(self) -> builtins.list[Report]:

@@ -146,6 +146,8 @@ class PostgresStore(Store):
     LISTEN connection lives on a thread of its own, so no event loop is needed here.
     """
 
+    shared = True
+
     def __init__(
         self,
         url: str,
@@ -251,7 +253,13 @@ class PostgresStore(Store):
         self._follow()
         return unsubscribe
 
-    def report(self, replica: str, lease: float, bodies: Mapping[str, str | None]) -> None:
+    def report(
+        self,
+        replica: str,
+        lease: float,
+        bodies: Mapping[str, str | None],
+        fresh: bool = False,
+    ) -> None:
         gone = [(s, replica) for s, b in bodies.items() if b is None]
         written = [(s, replica, b) for s, b in bodies.items() if b is not None]
         with self._lock:
@@ -262,6 +270,8 @@ class PostgresStore(Store):
                     " ON CONFLICT (replica) DO UPDATE SET expires_at = excluded.expires_at",
                     (replica, lease),
                 )
+                if fresh:
+                    cursor.execute("DELETE FROM reports WHERE replica = %s", (replica,))
                 if gone:
                     cursor.executemany(
                         "DELETE FROM reports WHERE subject = %s AND replica = %s", gone
@@ -273,7 +283,7 @@ class PostgresStore(Store):
                         " DO UPDATE SET body = excluded.body, written_at = excluded.written_at",
                         written,
                     )
-                if gone or written:
+                if gone or written or fresh:
                     cursor.execute("SELECT pg_notify(%s, %s)", (REPORTS_CHANNEL, replica))
         self._signals.tell()
 

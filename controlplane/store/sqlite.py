@@ -203,7 +203,13 @@ class SQLiteStore(Store):
             self._listeners.announce(head)
         return head
 
-    def report(self, replica: str, lease: float, bodies: Mapping[str, str | None]) -> None:
+    def report(
+        self,
+        replica: str,
+        lease: float,
+        bodies: Mapping[str, str | None],
+        fresh: bool = False,
+    ) -> None:
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -213,6 +219,8 @@ class SQLiteStore(Store):
                     " (replica) DO UPDATE SET expires_at = excluded.expires_at",
                     (replica, now + lease),
                 )
+                if fresh:
+                    self._db.execute("DELETE FROM reports WHERE replica = ?", (replica,))
                 for subject, body in bodies.items():
                     if body is None:
                         self._db.execute(

@@ -81,3 +81,13 @@ def test_report_listeners_hear_writes_of_every_replica(backend: Backend) -> None
         reader.report("b", 60, {"p2": "y"})
     assert told.wait_beyond(heard_before)
     assert ("p1", "a") in by_subject(reader.reports())
+
+
+def test_a_fresh_report_replaces_everything_the_replica_said_before(store: Store) -> None:
+    store.report("a", 60, {"p1": "old", "p2": "old"})
+    store.report("b", 60, {"p1": "b's"})
+    store.report("a", 60, {"p3": "new"}, fresh=True)
+    assert by_subject(store.reports()) == {
+        ("p1", "b"): ("b's", True),
+        ("p3", "a"): ("new", True),
+    }
