@@ -30,6 +30,7 @@ from .api import (
     DEFAULT_MAX_BODY_BYTES,
     DiffExplainer,
     DriftVerifier,
+    HeldBack,
     MetricsSource,
     Propagator,
     StatusSource,
@@ -54,6 +55,7 @@ from .fleet import (
     XdsReports,
     manager_reports,
 )
+from .fleet.last_good import LastKnownGood
 from .fleet.metrics import FleetMetrics
 from .fleet.verify import FleetVerifier
 from .model import PROXY_KINDS, ConfigError, Issue, ProxyKind, load_file, target_issues
@@ -195,6 +197,7 @@ def build_app(
     agents: Sequence[APIRouter] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     verifier: DriftVerifier | None = None,
+    held_back: HeldBack | None = None,
 ) -> FastAPI:
     """The API app for a server bound on `host`; refuses `insecure_local` off loopback."""
     if insecure_local and not is_loopback(host):
@@ -216,6 +219,7 @@ def build_app(
         agents=agents,
         max_body_bytes=max_body_bytes,
         verifier=verifier,
+        held_back=held_back,
     )
 
 
@@ -347,15 +351,18 @@ class Running:
     forgetting: asyncio.Task[None] | None = None
     shared: SharedStatus | None = None
     """The status of every replica, on a store shared with others (PostgreSQL)."""
+    holding: asyncio.Task[None] | None = None
+    """Holding Envoy groups back on their last-known-good (`LastKnownGood.run`)."""
 
     async def stop(self, keep_proxies: bool = False) -> None:
         """Stop the API and the xDS server and close the store. The local HAProxies stop too,
         or with `keep_proxies` keep serving, for the next server to adopt them."""
         try:
-            if self.forgetting is not None:
-                self.forgetting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.forgetting
+            for task in (self.forgetting, self.holding):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self.api.stop()
             await self.xds.stop(grace=0.5)
             if self.shared is not None:
@@ -404,8 +411,9 @@ async def start_server(options: ServeOptions) -> Running:
             started.append(LocalHAProxy(manager, group, options.haproxy_bind))
         bundles = GroupBundles()
         planes: list[DataPlane[Any]] = []
+        envoys = EnvoyPlane(cache)
         if "envoy" in options.targets:
-            planes.append(EnvoyPlane(cache))
+            planes.append(envoys)
         if "haproxy" in options.targets:
             planes.append(HAProxyPlane(bundles, started))
         fleet = Fleet(asyncio.get_running_loop(), planes, index, ledger)
@@ -413,6 +421,7 @@ async def start_server(options: ServeOptions) -> Running:
         if store.shared:
             shared = SharedStatus(status, store, options.replica, forget_after=options.forget_after)
             await shared.start()
+        last_good = LastKnownGood(shared or status, index, store, envoys)
         app = build_app(
             store,
             api_host,
@@ -426,10 +435,12 @@ async def start_server(options: ServeOptions) -> Running:
             agents=[agent_router(bundles, AgentLedger(ledger))],
             max_body_bytes=options.max_body_bytes,
             verifier=FleetVerifier(planes, ledger, started),
+            held_back=last_good,
         )
         api = ApiServer(app, api_host, api_port, options.api_tls)
         await api.start()
         forgetting = asyncio.create_task(forget_gone(ledger, options.forget_after))
+        holding = asyncio.create_task(last_good.run()) if "envoy" in options.targets else None
     except BaseException:
         if shared is not None:
             await shared.stop()
@@ -439,7 +450,7 @@ async def start_server(options: ServeOptions) -> Running:
             local.manager.stop()
         store.close()
         raise
-    return Running(store, xds, api, fleet, ledger, status, started, forgetting, shared)
+    return Running(store, xds, api, fleet, ledger, status, started, forgetting, shared, holding)
 
 
 async def forget_gone(ledger: Ledger, after: float) -> None:

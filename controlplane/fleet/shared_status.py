@@ -98,6 +98,11 @@ class SharedStatus:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.store.report, self.replica, -1.0, {})
 
+    @property
+    def wakeups(self) -> Wakeups:
+        """Woken whenever what `proxies` answers may have changed."""
+        return self._woken
+
     # --- reading (StatusSource) ---
 
     def proxies(self) -> list[ProxyRecord]:

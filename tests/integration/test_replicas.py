@@ -12,6 +12,7 @@ The tests share one lab and run in file order; the kill comes after the plain wr
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -44,22 +45,25 @@ ENVOY_ID, AGENT_ID = "edge-envoy", "agent-1"
 WAIT = 30.0
 
 
-def config(envoy_port: int, agent_port: int, backend: str) -> dict[str, Any]:
-    """One listener per group (the Envoy's `edge`, the agents'), both to cluster `web`."""
+def config(
+    envoy_port: int, agent_port: int, backend: str, held: int | None = None
+) -> dict[str, Any]:
+    """One listener per group (the Envoy's `edge`, the agents'), both to cluster `web`;
+    `held` adds an edge listener on that port."""
 
     def listener(name: str, address: str) -> dict[str, Any]:
         route = {"name": "default", "backends": [{"cluster": "web"}]}
         vhost = {"name": "site", "domains": ["*"], "routes": [route]}
         return {"name": name, "address": address, "protocol": "http", "virtual_hosts": [vhost]}
 
+    edge = [listener("web", f"{ENVOY_HOST}:{envoy_port}")]
+    if held is not None:
+        edge.append(listener("held", f"{ENVOY_HOST}:{held}"))
     return {
-        "listeners": [
-            listener("web", f"{ENVOY_HOST}:{envoy_port}"),
-            listener("agent-web", f"{AGENT_HOST}:{agent_port}"),
-        ],
+        "listeners": [*edge, listener("agent-web", f"{AGENT_HOST}:{agent_port}")],
         "clusters": [{"name": "web", "endpoints": [{"address": backend}]}],
         "node_groups": [
-            {"name": "edge", "listeners": ["web"]},
+            {"name": "edge", "listeners": [str(item["name"]) for item in edge]},
             {"name": "agents", "listeners": ["agent-web"]},
         ],
     }
@@ -110,8 +114,8 @@ class Lab:
     backends: dict[str, str]
     killed: list[str] = field(default_factory=list)
 
-    def config(self, backend: str) -> dict[str, Any]:
-        return config(*self.ports, self.backends[backend])
+    def config(self, backend: str, held: int | None = None) -> dict[str, Any]:
+        return config(*self.ports, self.backends[backend], held)
 
     def holder(self, proxy: str, asked: str | None = None) -> str:
         """The replica holding `proxy` (its stream, its polls), as a live replica says."""
@@ -321,3 +325,68 @@ def test_a_replica_started_again_answers_the_same_status(lab: Lab) -> None:
     seen = {name: lab.apis[name].status()["proxies"] for name in lab.apis}
     assert seen["a"] == seen["b"]
     assert all(p["connected"] and p["detail"]["replica"] != killed for p in seen["a"])
+
+
+def wait_held_back(api: Api, holds: list[dict[str, Any]]) -> None:
+    """Until `api`'s status names exactly `holds` as held back."""
+    wait_for(f"{holds} held back", lambda: api.status()["held_back"] == holds, WAIT)
+
+
+def test_an_envoy_connecting_while_its_group_refuses_the_head_gets_the_last_it_accepted(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """The edge Envoy refuses a listener on a port another process holds, and stops; an Envoy
+    of the same group connecting to the other replica is served the revision the group last
+    accepted (the newest the refusing Envoy runs entirely), and both replicas' status say so;
+    once the group accepts a newer revision, the Envoy gets that."""
+    holder = lab.holder(ENVOY_ID)
+    other = lab.replicas[lab.other(holder)]
+    api = lab.apis[holder]
+    with socket.socket() as taken:
+        taken.bind((ENVOY_HOST, 0))
+        taken.listen()
+        refused = api.put_config(lab.config("two", held=taken.getsockname()[1]))
+        result = api.wait(refused, WAIT)
+        assert [p["id"] for p in result["refused"]] == [ENVOY_ID], result
+        good = proxies(api)[ENVOY_ID]["revision"]  # what it runs: the last its group accepted
+        assert good < refused
+        hold = {"kind": "envoy", "group": "edge", "revision": good, "refused": refused}
+        for each in lab.apis.values():
+            wait_held_back(each, [hold])
+        lab.envoy.stop()  # it holds the `web` port, which the late Envoy needs
+        late = EnvoyProcess(
+            tmp_path,
+            "late-envoy",
+            "edge",
+            other.xds_port,
+            bootstrap=bootstrap_yaml(
+                "late-envoy", "edge", *other.xds, 0, retry_base_s=0.05, retry_max_s=0.5
+            ),
+        )
+        late.start()
+        try:
+            seen = wait_status(
+                lab.apis[holder],
+                "the late Envoy runs the last good revision",
+                lambda s: "late-envoy" in s and s["late-envoy"]["revision"] == good,
+            )
+            assert seen["late-envoy"]["last_nack"] is None and not seen["late-envoy"]["current"]
+            listeners = {
+                entry["active_state"]["listener"]["name"]
+                for config in late.config_dump()["configs"]
+                if config["@type"].endswith("ListenersConfigDump")
+                for entry in config.get("dynamic_listeners", [])
+                if "active_state" in entry
+            }
+            assert listeners == {"web"}  # not the refused one
+            accepted = api.put_config(lab.config("one"))
+            assert api.wait(accepted, WAIT)["converged"]
+            for each in lab.apis.values():
+                wait_held_back(each, [])
+            wait_status(
+                lab.apis[holder],
+                "the late Envoy runs the newest revision",
+                lambda s: s["late-envoy"]["current"],
+            )
+        finally:
+            late.stop()
