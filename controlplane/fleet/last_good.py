@@ -78,8 +78,9 @@ class LastKnownGood:
         """The groups held back, as the status shows them."""
         return [hold.as_json() for _, hold in sorted(self._holds.items())]
 
-    async def run(self) -> None:
-        """Follow the status until cancelled."""
+    async def run(self, every: float = 0.25) -> None:
+        """Follow the status until cancelled: after each change, at most once per `every`
+        seconds (a check reads every proxy's record)."""
         while True:
             with self.status.wakeups.waiter() as waiter:
                 try:
@@ -87,6 +88,7 @@ class LastKnownGood:
                 except Exception:
                     log.exception("checking the last-known-good of the Envoy groups failed")
                 await waiter.wait(30.0)
+            await asyncio.sleep(every)
 
     async def check(self) -> None:
         """Hold back or release each Envoy group as its proxies stand now."""
