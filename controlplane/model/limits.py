@@ -104,10 +104,9 @@ class TokenBucket:
     per_ms: int
 
     @property
-    def window_ms(self) -> int:
-        """The sliding window over which `capacity` requests make the same rate: capacity x
-        per / requests (ms, rounded). HAProxy counts the limit in it."""
-        return round(self.capacity * self.per_ms / self.requests)
+    def refill_ms(self) -> float:
+        """How long an empty bucket takes to fill: capacity x per / requests (ms)."""
+        return self.capacity * self.per_ms / self.requests
 
     @property
     def retry_after(self) -> int:

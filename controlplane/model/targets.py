@@ -75,19 +75,18 @@ def rate_limits(config: Config) -> Iterator[tuple[tuple[PathPart, ...], RateLimi
                     yield (*path, "routes", ri, "rate_limit"), route.rate_limit
 
 
-MIN_HAPROXY_WINDOW_MS = 100
-"""HAProxy counts a limit in a sliding window of `TokenBucket.window_ms`; shorter than this,
-its millisecond clock makes the count coarse."""
+MAX_HAPROXY_REFILL_MS = 24 * 86_400_000
+"""HAProxy keeps a bucket's state in 32 bits of milliseconds (a time at most 24.8 days ahead):
+an empty bucket must fill within 24 days."""
 
 
-def _haproxy_rate_windows_fit(config: Config) -> Iterator[Issue]:
+def _haproxy_buckets_fit(config: Config) -> Iterator[Issue]:
     for path, limit in rate_limits(config):
-        window = limit.per_proxy().window_ms
-        if window < MIN_HAPROXY_WINDOW_MS:
+        if limit.per_proxy().refill_ms > MAX_HAPROXY_REFILL_MS:
             yield Issue(
                 (*path, "burst"),
-                f"haproxy counts a limit over burst x per / requests ({window} ms here, at "
-                f"least {MIN_HAPROXY_WINDOW_MS} ms): raise burst",
+                "haproxy keeps a bucket in 32 bits of milliseconds: an empty bucket must fill "
+                "within 24 days (burst x per / requests)",
             )
 
 
@@ -96,7 +95,7 @@ RULES_BY_TARGET: dict[ProxyKind, tuple[TargetRule, ...]] = {
     "haproxy": (
         _haproxy_has_no_maglev,
         _haproxy_names_fit_fetch_arguments,
-        _haproxy_rate_windows_fit,
+        _haproxy_buckets_fit,
     ),
 }
 
