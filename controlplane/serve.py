@@ -421,7 +421,7 @@ async def start_server(options: ServeOptions) -> Running:
         if store.shared:
             shared = SharedStatus(status, store, options.replica, forget_after=options.forget_after)
             await shared.start()
-        last_good = LastKnownGood(shared or status, index, store, envoys)
+        last_good = LastKnownGood(shared or status, index, store, envoys, fleet.members)
         app = build_app(
             store,
             api_host,

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..model import GroupFacts
 from ..store import Store
 from ..wakeups import Wakeups
 from ..xds.cache import SnapshotCache
@@ -63,8 +65,11 @@ class LastKnownGood:
         index: RevisionIndex,
         store: Store,
         plane: EnvoyPlane,
+        facts: Callable[[str], GroupFacts] = lambda _group: GroupFacts(),
     ) -> None:
+        """`facts` are a group's facts as the fleet compiles it (`Fleet.members`)."""
         self.status = status
+        self.facts = facts
         self.index = index
         self.store = store
         self.plane = plane
@@ -116,7 +121,8 @@ class LastKnownGood:
 
     async def _hold(self, hold: Hold) -> None:
         revision = await asyncio.to_thread(self.store.get, hold.revision)
-        build = await asyncio.to_thread(self.plane.compile, revision.config, hold.group)
+        facts = self.facts(hold.group)
+        build = await asyncio.to_thread(self.plane.compile, revision.config, hold.group, facts)
         for version, parts in build.versions.items():  # known here even if not published here
             self.index.record(hold.revision, "envoy", hold.group, version, parts)
         self.cache.hold_back(hold.group, build.snapshot)
