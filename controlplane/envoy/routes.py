@@ -56,7 +56,7 @@ def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.Rou
     """
     result = route_pb2.RouteConfiguration(
         name=listener.name,
-        virtual_hosts=[virtual_host(vhost, clusters) for vhost in listener.virtual_hosts],
+        virtual_hosts=[virtual_host(vhost, clusters, listener) for vhost in listener.virtual_hosts],
         request_headers_to_remove=list(ENVOY_ADDRESS_HEADERS),
     )
     if listener.forwarded_for:
@@ -69,12 +69,12 @@ def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.Rou
     return result
 
 
-def virtual_host(vhost: VirtualHost, clusters: Clusters) -> rc.VirtualHost:
+def virtual_host(vhost: VirtualHost, clusters: Clusters, listener: Listener) -> rc.VirtualHost:
     """A model virtual host: a plain route list, or a matcher tree when it is large."""
     names = {id(r): route_name(rid) for r, rid in zip(vhost.routes, route_ids(vhost), strict=True)}
 
     def build(model_route: Route) -> rc.Route:
-        return route(model_route, names[id(model_route)], clusters)
+        return route(model_route, names[id(model_route)], clusters, listener)
 
     result = rc.VirtualHost(name=vhost.name, domains=list(vhost.domains))
     tree = matcher_tree.tree_for(vhost, build, matcher_tree.TREE_MIN_ROUTES)
@@ -90,8 +90,8 @@ def route_name(rid: RouteId) -> str:
     return rid.name or f"{rid.vhost}/{rid.index}"
 
 
-def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:
-    """One Envoy route: the match and one action, then what each feature adds."""
+def route(model_route: Route, name: str, clusters: Clusters, listener: Listener) -> rc.Route:
+    """One Envoy route of `listener`: the match and one action, then what each feature adds."""
     result = rc.Route(name=name, match=route_match(model_route.match))
     if model_route.backends is not None:
         result.route.CopyFrom(route_action(model_route, clusters))
@@ -104,7 +104,7 @@ def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:
             result.direct_response.body.inline_string = answer.body
         result.response_headers_to_add.append(set_header("content-type", answer.content_type))
     for feature in FEATURES:
-        feature.route(model_route, result)
+        feature.route(model_route, result, listener)
     return result
 
 

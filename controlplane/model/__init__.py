@@ -7,6 +7,7 @@ validated `Config`; `check(config, target)` refuses what one proxy cannot expres
 from .cluster import Cluster, Endpoint, HashCookie, HashOn, HealthCheck
 from .config import Config, NodeGroup, referenced_clusters
 from .errors import ConfigError, Issue, format_path
+from .firewall import AddressRules, Crs, Firewall, effective_firewall
 from .kinds import DEFAULT_GROUP, PROXY_KINDS, ProxyKind
 from .listener import Certificate, Listener, SniRoute
 from .loading import (
@@ -37,6 +38,10 @@ from .types import format_duration, split_address
 from .validate import parse_config, validate_config
 
 __all__ = [
+    "AddressRules",
+    "Crs",
+    "Firewall",
+    "effective_firewall",
     "DEFAULT_GROUP",
     "PROXY_KINDS",
     "Certificate",

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from .firewall import Firewall
 from .regex import Regex
 from .types import (
     Domain,
@@ -16,14 +17,12 @@ from .types import (
     HostName,
     MatchName,
     MediaType,
+    Method,
     Model,
     Name,
     ResponseBody,
     UrlPath,
 )
-
-Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
-"""Methods a route can match; CONNECT opens a tunnel rather than asking for a path."""
 
 
 def _one_of(obj: Model, fields: tuple[str, ...]) -> None:
@@ -169,6 +168,11 @@ class Route(Model):
     websocket: bool = Field(False, description="Allow WebSocket upgrades on this route.")
     request_headers: HeaderMutation = Field(default_factory=HeaderMutation)
     response_headers: HeaderMutation = Field(default_factory=HeaderMutation)
+    firewall: Firewall | None = Field(
+        None,
+        description="This route's firewall, replacing the listener's; {enabled: false} "
+        "switches it off here.",
+    )
 
     @model_validator(mode="after")
     def _action(self) -> Route:

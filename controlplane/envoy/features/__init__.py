@@ -4,7 +4,8 @@ in `FEATURES`, as Envoy Gateway registers its HTTP filters.
 A feature reads its own fields of the model and adds to what the compiler builds, at these
 points (each a method with a no-op default in `Feature`):
 
-- `route(route, result)`: the Envoy route of a model route (its action already built);
+- `route(route, result, listener)`: the Envoy route of a model route of `listener` (its
+  action already built);
 - `http_filters(listener)`: HTTP filters the listener's connection manager runs, before the
   router (a policy that needs one: rate limits, firewall rules);
 - `network_filters(listener)`: network filters every filter chain of the listener runs first

@@ -18,8 +18,9 @@ class Feature:
 
     name: str = "feature"
 
-    def route(self, route: Route, result: rc.Route) -> None:
-        """Add to `result`, the Envoy route compiled from `route`."""
+    def route(self, route: Route, result: rc.Route, listener: Listener) -> None:
+        """Add to `result`, the Envoy route compiled from `route`, a route of `listener`
+        (for policies a route inherits from its listener)."""
 
     def http_filters(self, listener: Listener) -> Iterable[hcm.HttpFilter]:
         """HTTP filters `listener`'s connection manager runs before the router."""

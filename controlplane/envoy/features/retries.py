@@ -8,7 +8,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from google.protobuf import wrappers_pb2
 
-from ...model import Route
+from ...model import Listener, Route
 from ..common import duration, packed
 from .base import Feature
 
@@ -48,7 +48,7 @@ class Retries(Feature):
 
     name = "retries"
 
-    def route(self, route: Route, result: rc.Route) -> None:
+    def route(self, route: Route, result: rc.Route, listener: Listener) -> None:
         if route.backends is not None and route.retries is not None:
             result.route.retry_policy.CopyFrom(retry_policy(route))
 
