@@ -367,6 +367,36 @@ DbOption = Annotated[
 ]
 
 
+@app.command("waf-serve")
+def waf_serve(
+    listen: Annotated[
+        str, typer.Option(help="gRPC ext_authz (Envoy) here, SPOP (HAProxy) on the next port.")
+    ] = "127.0.0.1:9470",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 2,
+    crs_dir: Annotated[
+        Path, typer.Option(help="The OWASP CRS rules (Debian's modsecurity-crs).")
+    ] = Path("/usr/share/modsecurity-crs/rules"),
+    max_body_bytes: Annotated[
+        int, typer.Option(min=0, max=8192, help="The most body bytes a verdict reads.")
+    ] = 8192,
+) -> None:
+    """Run the CRS verdict service the proxies' firewalls call (ModSecurity v3 and the OWASP
+    Core Rule Set), until SIGTERM or SIGINT."""
+    from .firewall.service import serve as serve_verdicts
+    from .model.types import split_address
+
+    try:
+        split_address(listen)
+    except ValueError as exc:
+        fail([f"--listen: {exc}"])
+    if not crs_dir.is_dir():
+        fail([f"--crs-dir: {crs_dir} is not a directory (apt install modsecurity-crs)"])
+    try:
+        serve_verdicts(listen, workers, crs_dir, max_body_bytes)
+    except OSError as exc:
+        fail([f"waf-serve: cannot listen on {listen}: {exc.strerror}"])
+
+
 @app.command()
 def serve(
     db: DbOption,

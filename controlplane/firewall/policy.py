@@ -35,7 +35,7 @@ def _rule(rule: Rule) -> str:
     else:
         assert rule.phrases is not None
         kind, items = "p", list(rule.phrases)
-    parts = [rule.name, rule.on, rule.field or "", "+".join(rule.transforms), kind, *items]
+    parts = [rule.name, rule.target, rule.field or "", "+".join(rule.transforms), kind, *items]
     return ",".join(_enc(part) for part in parts)
 
 
@@ -63,4 +63,18 @@ def policy_text(firewall: Firewall) -> str | None:
     if firewall.protocol:
         items.append("pr=1")
     items.extend("r=" + _rule(rule) for rule in firewall.rules)
+    return ";".join(items)
+
+
+def crs_policy_text(firewall: Firewall) -> str | None:
+    """What the verdict service is told of `firewall`'s CRS with each request (`m=b|d`,
+    `pl=<paranoia level>`, `t=<anomaly threshold>`, `x=<excluded ids>`), or None without CRS.
+    Parsed by `controlplane.firewall.verdicts.CrsPolicy.parse`."""
+    crs = firewall.crs
+    if crs is None:
+        return None
+    items = [f"m={'b' if firewall.mode == 'block' else 'd'}", f"pl={crs.paranoia_level}"]
+    items.append(f"t={crs.anomaly_threshold}")
+    if crs.exclusions:
+        items.append("x=" + ",".join(str(rule) for rule in sorted(set(crs.exclusions))))
     return ";".join(items)

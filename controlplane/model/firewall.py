@@ -39,7 +39,7 @@ RULES_HEADER = "x-firewall-rules"
 CRS_HEADER = "x-waf-rules"
 """Response header naming the CRS rule ids a request matched, in `detect` mode."""
 BODY_INSPECTED_BYTES = 8192
-"""How much of a request body `on: body` rules read (the first bytes)."""
+"""How much of a request body `target: body` rules read (the first bytes)."""
 MAX_CIDRS = 100_000
 
 
@@ -167,16 +167,16 @@ Target = Literal["path", "query", "header", "cookie", "body"]
 
 
 class Rule(Model):
-    """A custom rule: the value `on` names, after `transforms` in order, matches `regex`
+    """A custom rule: the value `target` names, after `transforms` in order, matches `regex`
     (anywhere in it) or contains one of `phrases`.
 
-    `on`: `path` (as sent, without the query), `query` (the raw query string, without `?`),
+    `target`: `path` (as sent, without the query), `query` (the raw query string, without `?`),
     `header` or `cookie` (the one `field` names; absent means no match), `body` (its first
     `BODY_INSPECTED_BYTES` bytes). Values are compared as bytes; a regex is the model's
     shared dialect, run by the firewall's own engine (the same on both proxies)."""
 
     name: Name
-    on: Target
+    target: Target
     field: MatchName | None = None
     transforms: list[Transform] = Field(default_factory=list, max_length=8)
     regex: Regex | None = None
@@ -186,11 +186,11 @@ class Rule(Model):
     def _fits(self) -> Rule:
         if (self.regex is None) == (self.phrases is None):
             raise ValueError("set exactly one of regex, phrases")
-        named = self.on in ("header", "cookie")
+        named = self.target in ("header", "cookie")
         if named and self.field is None:
-            raise ValueError(f"a rule on a {self.on} needs field (its name)")
+            raise ValueError(f"a rule on a {self.target} needs field (its name)")
         if not named and self.field is not None:
-            raise ValueError(f"field names a header or cookie; a rule on {self.on} has none")
+            raise ValueError(f"field names a header or cookie; a rule on {self.target} has none")
         return self
 
 
@@ -204,7 +204,8 @@ class Crs(Model):
     score reaches `anomaly_threshold` is blocked; `exclusions` are CRS rule ids switched off.
     The proxies reach the service at `service` (Envoy: gRPC `ext_authz` on that port;
     HAProxy: SPOE on the next port), send it the method, URI, headers and the first
-    `max_body_bytes` of the body, and wait at most `timeout`; when the service does not
+    `max_body_bytes` of the body (at most 8192: what one SPOE frame carries), and wait at
+    most `timeout`; when the service does not
     answer, `failure: open` lets the request through and `closed` answers 403.
     """
 
@@ -214,7 +215,7 @@ class Crs(Model):
     service: Address = "127.0.0.1:9470"
     failure: Literal["open", "closed"] = "closed"
     timeout: Duration = Field(1000, le=60_000)
-    max_body_bytes: int = Field(8192, ge=0, le=65536)
+    max_body_bytes: int = Field(8192, ge=0, le=8192)
 
     @property
     def connection(self) -> tuple[str, str, int, int]:
@@ -280,7 +281,7 @@ class Firewall(Model):
     @property
     def reads_body(self) -> bool:
         """Whether an L7 rule reads the request body."""
-        return any(rule.on == "body" for rule in self.rules)
+        return any(rule.target == "body" for rule in self.rules)
 
 
 def effective_firewall(

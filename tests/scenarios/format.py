@@ -13,9 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from controlplane.model import DEFAULT_GROUP
 from controlplane.model.types import Duration
 
-BackendKind = Literal["http1", "http2", "websocket", "tcp", "tls", "closed", "silent"]
-"""Harness backends, plus two made by the runner: `closed` (a port held but not listening:
-connections are refused) and `silent` (accepts connections and never answers)."""
+BackendKind = Literal[
+    "http1", "http2", "websocket", "tcp", "tls", "closed", "silent", "verdicts"
+]
+"""Harness backends, plus three made by the runner: `closed` (a port held but not listening:
+connections are refused), `silent` (accepts connections and never answers) and `verdicts`
+(the product's CRS verdict service, `controlplane waf-serve`, for a crs `service`)."""
 
 StepKind = Literal["http", "websocket", "grpc", "tcp", "tls"]
 ProxyName = Literal["envoy", "haproxy"]
@@ -145,6 +148,11 @@ class Step(Strict):
         None,
         pattern=r"^\d+\.\d+\.\d+\.\d+:\d+$",
         description="Send a PROXY v1 header claiming this client 'ip:port'.",
+    )
+    source: str | None = Field(
+        None,
+        pattern=r"^127\.\d+\.\d+\.\d+$",
+        description="Connect from this loopback address (127.0.0.0/8).",
     )
     count: int = Field(1, ge=1, le=5000)
     session: bool = Field(False, description="Keep cookies across the count, as a browser.")

@@ -99,6 +99,7 @@ def _http(step: Step, listener: ListenerAt) -> list[Observation]:
         sni=step.sni,
         timeout=TIMEOUT,
         proxy_protocol_v1_source=step.proxy_protocol,
+        source=step.source,
     )
     body = step.body.encode() if step.body is not None else None
     observations = []
@@ -160,9 +161,13 @@ def _stream(step: Step, listener: ListenerAt) -> Observation:
     payload = (step.body if step.body is not None else "hi").encode()
     try:
         if step.kind == "tls":
-            reply = clients.tls(LOOPBACK, listener.port, step.sni, payload, TIMEOUT)
+            reply = clients.tls(
+                LOOPBACK, listener.port, step.sni, payload, TIMEOUT, source=step.source
+            )
         else:
-            reply = clients.tcp(LOOPBACK, listener.port, payload, step.proxy_protocol, TIMEOUT)
+            reply = clients.tcp(
+                LOOPBACK, listener.port, payload, step.proxy_protocol, TIMEOUT, source=step.source
+            )
     except CLIENT_ERRORS as exc:
         return Observation(error=_describe(exc))
     if not reply.line:

@@ -3,9 +3,10 @@ in the order their rules run (see `controlplane.haproxy.features.base` for the p
 
 from .answers import Answers
 from .base import Feature, Part, Phase, parts
+from .firewall import FirewallFeature
 from .headers import Headers
 from .prefix_rewrite import PrefixRewrite
 
-FEATURES: tuple[Feature, ...] = (Answers(), PrefixRewrite(), Headers())
+FEATURES: tuple[Feature, ...] = (FirewallFeature(), Answers(), PrefixRewrite(), Headers())
 
 __all__ = ["FEATURES", "Feature", "Part", "Phase", "parts"]
