@@ -94,7 +94,8 @@ class _Builder:
             _, add, remove, pattern = av
             self.items(pattern, (flags | add) & ~remove)
         elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
-            self.repeat(*av, flags)
+            low, high, item = av
+            self.repeat(low, high, item, flags)
         elif op is sre.AT:
             self.emit("a", self.anchor(av, flags))
         else:

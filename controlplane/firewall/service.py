@@ -61,12 +61,14 @@ def haproxy_request(message: spop.Message) -> tuple[HttpRequest, str]:
     raw_headers = args.get("headers")
     headers = spop.headers_bin(raw_headers) if isinstance(raw_headers, bytes) else []
     body = args.get("body")
+    if isinstance(body, str):
+        body = body.encode()
     request = HttpRequest(
         str(args.get("method") or "GET"),
         str(args.get("url") or "/"),
         str(args.get("version") or "1.1"),
         tuple((name.lower(), value) for name, value in headers),
-        body if isinstance(body, bytes) else (body or "").encode(),
+        body if isinstance(body, bytes) else b"",
         str(args.get("client") or "127.0.0.1"),
     )
     return request, str(args.get("policy") or "")
@@ -94,7 +96,7 @@ class Authorization(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, judge: Judge) -> None:
         self.judge = judge
 
-    async def Check(  # noqa: N802 (the gRPC method's name)
+    async def Check(
         self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
     ) -> external_auth_pb2.CheckResponse:
         http_request, text = envoy_request(request)

@@ -14,7 +14,6 @@ import ipaddress
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Union
 
 HAPROXY_HELLO, HAPROXY_DISCONNECT, NOTIFY = 1, 2, 3
 AGENT_HELLO, AGENT_DISCONNECT, ACK = 101, 102, 103
@@ -25,7 +24,7 @@ SCOPE_TRANSACTION = 2
 SET_VAR = 1
 MAX_FRAME = 16380
 
-Value = Union[None, bool, int, str, bytes, ipaddress.IPv4Address, ipaddress.IPv6Address]
+Value = None | bool | int | str | bytes | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ProtocolError(ValueError):
@@ -206,7 +205,11 @@ async def serve_connection(
                 offered = hello.get("max-frame-size")
                 if isinstance(offered, int):
                     max_frame = min(offered, MAX_FRAME)
-                reply = {"version": "2.0", "max-frame-size": max_frame, "capabilities": ""}
+                reply: dict[str, Value] = {
+                    "version": "2.0",
+                    "max-frame-size": max_frame,
+                    "capabilities": "",
+                }
                 writer.write(frame(AGENT_HELLO, kv(reply)))
                 if hello.get("healthcheck") is True:
                     await writer.drain()

@@ -15,6 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import libmodsecurity
+
 CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
 """Where Debian's `modsecurity-crs` package puts the rules."""
 SKIPPED_FILES = frozenset({"REQUEST-910-IP-REPUTATION.conf"})
@@ -69,7 +71,7 @@ class Verdict:
     rules: tuple[int, ...] = field(default_factory=tuple)
 
 
-def _setup(policy: CrsPolicy, max_body: int) -> str:
+def _setup(policy: CrsPolicy, max_body: int) -> tuple[str, str]:
     removed = "".join(f"SecRuleRemoveById {rule}\n" for rule in policy.exclusions)
     return (
         f"""
@@ -98,8 +100,6 @@ class Inspector:
     """The engine and one compiled rule set per policy (at most `cache` kept)."""
 
     def __init__(self, rules_dir: Path = CRS_RULES, max_body: int = 8192, cache: int = 32):
-        import libmodsecurity
-
         self._lib = libmodsecurity
         self.engine = libmodsecurity.ModSecurity()
         self.engine.set_connector_information("controlplane waf-serve")
@@ -110,7 +110,7 @@ class Inspector:
         )
         if not self._files:
             raise FileNotFoundError(f"no CRS rules in {rules_dir} (apt install modsecurity-crs)")
-        self._sets: OrderedDict[CrsPolicy, object] = OrderedDict()
+        self._sets: OrderedDict[CrsPolicy, libmodsecurity.RulesSet] = OrderedDict()
         self._cache = cache
         self._hits: list[int] = []
         self.engine.set_rule_message_callback(lambda message: self._hits.append(message.rule_id))
@@ -119,7 +119,7 @@ class Inspector:
     def version(self) -> str:
         return str(self.engine.who_am_i())
 
-    def rules_for(self, policy: CrsPolicy) -> object:
+    def rules_for(self, policy: CrsPolicy) -> libmodsecurity.RulesSet:
         """The compiled rule set of `policy`."""
         found = self._sets.get(policy)
         if found is not None:
@@ -127,9 +127,8 @@ class Inspector:
             return found
         rules = self._lib.RulesSet()
         setup, removed = _setup(policy, self.max_body)
-        for text in (setup,):
-            if rules.load(text) < 0:
-                raise RuntimeError(rules.get_parser_error())
+        if rules.load(setup) < 0:
+            raise RuntimeError(rules.get_parser_error())
         for path in self._files:
             if rules.load_from_uri(str(path)) < 0:
                 raise RuntimeError(rules.get_parser_error())

@@ -112,8 +112,10 @@ def resolve_address_files(data: Any, base: Path) -> None:
     listeners = data.get("listeners") if isinstance(data, dict) else None
     for li, listener in enumerate(listeners if isinstance(listeners, list) else ()):
         rules = listener.get("addresses") if isinstance(listener, dict) else None
+        if not isinstance(rules, dict):
+            continue
         for field in ("allow", "deny"):
-            entries = rules.get(field) if isinstance(rules, dict) else None
+            entries = rules.get(field)
             if not isinstance(entries, list):
                 continue
             resolved: list[Any] = []

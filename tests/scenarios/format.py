@@ -13,9 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from controlplane.model import DEFAULT_GROUP
 from controlplane.model.types import Duration
 
-BackendKind = Literal[
-    "http1", "http2", "websocket", "tcp", "tls", "closed", "silent", "verdicts"
-]
+BackendKind = Literal["http1", "http2", "websocket", "tcp", "tls", "closed", "silent", "verdicts"]
 """Harness backends, plus three made by the runner: `closed` (a port held but not listening:
 connections are refused), `silent` (accepts connections and never answers) and `verdicts`
 (the product's CRS verdict service, `controlplane waf-serve`, for a crs `service`)."""

@@ -92,9 +92,10 @@ def _refusing_chain(name: str, server_names: list[str], cidrs: list[str]) -> lc.
 def apply_address_rules(listener: Listener, result: listener_pb2.Listener) -> None:
     """Refuse connections by source address, in the listener's filter chain match: chains
     that only sources allowed and not denied match, and chains that close a connection as
-    soon as it is accepted (a direct response of nothing) for the others, one set per set of
-    server names (SNI comes before the source in Envoy's chain match). The default chain
-    becomes a chain that matches any SNI, so that refused sources cannot reach it."""
+    soon as it is accepted (a direct response of nothing) for the others (the denied ones,
+    or with an allow list every source it does not cover), one per set of server names (SNI
+    comes before the source in Envoy's chain match). The default chain becomes a chain that
+    matches any SNI, so that refused sources cannot reach it."""
     rules = listener.addresses
     if rules is None:
         return
@@ -110,7 +111,7 @@ def apply_address_rules(listener: Listener, result: listener_pb2.Listener) -> No
     name_sets = sorted({tuple(c.filter_chain_match.server_names) for c in chains} | {()})
     refusing = []
     for index, names in enumerate(name_sets):
-        if rules.deny:
+        if rules.deny and not rules.allow:
             refusing.append(_refusing_chain(f"refused-{index}", list(names), rules.deny))
         if rules.allow:
             refusing.append(_refusing_chain(f"not-allowed-{index}", list(names), []))
