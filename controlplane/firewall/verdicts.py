@@ -1,5 +1,8 @@
 """CRS verdicts: one ModSecurity v3 engine with the OWASP Core Rule Set, asked about requests.
 
+CRS's own method enforcement (911100) admits every method the model knows: a firewall's
+`methods` rule is the one knob for methods.
+
 `CrsPolicy.parse` reads what a proxy says of a route's crs (`controlplane.firewall.policy.
 crs_policy_text`); `Inspector.inspect` runs the request rules of the CRS (phases 1 and 2: the
 URI, the headers, the body it was given) at that policy's paranoia level, anomaly threshold and
@@ -90,6 +93,8 @@ SecAction "id:900000,phase:1,pass,nolog,t:none,setvar:tx.paranoia_level={policy.
 SecAction "id:900110,phase:1,pass,nolog,t:none,\\
   setvar:tx.inbound_anomaly_score_threshold={policy.anomaly_threshold},\\
   setvar:tx.outbound_anomaly_score_threshold=4"
+SecAction "id:900200,phase:1,pass,nolog,t:none,\\
+  setvar:'tx.allowed_methods=GET HEAD POST PUT DELETE PATCH OPTIONS TRACE'"
 SecAction "id:900990,phase:1,pass,nolog,t:none,setvar:tx.crs_setup_version=334"
 """,
         removed,
