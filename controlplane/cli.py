@@ -453,6 +453,16 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=0, help="The largest request body the API reads (413 above).")
     ] = 16 * 1024 * 1024,
+    waf: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the CRS verdict service (waf-serve) here for local proxies "
+            "(gRPC on this port, SPOP on the next)."
+        ),
+    ] = None,
+    waf_workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes of the verdict service.")
+    ] = 2,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process.
 
@@ -498,6 +508,8 @@ def serve(
         migrate=migrate,
         forget_after=forget_after,
         max_body_bytes=max_body_bytes,
+        waf=waf,
+        waf_workers=waf_workers,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

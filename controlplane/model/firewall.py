@@ -253,7 +253,7 @@ class Firewall(Model):
 
     @model_validator(mode="after")
     def _off_means_nothing_else(self) -> Firewall:
-        if not self.enabled and self.model_fields_set - {"enabled"}:
+        if not self.enabled and set(self.model_dump(exclude_defaults=True)) - {"enabled"}:
             raise ValueError("a firewall that is switched off (enabled: false) has no rules")
         if self.enabled and not (self.has_l7_rules or self.crs is not None):
             raise ValueError("a firewall needs rules or crs (or enabled: false)")

@@ -105,6 +105,11 @@ def test_what_a_firewall_may_hold(firewall: dict[str, Any], message: str) -> Non
     assert message in refusal(config({"firewall": firewall}))
 
 
+def test_a_firewall_reads_back_as_it_was_dumped() -> None:
+    for firewall in (Firewall(enabled=False), Firewall(methods=["GET"], crs={})):  # type: ignore[arg-type]
+        assert Firewall.model_validate(firewall.model_dump()) == firewall
+
+
 def test_one_verdict_service_per_listener() -> None:
     routes = [{"direct_response": {"status": 200}, "firewall": {"crs": {"failure": "open"}}}]
     text = refusal(config({"firewall": {"crs": {}}}, routes))
