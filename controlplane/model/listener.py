@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SerializationInfo, field_serializer, model_validator
 
-from .firewall import AddressRules, Firewall
+from .firewall import AddressRules, Crs, Firewall, effective_firewall
 from .route import VirtualHost
 from .tls import REDACT_KEYS, Pem, redacted
 from .types import BindAddress, Model, Name, ServerName
@@ -126,6 +126,19 @@ class Listener(Model):
                 "the crs of a listener and of its routes must share service, failure, timeout "
                 "and max_body_bytes (one verdict service per listener)"
             )
+
+    def route_firewalls(self) -> list[Firewall | None]:
+        """The firewall that checks each route's requests (`effective_firewall`), in
+        declaration order of virtual hosts and routes."""
+        return [
+            effective_firewall(self.firewall, route.firewall)
+            for vhost in self.virtual_hosts
+            for route in vhost.routes
+        ]
+
+    def verdict_service(self) -> Crs | None:
+        """The crs whose service settings the listener's routes share, if a route has one."""
+        return next((fw.crs for fw in self.route_firewalls() if fw and fw.crs), None)
 
     @property
     def is_l7(self) -> bool:

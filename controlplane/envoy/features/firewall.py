@@ -37,7 +37,7 @@ from google.protobuf import struct_pb2, wrappers_pb2
 
 from ...firewall.policy import crs_policy_text, policy_text
 from ...firewall.sources import lua_source
-from ...model import AddressRules, Crs, Firewall, Listener, Route, effective_firewall, split_address
+from ...model import AddressRules, Crs, Listener, Route, effective_firewall, split_address
 from ..common import duration, packed
 from .base import Feature
 
@@ -119,19 +119,6 @@ def apply_address_rules(listener: Listener, result: listener_pb2.Listener) -> No
     result.filter_chains.extend([*chains, *refusing])
 
 
-def _routes(listener: Listener) -> Iterable[Route]:
-    for vhost in listener.virtual_hosts:
-        yield from vhost.routes
-
-
-def _firewalls(listener: Listener) -> list[Firewall | None]:
-    return [effective_firewall(listener.firewall, route.firewall) for route in _routes(listener)]
-
-
-def _crs_of(listener: Listener) -> Crs | None:
-    return next((fw.crs for fw in _firewalls(listener) if fw is not None and fw.crs), None)
-
-
 def lua_filter() -> hcm.HttpFilter:
     """The firewall's Lua filter, off unless a route switches it on."""
     config = lua_pb2.Lua(
@@ -174,9 +161,9 @@ class FirewallFeature(Feature):
 
     def http_filters(self, listener: Listener) -> Iterable[hcm.HttpFilter]:
         filters = []
-        if any(fw is not None and fw.has_l7_rules for fw in _firewalls(listener)):
+        if any(fw is not None and fw.has_l7_rules for fw in listener.route_firewalls()):
             filters.append(lua_filter())
-        crs = _crs_of(listener)
+        crs = listener.verdict_service()
         if crs is not None:
             filters.append(ext_authz_filter(crs))
         return filters

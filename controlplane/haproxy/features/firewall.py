@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from ...firewall.policy import crs_policy_text, policy_text
 from ...firewall.sources import lua_source
-from ...model import Crs, Firewall, Listener, effective_firewall, split_address
+from ...model import Firewall, Listener, effective_firewall, split_address
 from ...model.firewall import BLOCKED_BODY, CRS_HEADER, RULES_HEADER
+from ...model.types import HostPort
 from ..render_text import address
 from ..scopes import GlobalScope, ListenerScope, RouteEntry
 from ..templating import render_template
@@ -31,20 +32,9 @@ def _firewall_of(scope: ListenerScope, entry: RouteEntry) -> Firewall | None:
     return effective_firewall(scope.listener.firewall, entry.route.firewall)
 
 
-def _crs_of(listener: Listener) -> Crs | None:
-    """The listener's verdict service settings (shared by all its crs), if any route has one."""
-    firewalls = [listener.firewall] + [r.firewall for v in listener.virtual_hosts for r in v.routes]
-    return next((fw.crs for fw in firewalls if fw is not None and fw.crs is not None), None)
-
-
 def uses_lua(listener: Listener) -> bool:
     """Whether a route of `listener` runs L7 rules."""
-    return any(
-        fw is not None and fw.has_l7_rules
-        for vhost in listener.virtual_hosts
-        for route in vhost.routes
-        for fw in [effective_firewall(listener.firewall, route.firewall)]
-    )
+    return any(fw is not None and fw.has_l7_rules for fw in listener.route_firewalls())
 
 
 @dataclass(frozen=True)
@@ -103,7 +93,7 @@ class FirewallFeature(Feature):
                 deny = scope.files.add(f"{listener.name}.deny", "acl", _lines(rules.deny))
             if rules.allow:
                 allow = scope.files.add(f"{listener.name}.allow", "acl", _lines(rules.allow))
-        crs = _crs_of(listener) if listener.is_l7 else None
+        crs = listener.verdict_service()
         reads_body = any(
             fw is not None and fw.reads_body
             for entry in scope.routes
@@ -125,7 +115,7 @@ class FirewallFeature(Feature):
         return Head(stage, deny, allow, buffer_body, spoe)
 
     def request(self, scope: ListenerScope) -> Checks | None:
-        crs = _crs_of(scope.listener)
+        crs = scope.listener.verdict_service()
         for entry in scope.routes:
             firewall = _firewall_of(scope, entry)
             if firewall is None:
@@ -153,11 +143,11 @@ class FirewallFeature(Feature):
         )
 
     def sections(self, scope: ListenerScope) -> VerdictBackend | None:
-        crs = _crs_of(scope.listener) if scope.listener.is_l7 else None
+        crs = scope.listener.verdict_service()
         if crs is None:
             return None
         host, port = split_address(crs.service)
-        spop = address(type(split_address(crs.service))(host, port + 1))
+        spop = address(HostPort(host, port + 1))
         return VerdictBackend(_verdict_backend_name(scope.listener), spop, f"{crs.timeout}ms")
 
 
