@@ -335,6 +335,9 @@ def explain(
     client_ip: Annotated[
         str, typer.Option("--client-ip", help="The client address the proxy sees.")
     ] = "127.0.0.1",
+    body: Annotated[
+        str | None, typer.Option(help="The request body (what firewall body rules read).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     server: Annotated[
         str | None, typer.Option(help="Explain at a running server's head instead of FILE.")
@@ -362,6 +365,7 @@ def explain(
         "cookies": _pairs(cookie, "--cookie"),
         "sni": sni,
         "client_ip": client_ip,
+        "body": body,
     }
     if server is not None:
         decision = _explain_remote(api_client(server, token, ca), data)

@@ -152,6 +152,11 @@ class Step(Strict):
         pattern=r"^127\.\d+\.\d+\.\d+$",
         description="Connect from this loopback address (127.0.0.0/8).",
     )
+    raw: str | None = Field(
+        None,
+        description="An HTTP/1.1 request sent byte for byte as written (http steps): what a "
+        "client library would not send, such as no Host or a repeated Content-Length.",
+    )
     count: int = Field(1, ge=1, le=5000)
     session: bool = Field(False, description="Keep cookies across the count, as a browser.")
     within: Duration | None = Field(
@@ -170,6 +175,11 @@ class Step(Strict):
             extra = [name for name, used in http_only.items() if used]
             if extra:
                 raise ValueError(f"{', '.join(extra)} not for {self.kind} steps")
+        if self.raw is not None:
+            written = {"method", "path", "host", "headers", "body", "session", "proxy_protocol"}
+            extra = sorted(written & self.model_fields_set)
+            if self.kind != "http" or extra:
+                raise ValueError(f"raw is a whole http request; not with {', '.join(extra)}")
         if self.sni is not None and self.kind not in ("http", "tls"):
             raise ValueError("sni is for http (to https listeners) and tls steps")
         if self.proxy_protocol is not None and self.kind not in ("http", "tcp"):

@@ -89,7 +89,24 @@ def _from_response(response: Response) -> Observation:
     )
 
 
+def _raw(step: Step, listener: ListenerAt) -> Observation:
+    """Sends `step.raw` as it is on a new connection and reads one answer."""
+    assert step.raw is not None
+    source = (step.source, 0) if step.source else None
+    try:
+        with socket.create_connection((LOOPBACK, listener.port), TIMEOUT, source) as sock:
+            sock.sendall(step.raw.encode())
+            raw = http.client.HTTPResponse(sock)
+            raw.begin()
+            response = Response(raw.status, Headers(raw.getheaders()), raw.read())
+    except CLIENT_ERRORS as exc:
+        return Observation(error=_describe(exc))
+    return _from_response(response)
+
+
 def _http(step: Step, listener: ListenerAt) -> list[Observation]:
+    if step.raw is not None:
+        return [_raw(step, listener) for _ in range(step.count)]
     tls = listener.protocol == "https"
     session = HttpSession(
         LOOPBACK,
