@@ -97,7 +97,8 @@ def config(case: str, port: int, verdicts: str) -> Config:
             }
         )
     elif case == "crs":
-        listener["firewall"] = {"crs": {"paranoia_level": 1, "service": verdicts}}
+        # a saturated service queues requests: the timeout must not turn them into 403s
+        listener["firewall"] = {"crs": {"paranoia_level": 1, "service": verdicts, "timeout": "10s"}}
     return parse_config({"listeners": [listener]})
 
 
@@ -190,6 +191,8 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
                         rate, count = wrk(port, args.seconds, close)
                         used = cpu_seconds(service_pids) - before
                         figures.setdefault((proxy.name, case, close), []).append(rate)
+                        how = "new connections" if close else "keep-alive"
+                        print(f"  {proxy.name} {case} {how}: {rate:.0f}/s", file=sys.stderr)
                         if case == "crs" and not close:
                             crs_cpu[proxy.name].append(1000 * used / max(count, 1))
     finally:
