@@ -15,6 +15,7 @@ inspection of HTTP routes (`firewall`, the listener's or a route's own).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from ...firewall.policy import crs_policy_text, policy_text
@@ -22,6 +23,7 @@ from ...firewall.sources import lua_source
 from ...model import Firewall, Listener, effective_firewall, split_address
 from ...model.firewall import BLOCKED_BODY, CRS_HEADER, RULES_HEADER
 from ...model.types import HostPort
+from ..render_backends import RESOLVERS
 from ..render_text import address
 from ..scopes import GlobalScope, ListenerScope, RouteEntry
 from ..templating import render_template
@@ -74,6 +76,16 @@ class VerdictBackend:
     name: str
     server: str
     timeout: str
+    resolvers: str | None = None
+    """The resolvers a service given by host name is found through (None: an IP address)."""
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class FirewallFeature(Feature):
@@ -148,7 +160,10 @@ class FirewallFeature(Feature):
             return None
         host, port = split_address(crs.service)
         spop = address(HostPort(host, port + 1))
-        return VerdictBackend(_verdict_backend_name(scope.listener), spop, f"{crs.timeout}ms")
+        resolvers = None if _is_ip(host) else RESOLVERS
+        return VerdictBackend(
+            _verdict_backend_name(scope.listener), spop, f"{crs.timeout}ms", resolvers
+        )
 
 
 def _verdict_backend_name(listener: Listener) -> str:
