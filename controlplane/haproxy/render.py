@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from ..model import Config, Listener, check, split_address
 from .bundle import Bundle
 from .features import FEATURES, Part, parts
-from .render_backends import RESOLVERS, BackendSet
+from .render_backends import BackendSet
 from .render_routes import HttpRouting, http_routing
-from .render_text import address
+from .render_text import RESOLVERS, address
 from .render_tls import tls_files
 from .scopes import BackendScope, BundleFiles, GlobalScope, ListenerScope, MapFiles, route_entries
 from .templating import render_template

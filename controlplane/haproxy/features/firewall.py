@@ -23,8 +23,7 @@ from ...firewall.sources import lua_source
 from ...model import Firewall, Listener, effective_firewall, split_address
 from ...model.firewall import BLOCKED_BODY, CRS_HEADER, RULES_HEADER
 from ...model.types import HostPort
-from ..render_backends import RESOLVERS
-from ..render_text import address
+from ..render_text import RESOLVERS, address
 from ..scopes import GlobalScope, ListenerScope, RouteEntry
 from ..templating import render_template
 from .base import Feature
