@@ -350,6 +350,9 @@ def explain(
     client_ip: Annotated[
         str, typer.Option("--client-ip", help="The client address the proxy sees.")
     ] = "127.0.0.1",
+    body: Annotated[
+        str | None, typer.Option(help="The request body (what firewall body rules read).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     server: Annotated[
         str | None, typer.Option(help="Explain at a running server's head instead of FILE.")
@@ -377,6 +380,7 @@ def explain(
         "cookies": _pairs(cookie, "--cookie"),
         "sni": sni,
         "client_ip": client_ip,
+        "body": body,
     }
     if server is not None:
         decision = _explain_remote(api_client(server, token, ca), data)
@@ -590,6 +594,36 @@ DbOption = Annotated[
 ]
 
 
+@app.command("waf-serve")
+def waf_serve(
+    listen: Annotated[
+        str, typer.Option(help="gRPC ext_authz (Envoy) here, SPOP (HAProxy) on the next port.")
+    ] = "127.0.0.1:9470",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 2,
+    crs_dir: Annotated[
+        Path, typer.Option(help="The OWASP CRS rules (Debian's modsecurity-crs).")
+    ] = Path("/usr/share/modsecurity-crs/rules"),
+    max_body_bytes: Annotated[
+        int, typer.Option(min=0, max=8192, help="The most body bytes a verdict reads.")
+    ] = 8192,
+) -> None:
+    """Run the CRS verdict service the proxies' firewalls call (ModSecurity v3 and the OWASP
+    Core Rule Set), until SIGTERM or SIGINT."""
+    from .firewall.service import serve as serve_verdicts
+    from .model.types import split_address
+
+    try:
+        split_address(listen)
+    except ValueError as exc:
+        fail([f"--listen: {exc}"])
+    if not crs_dir.is_dir():
+        fail([f"--crs-dir: {crs_dir} is not a directory (apt install modsecurity-crs)"])
+    try:
+        serve_verdicts(listen, workers, crs_dir, max_body_bytes)
+    except OSError as exc:
+        fail([f"waf-serve: cannot listen on {listen}: {exc.strerror}"])
+
+
 @app.command()
 def serve(
     db: DbOption,
@@ -654,6 +688,16 @@ def serve(
             "random part).",
         ),
     ] = None,
+    waf: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the CRS verdict service (waf-serve) here for local proxies "
+            "(gRPC on this port, SPOP on the next)."
+        ),
+    ] = None,
+    waf_workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes of the verdict service.")
+    ] = 2,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process.
 
@@ -700,6 +744,8 @@ def serve(
         forget_after=forget_after,
         max_body_bytes=max_body_bytes,
         replica=replica,
+        waf=waf,
+        waf_workers=waf_workers,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

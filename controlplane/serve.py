@@ -62,6 +62,7 @@ from .model import PROXY_KINDS, ConfigError, Issue, ProxyKind, load_file, target
 from .model.tls import PemFileError, read_pem_file
 from .model.types import split_address
 from .proxies.haproxy.manager import HAProxyManager
+from .proxies.waf import VerdictServiceError, VerdictServiceProcess
 from .store import Conflict, Revision, Store, StoreError
 from .store import open_store as open_db
 from .xds.cache import SnapshotCache
@@ -335,6 +336,9 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     replica: str | None = None
     """This replica's name in a shared store's reports (default: host, PID, a random part)."""
+    waf: str | None = None
+    """Where to run the CRS verdict service for local proxies (`controlplane waf-serve`)."""
+    waf_workers: int = 2
 
 
 @dataclass
@@ -353,6 +357,7 @@ class Running:
     """The status of every replica, on a store shared with others (PostgreSQL)."""
     holding: asyncio.Task[None] | None = None
     """Holding Envoy groups back on their last-known-good (`LastKnownGood.run`)."""
+    verdicts: VerdictServiceProcess | None = None
 
     async def stop(self, keep_proxies: bool = False) -> None:
         """Stop the API and the xDS server and close the store. The local HAProxies stop too,
@@ -371,6 +376,8 @@ class Running:
             for local in self.local:
                 let_go = local.manager.detach if keep_proxies else local.manager.stop
                 await asyncio.to_thread(let_go)
+            if self.verdicts is not None:
+                await asyncio.to_thread(self.verdicts.stop)
             self.store.close()
 
 
@@ -389,9 +396,12 @@ async def start_server(options: ServeOptions) -> Running:
     started: list[LocalHAProxy] = []
     xds: XdsServer | None = None
     shared: SharedStatus | None = None
+    verdicts: VerdictServiceProcess | None = None
     try:
         if options.config is not None:
             seed(store, options.config, options.targets)
+        if options.waf is not None:
+            verdicts = await start_verdicts(options)
         ledger, index, cache = Ledger(), RevisionIndex(), SnapshotCache()
         xds = XdsServer(cache, XdsReports(ledger), tls=xds_credentials)
         await xds.start(xds_host, xds_port)
@@ -448,9 +458,28 @@ async def start_server(options: ServeOptions) -> Running:
             await xds.stop()
         for local in started:
             local.manager.stop()
+        if verdicts is not None:
+            verdicts.stop()
         store.close()
         raise
-    return Running(store, xds, api, fleet, ledger, status, started, forgetting, shared, holding)
+    return Running(
+        store, xds, api, fleet, ledger, status, started, forgetting, shared, holding, verdicts
+    )
+
+
+async def start_verdicts(options: ServeOptions) -> VerdictServiceProcess:
+    """The CRS verdict service for the local proxies, running (its log in the workdir)."""
+    assert options.waf is not None
+    try:
+        split_address(options.waf)
+    except ValueError as exc:
+        raise ServeError(f"--waf {options.waf!r}: {exc}") from None
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    verdicts = VerdictServiceProcess(options.waf, options.waf_workers, options.workdir / "waf.log")
+    try:
+        return await asyncio.to_thread(verdicts.start)
+    except VerdictServiceError as exc:
+        raise ServeError(f"{exc} (see {options.workdir / 'waf.log'})") from None
 
 
 async def forget_gone(ledger: Ledger, after: float) -> None:
