@@ -7,6 +7,7 @@ given, and report the certificate they were shown.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -415,10 +416,13 @@ def tcp(
     payload: bytes = b"hi",
     proxy_protocol_v1_source: str | None = None,
     timeout: float = 5.0,
+    held: contextlib.ExitStack | None = None,
 ) -> StreamReply:
     """Connects, optionally sends a PROXY v1 header claiming that source, sends ``payload`` and
-    reads the greeting line and the echo."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    reads the greeting line and the echo. The connection is closed then, or when ``held``
+    closes if given (to keep several open at once)."""
+    with contextlib.ExitStack() as own:
+        sock = (held or own).enter_context(socket.create_connection((host, port), timeout=timeout))
         if proxy_protocol_v1_source is not None:
             sock.sendall(proxy_v1_header(proxy_protocol_v1_source, (host, port)))
         line, echo = _exchange(sock, payload)

@@ -16,10 +16,14 @@ from tests.harness.target import Target
 
 from .addressing import concrete_config, listener_names
 from .expectations import mismatches
-from .format import BackendDecl, ProxyName, Scenario, Step
+from .format import BackendDecl, HeaderExpectation, ProxyName, Scenario, Step
 from .sending import LOOPBACK, ListenerAt, Observation, send
 
 POLL_INTERVAL = 0.1
+RECEIVED_WAIT = 2.0
+"""How long `received` waits for copies (mirrors) that may arrive after the answer."""
+LISTENER_PORT = "${port}"
+"""In expected header values: the port of the step's listener."""
 
 
 class ScenarioFailure(AssertionError):
@@ -41,7 +45,7 @@ def play(scenario: Scenario, target: Target) -> None:
     Raises ScenarioFailure naming the scenario, step and target on the first failing step.
     """
     proxy = proxy_of(target)
-    with _running_backends(scenario.backends) as addresses:
+    with _running_backends(scenario.backends) as (addresses, fleet):
         listeners = {name: f"{LOOPBACK}:{free_port()}" for name in listener_names(scenario)}
         try:
             config = concrete_config(scenario, addresses, listeners)
@@ -61,7 +65,8 @@ def play(scenario: Scenario, target: Target) -> None:
         protocols = {x.name: x.protocol for x in config.listeners}
         for index, step in enumerate(scenario.requests):
             port = int(listeners[step.listener].rsplit(":", 1)[1])
-            _play_step(scenario, target, index, step, ListenerAt(port, protocols[step.listener]))
+            at = ListenerAt(port, protocols[step.listener])
+            _play_step(scenario, target, index, _with_port(step, port), at, fleet)
 
 
 def _check_refusal(scenario: Scenario, target: Target, issues: list[tuple[str, str]]) -> None:
@@ -80,13 +85,38 @@ def _check_refusal(scenario: Scenario, target: Target, issues: list[tuple[str, s
     )
 
 
+def _with_port(step: Step, port: int) -> Step:
+    """The step with `${port}` in its expected header values made the listener's port."""
+
+    def made_real(headers: dict[str, HeaderExpectation]) -> dict[str, HeaderExpectation]:
+        return {
+            name: value.replace(LISTENER_PORT, str(port)) if isinstance(value, str) else value
+            for name, value in headers.items()
+        }
+
+    expect = step.expect.model_copy(
+        update={
+            "headers": made_real(step.expect.headers),
+            "upstream_headers": made_real(step.expect.upstream_headers),
+        }
+    )
+    return step.model_copy(update={"expect": expect})
+
+
 def _play_step(
-    scenario: Scenario, target: Target, index: int, step: Step, listener: ListenerAt
+    scenario: Scenario,
+    target: Target,
+    index: int,
+    step: Step,
+    listener: ListenerAt,
+    fleet: BackendFleet,
 ) -> None:
     deadline = time.monotonic() + (step.within or 0) / 1000
     while True:
+        before = _received(fleet, step)
         observations: list[Observation] = send(step, listener)
         found = mismatches(step.expect, observations)
+        found += _received_mismatches(fleet, step, before)
         if not found or time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL)
@@ -101,9 +131,32 @@ def _play_step(
         )
 
 
+def _received(fleet: BackendFleet, step: Step) -> dict[str, int]:
+    return {name: fleet[name].received for name in step.expect.received or ()}
+
+
+def _received_mismatches(fleet: BackendFleet, step: Step, before: dict[str, int]) -> list[str]:
+    """How the requests the backends received during the step differ from `received`,
+    after waiting a moment for those still on their way."""
+    wanted = step.expect.received
+    if not wanted:
+        return []
+    deadline = time.monotonic() + RECEIVED_WAIT
+    while True:
+        seen = {name: fleet[name].received - before[name] for name in wanted}
+        if all(seen[n] >= wanted[n] for n in wanted) or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL / 2)
+    if seen == wanted:
+        return []
+    return [f"expected the backends to receive {wanted} requests, they received {seen}"]
+
+
 @contextlib.contextmanager
-def _running_backends(declared: list[BackendDecl]) -> Iterator[dict[str, str]]:
-    """The backends running, by name → address; all stopped on exit."""
+def _running_backends(
+    declared: list[BackendDecl],
+) -> Iterator[tuple[dict[str, str], BackendFleet]]:
+    """The backends running, by name → address, and their fleet; all stopped on exit."""
     with BackendFleet() as fleet, contextlib.ExitStack() as sockets:
         addresses: dict[str, str] = {}
         for decl in declared:
@@ -119,7 +172,7 @@ def _running_backends(declared: list[BackendDecl]) -> Iterator[dict[str, str]]:
                     headers=dict(decl.headers),
                 )
                 addresses[decl.name] = fleet.start(spec).address
-        yield addresses
+        yield addresses, fleet
 
 
 def _reserved_port(sockets: contextlib.ExitStack, listening: bool) -> str:

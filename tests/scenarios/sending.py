@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -67,7 +68,10 @@ def send(step: Step, listener: ListenerAt) -> list[Observation]:
         return [_websocket(step, listener) for _ in range(step.count)]
     if step.kind == "grpc":
         return _grpc(step, listener)
-    return [_stream(step, listener) for _ in range(step.count)]
+    with contextlib.ExitStack() as held:
+        return [
+            _stream(step, listener, held if step.hold_open else None) for _ in range(step.count)
+        ]
 
 
 def _from_response(response: Response) -> Observation:
@@ -156,13 +160,15 @@ def _grpc_error(exc: grpc.RpcError) -> str:
     return f"{code.name if code else 'UNKNOWN'}: {details}"
 
 
-def _stream(step: Step, listener: ListenerAt) -> Observation:
+def _stream(step: Step, listener: ListenerAt, held: contextlib.ExitStack | None) -> Observation:
     payload = (step.body if step.body is not None else "hi").encode()
     try:
         if step.kind == "tls":
             reply = clients.tls(LOOPBACK, listener.port, step.sni, payload, TIMEOUT)
         else:
-            reply = clients.tcp(LOOPBACK, listener.port, payload, step.proxy_protocol, TIMEOUT)
+            reply = clients.tcp(
+                LOOPBACK, listener.port, payload, step.proxy_protocol, TIMEOUT, held
+            )
     except CLIENT_ERRORS as exc:
         return Observation(error=_describe(exc))
     if not reply.line:
