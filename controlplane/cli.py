@@ -357,6 +357,33 @@ def haproxy_agent(
         agent.run()
 
 
+haproxy_app = typer.Typer(
+    help="HAProxies that serve (or haproxy-agent) left running.", no_args_is_help=True
+)
+app.add_typer(haproxy_app, name="haproxy")
+
+
+@haproxy_app.command("stop")
+def haproxy_stop(
+    workdir: Annotated[
+        Path,
+        typer.Option(help="The --workdir of serve (or of haproxy-agent) that left them running."),
+    ] = Path("run"),
+) -> None:
+    """Stop the HAProxies left running from WORKDIR: serve's (one per group, in
+    WORKDIR/haproxy-GROUP) or an agent's (WORKDIR itself). Nothing running is not an error."""
+    from .proxies.haproxy.manager import stop_left_running
+
+    try:
+        stopped = stop_left_running(workdir)
+    except OSError as exc:
+        fail([f"--workdir {workdir}: {exc.strerror or exc}"])
+    for item in stopped:
+        typer.echo(f"stopped HAProxy (master pid {item.master}) of {item.workdir}")
+    if not stopped:
+        typer.echo(f"no HAProxy left running from {workdir}")
+
+
 DbOption = Annotated[
     str,
     typer.Option(
