@@ -113,7 +113,7 @@ def render(config: Config, group: str) -> Bundle:
             crt_list=crt_list,
             routing=routing,
         )
-        for phase in ("frontend", "request", "response"):
+        for phase in ("frontend", "request", "forward", "response"):
             frontend.parts[phase] = parts(FEATURES, phase, scope)
         sections.extend(parts(FEATURES, "sections", scope))
         frontends.append(frontend)

@@ -19,9 +19,12 @@ from .loading import (
 )
 from .precedence import ordered_routes, precedence_order
 from .route import (
+    Cors,
     DirectResponse,
     HeaderMutation,
     Match,
+    Mirror,
+    OriginMatch,
     PathMatch,
     Redirect,
     Retries,
@@ -44,6 +47,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigFileError",
+    "Cors",
     "DirectResponse",
     "Endpoint",
     "HashCookie",
@@ -53,7 +57,9 @@ __all__ = [
     "Issue",
     "Listener",
     "Match",
+    "Mirror",
     "NodeGroup",
+    "OriginMatch",
     "PathMatch",
     "ProxyKind",
     "Redirect",

@@ -100,6 +100,11 @@ class Listener(Model):
         return self
 
     @property
+    def scheme(self) -> str:
+        """The URL scheme clients reach an L7 listener with: `https` or `http`."""
+        return "https" if self.protocol == "https" else "http"
+
+    @property
     def is_l7(self) -> bool:
         """Whether the listener parses HTTP."""
         return self.protocol in L7_PROTOCOLS

@@ -52,9 +52,25 @@ def _haproxy_names_fit_fetch_arguments(config: Config) -> Iterator[Issue]:
             )
 
 
+def _haproxy_cannot_mirror(config: Config) -> Iterator[Issue]:
+    for li, listener in enumerate(config.listeners):
+        for vi, vhost in enumerate(listener.virtual_hosts):
+            for ri, route in enumerate(vhost.routes):
+                if route.mirrors:
+                    yield Issue(
+                        ("listeners", li, "virtual_hosts", vi, "routes", ri, "mirrors"),
+                        "haproxy 2.6 cannot mirror requests (it has no request mirroring; "
+                        "serve mirrored routes with envoy)",
+                    )
+
+
 RULES_BY_TARGET: dict[ProxyKind, tuple[TargetRule, ...]] = {
     "envoy": (_envoy_cannot_match_absent_query,),
-    "haproxy": (_haproxy_has_no_maglev, _haproxy_names_fit_fetch_arguments),
+    "haproxy": (
+        _haproxy_has_no_maglev,
+        _haproxy_names_fit_fetch_arguments,
+        _haproxy_cannot_mirror,
+    ),
 }
 
 

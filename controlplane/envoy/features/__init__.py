@@ -15,10 +15,10 @@ Features are applied in `FEATURES` order; see docs/contributing.md for the recip
 
 from __future__ import annotations
 
-from . import headers, retries
+from . import cors, headers, mirrors, retries
 from .base import Feature
 
-FEATURES: tuple[Feature, ...] = (headers.FEATURE, retries.FEATURE)
+FEATURES: tuple[Feature, ...] = (headers.FEATURE, retries.FEATURE, cors.FEATURE, mirrors.FEATURE)
 """Every feature, in the order they are applied."""
 
 __all__ = ["FEATURES", "Feature"]

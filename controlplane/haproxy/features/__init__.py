@@ -3,9 +3,17 @@ in the order their rules run (see `controlplane.haproxy.features.base` for the p
 
 from .answers import Answers
 from .base import Feature, Part, Phase, parts
+from .cors import CorsPolicies
 from .headers import Headers
+from .path_rewrite import PathRewrite
 from .prefix_rewrite import PrefixRewrite
 
-FEATURES: tuple[Feature, ...] = (Answers(), PrefixRewrite(), Headers())
+FEATURES: tuple[Feature, ...] = (
+    CorsPolicies(),
+    Answers(),
+    PrefixRewrite(),
+    PathRewrite(),
+    Headers(),
+)
 
 __all__ = ["FEATURES", "Feature", "Part", "Phase", "parts"]

@@ -17,7 +17,7 @@ from tests.golden.conftest import GOLDEN_DIR
 
 PROBE_TEMPLATES = {
     f"features/probe/{phase}.j2": f"    # probe {phase} {{{{ data }}}}\n"
-    for phase in ("frontend", "request", "response", "backend")
+    for phase in ("frontend", "request", "forward", "response", "backend")
 } | {
     "features/probe/sections.j2": "backend probe.{{ data }}\n    stick-table type string size 1k\n"
 }
@@ -35,6 +35,9 @@ class Probe(Feature):
         for entry in scope.routes:
             scope.maps.add("probe", entry.id, str(len(entry.id)))
         return scope.maps.name("probe") if scope.routes else None
+
+    def forward(self, scope: ListenerScope) -> str | None:
+        return scope.listener.name if scope.forwarding else None
 
     def response(self, scope: ListenerScope) -> str | None:
         return scope.listener.name if scope.routes else None
@@ -73,6 +76,7 @@ def test_each_phase_lands_at_its_point(probed: None) -> None:
     choice = at("use_backend %[var(txn.be)] if { var(txn.be) -m found }")
     request = at("# probe request web.probe.map")
     assert decided < at("# request header mutations of routes: remove, set, add") < request < choice
+    assert request < at("# probe forward web") == choice - 1
     response = at("# probe response web")
     assert choice < at("# response header mutations of routes: remove, set, add") < response
     for backend in bundle.servers:
@@ -93,17 +97,26 @@ def test_tcp_listeners_take_frontend_and_sections_phases(probed: None) -> None:
     lines = lines_of(bundle.cfg)
     assert lines.index("# probe frontend tcp") == lines.index("bind 127.0.0.1:10090") + 1
     assert "backend probe.passthrough" in lines
-    assert not any(line.startswith(("# probe request", "# probe response")) for line in lines)
+    assert not any(
+        line.startswith(("# probe request", "# probe forward", "# probe response"))
+        for line in lines
+    )
 
 
 def test_the_shipped_features_are_registered_in_the_order_their_rules_run() -> None:
-    assert [f.name for f in features.FEATURES] == ["answers", "prefix_rewrite", "headers"]
+    assert [f.name for f in features.FEATURES] == [
+        "cors",
+        "answers",
+        "prefix_rewrite",
+        "path_rewrite",
+        "headers",
+    ]
 
 
 def test_every_shipped_feature_has_a_template_for_each_phase_it_takes_part_in() -> None:
     names = set(environment().list_templates())
     for feature in features.FEATURES:
-        for phase in ("frontend", "request", "response", "sections", "backend"):
+        for phase in ("frontend", "request", "forward", "response", "sections", "backend"):
             overridden = getattr(type(feature), phase) is not getattr(Feature, phase)
             assert overridden == (f"features/{feature.name}/{phase}.j2" in names), (
                 feature.name,
