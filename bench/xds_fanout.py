@@ -10,20 +10,39 @@ The server and the clients run in separate processes so one GIL does not seriali
 `--baseline` runs the same load against the server in its per-stream-serialising mode.
 
     .venv/bin/python bench/xds_fanout.py --clients 100 1000 5000 --baseline
+
+`--serve` runs the whole product instead of the bare xDS server: `controlplane serve` (REST
+API, SQLite store, ledger, status; `--xds-workers N` passed on when given) seeded with the
+same shape of config in the model (1,000 clusters of two endpoints, 10,000 routes), and each
+change is a REST write (`PATCH` of one cluster's `connect_timeout`) followed at once by a
+`GET /v1/status/wait` for its revision, open while the change goes out. Times are then from
+just before the write: when it was answered, when the wait answered (the server saw every
+proxy run it), and each client's last ACK (from the clients' clocks); *fan-out* is the last
+ACK minus the first. CPU is read from /proc for `serve` and every process it started.
+
+    .venv/bin/python bench/xds_fanout.py --serve --clients 1000 --client-procs 2 --changes 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import multiprocessing as mp
 import os
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+
+import httpx
 
 # The test harness builds the resources; make the repository importable in every process.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -173,10 +192,26 @@ class ClientStats:
     responses: int
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """Who the simulated clients say they are and what they subscribe to by name."""
+
+    group: str = GROUP
+    endpoints: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ("routes",)
+
+
 def client_main(
-    conn: Connection, port: int, first: int, count: int, per_channel: int, delta: bool, wave: int
+    conn: Connection,
+    port: int,
+    first: int,
+    count: int,
+    per_channel: int,
+    delta: bool,
+    wave: int,
+    subscription: Subscription,
 ) -> None:
-    stats = asyncio.run(_clients(conn, port, first, count, per_channel, delta, wave))
+    stats = asyncio.run(_clients(conn, port, first, count, per_channel, delta, wave, subscription))
     conn.send(stats)
 
 
@@ -188,6 +223,7 @@ async def _clients(
     per_channel: int,
     delta: bool,
     wave_size: int,
+    subscription: Subscription,
 ) -> ClientStats:
     import grpc
     from envoy.service.discovery.v3 import discovery_pb2
@@ -195,12 +231,11 @@ async def _clients(
     from controlplane.xds import types
     from controlplane.xds.wire import field, text_field
 
-    names = cluster_names()
     subscriptions = {
         types.CLUSTER: [],
-        types.ENDPOINT: names,
+        types.ENDPOINT: list(subscription.endpoints or cluster_names()),
         types.LISTENER: [],
-        types.ROUTE: ["routes"],
+        types.ROUTE: list(subscription.routes),
     }
     # Requests are assembled from bytes: the clients must stay cheap to measure the server.
     if delta:
@@ -223,9 +258,10 @@ async def _clients(
         nonce_field = 5
     errors = 0
     responses = 0
+    last_ack: dict[int, float] = {}
 
     def node(i: int) -> bytes:
-        node_msg = field(1, f"client-{i}".encode()) + field(2, GROUP.encode())
+        node_msg = field(1, f"client-{i}".encode()) + field(2, subscription.group.encode())
         return field(2 if not delta else 1, node_msg)
 
     async def one(channel: grpc.aio.Channel, i: int, synced: asyncio.Event) -> None:
@@ -251,6 +287,7 @@ async def _clients(
                 if not delta:
                     ack += text_field(1, resp.version_info)
                 await call.write(ack)
+                last_ack[i] = time.time()
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as err:
@@ -281,8 +318,11 @@ async def _clients(
     if stuck:
         print(f"  {stuck} streams of a wave never synced", file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
-    while await loop.run_in_executor(None, conn.recv) == "cpu":
-        conn.send(time.process_time())
+    while (command := await loop.run_in_executor(None, conn.recv)) != "stop":
+        if command == "cpu":
+            conn.send(time.process_time())
+        else:  # ("acks", since): each stream's last ACK written since then
+            conn.send([at for at in last_ack.values() if at >= command[1]])
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -332,7 +372,7 @@ def run_one(
             mine, theirs = ctx.Pipe()
             p = ctx.Process(
                 target=client_main,
-                args=(theirs, port, first, count, per_channel, delta, wave),
+                args=(theirs, port, first, count, per_channel, delta, wave, Subscription()),
             )
             p.start()
             clients.append((p, mine))
@@ -385,6 +425,257 @@ def run_one(
                 p.kill()
 
 
+# --- the whole product: controlplane serve ---
+
+
+def serve_config() -> dict[str, Any]:
+    """The bench config in the model: 1,000 clusters of two endpoints, one listener with
+    100 virtual hosts of 100 routes."""
+    clusters = [
+        {
+            "name": name,
+            "endpoints": [
+                {"address": f"127.0.0.1:{20000 + i % 1000}"},
+                {"address": f"127.0.0.1:{30000 + i}"},
+            ],
+            "connect_timeout": "1000ms",
+        }
+        for i, name in enumerate(cluster_names())
+    ]
+    hosts = [
+        {
+            "name": f"vh{v}",
+            "domains": [f"svc{v}.test"],
+            "routes": [
+                {
+                    "match": {"path": {"prefix": f"/svc{v}/r{r}"}},
+                    "backends": [
+                        {"cluster": f"cluster-{(v * ROUTES_PER_VHOST + r) % CLUSTERS:04d}"}
+                    ],
+                }
+                for r in range(ROUTES_PER_VHOST)
+            ],
+        }
+        for v in range(VHOSTS)
+    ]
+    listener = {"name": "web", "address": "127.0.0.1:10000", "protocol": "http"}
+    return {"listeners": [{**listener, "virtual_hosts": hosts}], "clusters": clusters}
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and every process below it."""
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        for task in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}") else []:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes, from /proc/<pid>/stat."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def rss_of(pids: list[int]) -> float:
+    """The summed resident set size of the processes, in MiB."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
+
+
+@contextlib.contextmanager
+def serving(workdir: str, workers: int | None) -> Iterator[tuple[str, int, int]]:
+    """`controlplane serve` on the bench config: yields (API URL, xDS port, pid)."""
+    from tests.harness.ports import free_port
+
+    config = os.path.join(workdir, "config.json")
+    with open(config, "w") as f:
+        json.dump(serve_config(), f)
+    api, xds = free_port(), free_port()
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "controlplane"),
+        "serve",
+        "--db", os.path.join(workdir, "store.db"),
+        "--config", config,
+        "--api", f"127.0.0.1:{api}",
+        "--xds", f"127.0.0.1:{xds}",
+        "--insecure-local",
+        "--workdir", os.path.join(workdir, "run"),
+    ]  # fmt: skip
+    if workers is not None:
+        command += ["--xds-workers", str(workers)]
+    url = f"http://127.0.0.1:{api}"
+    with open(os.path.join(workdir, "serve.log"), "wb") as log:
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"serve exited with {server.returncode}, see serve.log")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/v1/status", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError("serve did not answer within 120 s")
+            time.sleep(0.2)
+        yield url, xds, server.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def run_serve(
+    n: int,
+    delta: bool,
+    per_channel: int,
+    procs: int,
+    wave: int,
+    workers: int | None,
+    changes: int,
+) -> list[dict[str, Any]]:
+    """One `serve`, `n` clients, `changes` REST writes each followed by a status wait."""
+    ctx = mp.get_context("spawn")
+    clients: list[tuple[Any, Connection]] = []
+    rows: list[dict[str, Any]] = []
+    subscription = Subscription("default", tuple(cluster_names()), ("web",))
+    with (
+        tempfile.TemporaryDirectory(prefix="xds-fanout-") as tmp,
+        serving(tmp, workers) as (
+            url,
+            port,
+            pid,
+        ),
+        httpx.Client(base_url=url, timeout=120) as api,
+    ):
+        try:
+            t_start = time.time()
+            share = -(-n // procs)
+            for k in range(procs):
+                first, count = k * share, min(share, n - k * share)
+                if count <= 0:
+                    break
+                mine, theirs = ctx.Pipe()
+                p = ctx.Process(
+                    target=client_main,
+                    args=(theirs, port, first, count, per_channel, delta, wave, subscription),
+                )
+                p.start()
+                clients.append((p, mine))
+            while True:
+                body = api.get("/v1/status/wait", params={"timeout": 5}).json()
+                if body["converged"] and body["total"] >= n:
+                    break
+                if time.time() - t_start > 600:
+                    raise TimeoutError(f"initial sync: {body['acked']} of {n} after 600 s")
+            sync_s = time.time() - t_start
+            pids = tree_pids(pid)
+            for change in range(1, changes + 1):
+                load = os.getloadavg()[0]
+                rss_before = rss_of(pids)
+                cpu0, ccpu0 = cpu_seconds(pids), _clients_cpu(clients)
+                t0 = time.time()
+                reply = api.patch(
+                    "/v1/clusters/cluster-0000",
+                    content=json.dumps({"connect_timeout": f"{1000 + change}ms"}),
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
+                written = time.time() - t0
+                reply.raise_for_status()
+                revision = int(reply.headers["etag"].strip('"'))
+                waited = api.get(
+                    "/v1/status/wait", params={"revision": revision, "timeout": 120}
+                ).json()
+                wait_s = time.time() - t0
+                cpu, ccpu = cpu_seconds(pids) - cpu0, _clients_cpu(clients) - ccpu0
+                acks: list[float] = []
+                for _, c in clients:
+                    c.send(("acks", t0))
+                    acks += [at - t0 for at in c.recv()]
+                acks.sort()
+                rows.append(
+                    {
+                        "n": n,
+                        "mode": f"serve {'delta' if delta else 'sotw'}"
+                        + (f" w{workers}" if workers is not None else ""),
+                        "change": change,
+                        "synced": True,
+                        "sync_s": sync_s,
+                        "changed_ok": bool(waited["converged"]) and waited["total"] >= n,
+                        "acked": len(acks),
+                        "write_ms": written * 1000,
+                        "wait_ms": wait_s * 1000,
+                        "first_ms": acks[0] * 1000 if acks else float("nan"),
+                        "p50_ms": statistics.median(acks) * 1000 if acks else float("nan"),
+                        "last_ms": acks[-1] * 1000 if acks else float("nan"),
+                        "fanout_ms": (acks[-1] - acks[0]) * 1000 if acks else float("nan"),
+                        "cpu_ms": cpu * 1000,
+                        "us_per_stream": cpu / n * 1e6,
+                        "client_cpu_ms": ccpu * 1000,
+                        "rss_mb": rss_of(pids),
+                        "peak_mb": max(rss_before, rss_of(pids)),
+                        "errors": 0,
+                        "load": load,
+                    }
+                )
+                print(" ".join(f"{rows[-1][k]:{f}}" for _, k, f in SERVE_COLUMNS), flush=True)
+            stats: list[ClientStats] = []
+            for _, c in clients:
+                c.send("stop")
+            for _, c in clients:
+                stats.append(c.recv())
+            errors = sum(s.errors for s in stats)
+            for row in rows:
+                row["errors"] = errors
+            if errors:
+                print(f"  {errors} streams failed", flush=True)
+        finally:
+            for p, _ in clients:
+                p.join(timeout=30)
+                if p.is_alive():
+                    p.kill()
+    return rows
+
+
+SERVE_COLUMNS: list[tuple[str, str, str]] = [
+    ("mode", "mode", "<14"),
+    ("clients", "n", ">7"),
+    ("#", "change", ">2"),
+    ("sync s", "sync_s", ">7.1f"),
+    ("acked", "acked", ">6"),
+    ("write ms", "write_ms", ">8.1f"),
+    ("first ms", "first_ms", ">8.1f"),
+    ("p50 ms", "p50_ms", ">8.1f"),
+    ("last ms", "last_ms", ">8.1f"),
+    ("fan-out ms", "fanout_ms", ">10.1f"),
+    ("wait ms", "wait_ms", ">8.1f"),
+    ("srv cpu ms", "cpu_ms", ">10.0f"),
+    ("us/stream", "us_per_stream", ">9.1f"),
+    ("cli cpu ms", "client_cpu_ms", ">10.0f"),
+    ("rss MiB", "rss_mb", ">8.0f"),
+    ("load", "load", ">5.1f"),
+]
+
+
 COLUMNS: list[tuple[str, str, str]] = [
     # (heading, result key, format)
     ("mode", "mode", "<11"),
@@ -418,7 +709,31 @@ def main() -> None:
         default=0,
         help="streams connecting together, the next wave once these have everything (0: all)",
     )
+    parser.add_argument("--serve", action="store_true", help="run controlplane serve instead")
+    parser.add_argument("--xds-workers", type=int, default=None, help="serve's --xds-workers")
+    parser.add_argument("--changes", type=int, default=10, help="REST writes per run (--serve)")
     args = parser.parse_args()
+    if args.serve:
+        print(
+            f"controlplane serve, config: {CLUSTERS} clusters + endpoints, "
+            f"{VHOSTS * ROUTES_PER_VHOST} routes; {args.client_procs} client process(es), "
+            f"{os.cpu_count()} cpus; times from just before the write; us/stream = server CPU "
+            "(serve and its children) per stream for the change",
+            flush=True,
+        )
+        print(" ".join(f"{h:{f.rstrip('.0123456789f')}}" for h, _, f in SERVE_COLUMNS))
+        for n in args.clients:
+            for _ in range(args.repeat):
+                run_serve(
+                    n,
+                    args.delta,
+                    args.streams_per_channel,
+                    args.client_procs,
+                    args.wave,
+                    args.xds_workers,
+                    args.changes,
+                )
+        return
     print(
         f"config: {CLUSTERS} clusters + endpoints, {VHOSTS * ROUTES_PER_VHOST} routes; "
         f"{args.streams_per_channel} streams/channel, {args.client_procs} client process(es), "

@@ -4,7 +4,13 @@ Envoys are recorded by the xDS server as they connect, receive, ACK and NACK; HA
 instances are recorded by whatever applies their configuration (`record_apply`), supervises
 them (`record_health`) or serves their agents (`poll_started`). A configuration the control plane
 could not produce for a proxy is recorded as its refusal too (`refused`). Proxies gone for
-long are dropped by `forget`. Queries return copies, so callers can read them from any thread.
+long are dropped by `forget`. Queries return copies, so callers can read them from any thread;
+`read` and `each` look at the entries themselves, under the ledger's lock, copying nothing.
+
+What changes is told, not scanned for: `changes()` hands out a feed of the node ids whose entry
+changed since it was last taken, and calls its `notify` when the first change of a batch comes.
+Version strings and the tuples of snapshots a type matches are shared between the proxies that
+hold the same (`_shared`): ten thousand Envoys on one version hold one record of it.
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ..model import ProxyKind
 from .records import Health
 
-EVENTS_KEPT = 200
-"""How many recent protocol events are kept per proxy."""
+EVENTS_KEPT = 32
+"""How many recent protocol events are kept per proxy (a bounded history, for diagnosis)."""
 MATCHES_KEPT = 16
 """How many group snapshots a type's content is remembered to match."""
+SHARED_KEPT = 100_000
+"""How many shared versions and tuples of versions are kept before starting afresh."""
 
 
 @dataclass
@@ -49,19 +57,15 @@ class TypeStatus:
     version_acked: str | None = None
     acked_at: float | None = None
     last_nack: Nack | None = None
-    snapshots: list[str] = field(default_factory=list)
+    snapshots: tuple[str, ...] = ()
 
     @property
     def snapshot(self) -> str | None:
         """The newest snapshot this type is known to match."""
         return self.snapshots[-1] if self.snapshots else None
 
-    def matched(self, snapshot: str) -> None:
-        if snapshot not in self.snapshots:
-            self.snapshots = [*self.snapshots[-(MATCHES_KEPT - 1) :], snapshot]
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One protocol event: `sent`, `ack` or `nack` of a version of a type (or `apply`)."""
 
@@ -95,15 +99,12 @@ class ProxyStatus:
     events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     health: Health | None = None
     failure: Nack | None = None
-    ran: list[str] = field(default_factory=list)
+    ran: tuple[str, ...] = ()
 
     @property
     def last_ran(self) -> str | None:
         """The last group snapshot it was seen running entirely."""
         return self.ran[-1] if self.ran else None
-
-    def ran_entirely(self, version: str) -> None:
-        self.ran = [*(v for v in self.ran[-(MATCHES_KEPT - 1) :] if v != version), version]
 
     @property
     def via_agent(self) -> bool:
@@ -127,8 +128,7 @@ class ProxyStatus:
         """An independent copy (events are immutable and shared)."""
         return replace(
             self,
-            types={t: replace(s, snapshots=list(s.snapshots)) for t, s in self.types.items()},
-            ran=list(self.ran),
+            types={t: replace(s) for t, s in self.types.items()},
             detail=dict(self.detail),
             events=deque(self.events, maxlen=EVENTS_KEPT),
         )
@@ -142,6 +142,31 @@ HAPROXY_TYPE = "haproxy"
 COMPILE_TYPE = "compile"
 """The pseudo type of the events of a configuration the control plane could not produce."""
 
+T = TypeVar("T")
+
+
+class Changes:
+    """The node ids whose ledger entry changed since they were last taken (`take`).
+
+    `notify` is called (outside the ledger's lock, in the thread that made the change) when a
+    change arrives while none is waiting to be taken: once per batch, not once per change.
+    """
+
+    def __init__(self, notify: Callable[[], None]) -> None:
+        self.notify = notify
+        self._nodes: set[str] = set()
+
+    def take(self) -> set[str]:
+        """The node ids changed since the last call (an atomic swap: no lock needed)."""
+        nodes, self._nodes = self._nodes, set()
+        return nodes
+
+    def _mark(self, node_id: str) -> bool:
+        """Note a change of `node_id` (ledger lock held); True when `notify` is due."""
+        due = not self._nodes
+        self._nodes.add(node_id)
+        return due
+
 
 class Ledger:
     """Per connected proxy: identity, group, kind, and per type what was sent, ACKed, NACKed."""
@@ -149,7 +174,21 @@ class Ledger:
     def __init__(self) -> None:
         self._proxies: dict[str, ProxyStatus] = {}
         self._observers: list[Observer] = []
+        self._feeds: list[Changes] = []
+        self._shared: dict[Any, Any] = {}
         self._lock = threading.Lock()
+
+    def changes(self, notify: Callable[[], None]) -> Changes:
+        """A feed of the node ids whose entry changes from now on (see `Changes`)."""
+        feed = Changes(notify)
+        with self._lock:
+            self._feeds = [*self._feeds, feed]
+        return feed
+
+    def stop_changes(self, feed: Changes) -> None:
+        """Stop feeding `feed`."""
+        with self._lock:
+            self._feeds = [f for f in self._feeds if f is not feed]
 
     def observe(self, observer: Observer) -> Callable[[], None]:
         """Call `observer` after every sent/ack/nack event; returns the cancel function."""
@@ -175,6 +214,8 @@ class Ledger:
             p.group = group
             p.streams += 1
             p.last_seen = now
+            due = self._changed(node_id)
+        self._notify(due)
 
     def disconnect(self, node_id: str) -> None:
         """A stream of `node_id` closed; the proxy is disconnected when its last one closes."""
@@ -186,6 +227,15 @@ class Ledger:
             p.last_seen = time.time()
             if p.streams == 0:
                 p.connected = False
+            due = self._changed(node_id)
+        self._notify(due)
+
+    def describe(self, node_id: str, detail: dict[str, Any]) -> None:
+        """What a proxy says of itself (an Envoy's admin address), kept in its detail."""
+        with self._lock:
+            p = self._proxies.get(node_id)
+            if p is not None:
+                p.detail = {**p.detail, **detail}
 
     def seen(self, node_id: str) -> None:
         """The proxy said something."""
@@ -204,14 +254,17 @@ class Ledger:
             if p is not None and p.connected:
                 p.group, p.last_seen = group, now
                 p.streams += 1
-                return
-            p = ProxyStatus(node_id, group, "haproxy", connected_since=now, last_seen=now)
-            p.streams, p.detail = 1, {"via": "agent"}
-            held = p.types[HAPROXY_TYPE] = TypeStatus()
-            if running is not None:
-                held.version_acked, held.acked_at, held.snapshots = running, now, [running]
-                p.ran_entirely(running)
-            self._proxies[node_id] = p
+            else:
+                p = ProxyStatus(node_id, group, "haproxy", connected_since=now, last_seen=now)
+                p.streams, p.detail = 1, {"via": "agent"}
+                held = p.types[HAPROXY_TYPE] = TypeStatus()
+                if running is not None:
+                    held.version_acked, held.acked_at = running, now
+                    held.snapshots = self._one(running)
+                    self._ran_entirely(p, running)
+                self._proxies[node_id] = p
+            due = self._changed(node_id)
+        self._notify(due)
 
     def poll_ended(self, node_id: str) -> None:
         """A poll `poll_started` opened was answered, or its agent went away."""
@@ -224,7 +277,12 @@ class Ledger:
     def subscribed(self, node_id: str, type_url: str) -> None:
         """The proxy subscribed to a type; from now on it counts in `runs`."""
         with self._lock:
+            p = self._proxies.get(node_id)
+            if p is None or type_url in p.types:
+                return
             self._type(node_id, type_url)
+            due = self._changed(node_id)
+        self._notify(due)
 
     def sent(self, node_id: str, type_url: str, version: str, snapshot: str | None = None) -> None:
         """A version of a type was sent to the proxy: what group snapshot `snapshot` selects
@@ -243,11 +301,18 @@ class Ledger:
         """What the proxy holds of a type matches the group snapshot `snapshot_version`."""
         with self._lock:
             s = self._type(node_id, type_url)
-            if s is not None:
-                s.matched(snapshot_version)
-                p = self._proxies[node_id]
-                if p.runs(snapshot_version):
-                    p.ran_entirely(snapshot_version)
+            if s is None:
+                return
+            p = self._proxies[node_id]
+            before = (s.snapshots, p.ran)
+            if snapshot_version not in s.snapshots:
+                s.snapshots = self._tuple((*s.snapshots[-(MATCHES_KEPT - 1) :], snapshot_version))
+            if p.runs(snapshot_version):
+                self._ran_entirely(p, snapshot_version)
+            if (s.snapshots, p.ran) == before:
+                return
+            due = self._changed(node_id)
+        self._notify(due)
 
     # --- recording (HAProxy manager) ---
 
@@ -269,13 +334,15 @@ class Ledger:
             s = p.types.setdefault(HAPROXY_TYPE, TypeStatus())
             s.version_sent, s.sent_at = version, now
             if ok:
-                s.version_acked, s.acked_at, s.snapshots = version, now, [version]
-                p.ran_entirely(version)
+                s.version_acked, s.acked_at, s.snapshots = version, now, self._one(version)
+                self._ran_entirely(p, version)
             else:
                 s.last_nack = Nack(version, error or "", now)
             event = Event(now, HAPROXY_TYPE, "ack" if ok else "nack", version)
             p.events.append(event)
             observers, applied = self._observers, dict(p.detail)
+            due = self._changed(node_id)
+        self._notify(due)
         self._tell(observers, node_id, group, kind, event, applied)
 
     def record_health(
@@ -296,11 +363,14 @@ class Ledger:
             if not health.down and version is not None:
                 s = p.types.setdefault(HAPROXY_TYPE, TypeStatus())
                 if s.version_acked != version:
-                    s.version_acked, s.acked_at, s.snapshots = version, health.at, [version]
-                p.ran_entirely(version)
+                    s.version_acked, s.acked_at = version, health.at
+                    s.snapshots = self._one(version)
+                self._ran_entirely(p, version)
             event = Event(health.at, HAPROXY_TYPE, health.state, version or "")
             p.events.append(event)
             observers = self._observers
+            due = self._changed(node_id)
+        self._notify(due)
         self._tell(observers, node_id, group, kind, event, {})
 
     def refused(self, node_id: str, group: str, kind: ProxyKind, version: str, error: str) -> None:
@@ -313,6 +383,8 @@ class Ledger:
             event = Event(now, COMPILE_TYPE, "nack", version)
             p.events.append(event)
             observers = self._observers
+            due = self._changed(node_id)
+        self._notify(due)
         self._tell(observers, node_id, group, kind, event, {})
 
     def forget(self, older_than: float) -> list[str]:
@@ -325,8 +397,13 @@ class Ledger:
                 for node_id, p in self._proxies.items()
                 if (not p.connected or (p.via_agent and p.streams == 0)) and p.last_seen < cutoff
             ]
+            due = False
             for node_id in gone:
                 del self._proxies[node_id]
+                due = self._changed(node_id) or due
+            if len(self._shared) > SHARED_KEPT:
+                self._shared.clear()
+        self._notify(due)
         return sorted(gone)
 
     # --- queries ---
@@ -336,6 +413,30 @@ class Ledger:
         with self._lock:
             p = self._proxies.get(node_id)
             return p.copy() if p is not None else None
+
+    def read(self, node_id: str, look: Callable[[ProxyStatus], T]) -> T | None:
+        """`look` applied to the entry of `node_id` itself (None when unknown), under the lock:
+        it must not keep the entry nor call the ledger."""
+        with self._lock:
+            p = self._proxies.get(node_id)
+            return look(p) if p is not None else None
+
+    def each(self, look: Callable[[ProxyStatus], T], nodes: Iterable[str] | None = None) -> list[T]:
+        """`look` applied to every entry itself (or those of `nodes` still known), under the
+        lock, as `read`."""
+        with self._lock:
+            if nodes is None:
+                return [look(p) for p in self._proxies.values()]
+            return [look(p) for n in nodes if (p := self._proxies.get(n)) is not None]
+
+    def members(self, group: str, kind: ProxyKind | None = None) -> list[str]:
+        """Node ids of the connected proxies of `group` (and `kind`, when given)."""
+        with self._lock:
+            return [
+                p.node_id
+                for p in self._proxies.values()
+                if p.connected and p.group == group and kind in (None, p.kind)
+            ]
 
     def proxies(self, group: str | None = None, connected_only: bool = True) -> list[ProxyStatus]:
         """Copies of the proxies (of one group, if given), sorted by node id."""
@@ -376,6 +477,39 @@ class Ledger:
             )
 
     # --- internals ---
+
+    def _changed(self, node_id: str) -> bool:
+        """Note that the entry of `node_id` changed (lock held); whether a feed is to be told."""
+        due = False
+        for feed in self._feeds:
+            due = feed._mark(node_id) or due
+        return due
+
+    def _notify(self, due: bool) -> None:
+        """Tell the feeds that a batch of changes began (outside the lock)."""
+        if due:
+            for feed in self._feeds:
+                feed.notify()
+
+    def _tuple(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        """One shared tuple (of shared strings) for equal tuples (lock held)."""
+        found = self._shared.get(values)
+        if found is None:
+            found = self._shared[values] = tuple(self._str(v) for v in values)
+        return found
+
+    def _str(self, value: str) -> str:
+        """One shared string for equal version strings (lock held): versions reported by
+        other processes arrive as a copy per stream."""
+        return self._shared.setdefault(value, value)
+
+    def _one(self, version: str) -> tuple[str, ...]:
+        return self._tuple((version,))
+
+    def _ran_entirely(self, p: ProxyStatus, version: str) -> None:
+        if p.ran[-1:] != (version,):
+            kept = (v for v in p.ran[-(MATCHES_KEPT - 1) :] if v != version)
+            p.ran = self._tuple((*kept, version))
 
     def _member(self, node_id: str, group: str, kind: ProxyKind, now: float) -> ProxyStatus:
         """The proxy's status, recorded anew when unknown or disconnected (lock held)."""
@@ -423,18 +557,25 @@ class Ledger:
                 return
             s = self._type(node_id, type_url)
             assert s is not None
+            version = self._str(version)
+            due = False
             if action == "sent":
                 s.version_sent, s.sent_at = version, now
-                if snapshot is not None and version != s.version_acked:
-                    s.snapshots = [v for v in s.snapshots if v != snapshot]
-                    p.ran = [v for v in p.ran if v != snapshot]
+                held = snapshot is not None and (snapshot in s.snapshots or snapshot in p.ran)
+                if held and version != s.version_acked:
+                    s.snapshots = self._tuple(tuple(v for v in s.snapshots if v != snapshot))
+                    p.ran = self._tuple(tuple(v for v in p.ran if v != snapshot))
+                    due = self._changed(node_id)
             elif action == "ack":
-                if version != s.version_acked:
-                    s.snapshots = []
+                if version != s.version_acked and s.snapshots:
+                    s.snapshots = ()
+                    due = self._changed(node_id)
                 s.version_acked, s.acked_at = version, now
             else:
                 s.last_nack = Nack(version, error, now)
+                due = self._changed(node_id)
             event = Event(now, type_url, action, version)
             p.events.append(event)
             observers, group, kind = self._observers, p.group, p.kind
+        self._notify(due)
         self._tell(observers, node_id, group, kind, event, {})

@@ -1,21 +1,24 @@
-"""Prometheus families of the fleet: proxies connected, pushes, ACKs and NACKs, push-to-ACK
-latency, HAProxy reloads versus runtime updates, and HAProxy restarts after it died."""
+"""Prometheus families of the fleet: proxies connected and behind the newest revision, pushes,
+ACKs and NACKs, push-to-ACK latency, HAProxy reloads versus runtime updates, and HAProxy
+restarts after it died."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from ..fleet.ledger import Event, Ledger
 from ..prometheus import Counter, Histogram
 from ..xds.types import short_name
+from .ledger import Event, Ledger
+from .status import LedgerStatus
 
 
 class FleetMetrics:
-    """A `MetricsSource` fed by the ledger's events as they happen."""
+    """A `MetricsSource` fed by the ledger's events as they happen; the gauges are the
+    status's counts, kept as proxies change (a scrape never walks the fleet)."""
 
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
+    def __init__(self, ledger: Ledger, status: LedgerStatus) -> None:
+        self.status = status
         self.pushes = Counter("controlplane_pushes_total", "Configurations sent to proxies.")
         self.acks = Counter("controlplane_acks_total", "Configurations proxies accepted.")
         self.nacks = Counter("controlplane_nacks_total", "Configurations proxies refused.")
@@ -62,16 +65,25 @@ class FleetMetrics:
                 self.latency.observe(float(detail["duration"]), labels[:2])
 
     def exposition(self) -> str:
-        connected: dict[tuple[str, str], int] = {}
-        for proxy in self.ledger.proxies():
-            connected[(proxy.group, proxy.kind)] = connected.get((proxy.group, proxy.kind), 0) + 1
+        gauges = sorted(((g, k), n) for (k, g), n in self.status.gauges().items())
         lines = [
             "# HELP controlplane_connected_proxies Proxies connected, per group and kind.",
             "# TYPE controlplane_connected_proxies gauge",
         ]
         lines += [
-            f'controlplane_connected_proxies{{group="{g}",kind="{k}"}} {n}'
-            for (g, k), n in sorted(connected.items())
+            f'controlplane_connected_proxies{{group="{g}",kind="{k}"}} {connected}'
+            for (g, k), (connected, _) in gauges
+            if connected
+        ]
+        lines += [
+            "# HELP controlplane_proxies_behind Connected proxies that do not run the newest "
+            "revision published (not yet, or they refused it), per group and kind.",
+            "# TYPE controlplane_proxies_behind gauge",
+        ]
+        lines += [
+            f'controlplane_proxies_behind{{group="{g}",kind="{k}"}} {behind}'
+            for (g, k), (connected, behind) in gauges
+            if connected
         ]
         families = (
             self.pushes,

@@ -1,19 +1,76 @@
-"""The ledger read in revision numbers: the `StatusSource` of a running server."""
+"""The ledger read in revision numbers: the `StatusSource` of a running server.
+
+Nothing here scans the fleet while nothing changes. Each proxy's standing (the newest revision
+it runs, its last refusal) is kept and computed again only when the ledger says the proxy
+changed or a revision is recorded that it may run. Per revision waited for (and for the newest
+one, which the metrics read), `Behind` keeps the connected proxies that do not run it yet,
+updated with each standing: a wait returns when none is left that has not refused it.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
-from collections.abc import Mapping
+from collections import Counter, deque
 
-from ..fleet.ledger import Ledger, ProxyStatus
-from ..xds.types import WILDCARD_TYPES
-from .records import ProxyRecord, Refusal, WaitResult
-from .revisions import Published, RevisionIndex
+from ..wakeups import Wakeups
+from .ledger import Ledger, ProxyStatus
+from .records import ProxyRecord, WaitResult
+from .revisions import GroupKey, RevisionIndex
+from .standing import AGENT_SILENCE_SECONDS, Standing, record_of, silent, standing_of
 
-POLL_SECONDS = 0.005
-AGENT_SILENCE_SECONDS = 90.0
-"""An HAProxy agent long-polls at most every 60 s; silent longer than this, it is gone."""
+__all__ = ["AGENT_SILENCE_SECONDS", "Behind", "LedgerStatus"]
+
+
+class Behind:
+    """The connected proxies of the groups a revision concerns that do not run it (yet).
+
+    `covering` is the revision pushed for it (itself, or the newer one it was coalesced
+    into; None until then) and `concerned` the (kind, group) pairs it went to. `behind` maps
+    each proxy behind to its (kind, group); `refused` are those that refused the revision,
+    `agents` those fed by agents (whose silence counts as leaving, at read time).
+    """
+
+    def __init__(self, revision: int) -> None:
+        self.revision = revision
+        self.covering: int | None = None
+        self.concerned: frozenset[GroupKey] = frozenset()
+        self.behind: dict[str, GroupKey] = {}
+        self.refused: set[str] = set()
+        self.agents: set[str] = set()
+        self.per_group: Counter[GroupKey] = Counter()
+        self.holders = 0
+
+    def update(self, node_id: str, standing: Standing | None) -> None:
+        """`node_id` now stands at `standing` (None: it is gone)."""
+        was = self.behind.pop(node_id, None)
+        if was is not None:
+            self.per_group[was] -= 1
+        if (
+            standing is None
+            or not standing.connected
+            or (standing.kind, standing.group) not in self.concerned
+            or standing.runs(self.revision)
+        ):
+            self.refused.discard(node_id)
+            self.agents.discard(node_id)
+            return
+        key = (standing.kind, standing.group)
+        self.behind[node_id] = key
+        self.per_group[key] += 1
+        _put(self.refused, node_id, standing.refused(self.revision))
+        _put(self.agents, node_id, standing.via_agent)
+
+    def pending(self) -> set[str]:
+        """Behind and not refusing it: still on their way."""
+        return self.behind.keys() - self.refused
+
+
+def _put(chosen: set[str], node_id: str, member: bool) -> None:
+    if member:
+        chosen.add(node_id)
+    else:
+        chosen.discard(node_id)
 
 
 class LedgerStatus:
@@ -22,103 +79,230 @@ class LedgerStatus:
     def __init__(self, ledger: Ledger, index: RevisionIndex) -> None:
         self.ledger = ledger
         self.index = index
+        self._lock = threading.RLock()
+        self._standings: dict[str, Standing] = {}
+        self._members: dict[GroupKey, set[str]] = {}
+        self._connected: Counter[GroupKey] = Counter()
+        self._trackers: dict[int, Behind] = {}
+        self._head: Behind | None = None
+        self._recorded: deque[tuple[int, GroupKey | None]] = deque()
+        self._woken = Wakeups()
+        self._changes = ledger.changes(self._woken.wake)
+        self._unseen = set(ledger.each(lambda p: p.node_id))
+        self._cancel_index = index.observe(self._on_index)
+
+    def close(self) -> None:
+        """Stop following the ledger and the index."""
+        self.ledger.stop_changes(self._changes)
+        self._cancel_index()
+
+    # --- reading ---
 
     def proxies(self) -> list[ProxyRecord]:
-        records = [self._record(p) for p in self.ledger.proxies(connected_only=False)]
+        with self._lock:
+            self._catch_up()
+            now = time.time()
+            records = self.ledger.each(lambda p: record_of(p, self._standing(p), now))
         return sorted(records, key=lambda r: (r.group, r.kind, r.id))
+
+    def evaluate(self, revision: int) -> WaitResult:
+        """Where the connected proxies of the groups `revision` concerns stand (those of the
+        revision pushed in its place when it was coalesced away)."""
+        with self._lock:
+            self._catch_up()
+            covering = self.index.covering(revision)
+            concerned = self.index.groups(covering) if covering is not None else set()
+            return self._result(revision, frozenset(concerned))
 
     async def wait(self, revision: int, timeout: float) -> WaitResult:
         """Return once every connected proxy concerned runs `revision` or refused it (so a
         refusal is reported with where every other proxy stands), or after `timeout`."""
         deadline = time.monotonic() + timeout
-        while True:
-            published = self.index.covering(revision) is not None
-            result = self.evaluate(revision)
-            if published and not result.pending:
-                return result
-            if time.monotonic() >= deadline:
-                return result if published else WaitResult(revision, False, result.proxies)
-            await asyncio.sleep(POLL_SECONDS)
+        tracker = self._hold(revision)
+        try:
+            while True:
+                with self._woken.waiter() as waiter:
+                    with self._lock:
+                        self._catch_up()
+                        wake_in = self._settled_in(tracker)
+                    remaining = deadline - time.monotonic()
+                    if wake_in == 0.0 or remaining <= 0:
+                        break
+                    await waiter.wait(remaining if wake_in is None else min(remaining, wake_in))
+            with self._lock:
+                if tracker.covering is None:
+                    return WaitResult(revision, False, [])
+                return self._result(revision, tracker.concerned)
+        finally:
+            self._release(tracker)
 
-    def evaluate(self, revision: int) -> WaitResult:
-        """Where the connected proxies of the groups `revision` concerns stand (those of the
-        revision pushed in its place when it was coalesced away)."""
-        covering = self.index.covering(revision)
-        concerned = self.index.groups(covering) if covering is not None else set()
-        records = [r for r in self.proxies() if r.connected and (r.kind, r.group) in concerned]
-        return WaitResult(revision, all(r.runs(revision) for r in records), records)
+    def gauges(self) -> dict[GroupKey, tuple[int, int]]:
+        """Per (kind, group) with proxies: how many are connected, and how many of those do
+        not run the newest revision published (not yet, or refused)."""
+        with self._lock:
+            self._catch_up()
+            head = self._head
+            now = time.time()
+            behind: Counter[GroupKey] = Counter()
+            if head is not None:
+                behind.update(head.per_group)
+                for node_id in head.agents:
+                    if self._silent(node_id, now):
+                        behind[head.behind[node_id]] -= 1
+            keys = {k for k, n in self._connected.items() if n} | {
+                k for k, n in behind.items() if n
+            }
+            return {k: (self._connected[k], behind[k]) for k in sorted(keys)}
 
-    def _record(self, proxy: ProxyStatus) -> ProxyRecord:
-        published = self.index.revisions(proxy.kind, proxy.group)
-        running = None
-        if _started(proxy):
-            running = next((p.revision for p in published if _runs(proxy, p, published)), None)
-            if running is None and proxy.last_ran is not None:
-                ran = proxy.last_ran
-                running = next((p.revision for p in published if ran in p.versions), None)
-        acks = [t.acked_at for t in proxy.types.values() if t.acked_at is not None]
-        return ProxyRecord(
-            id=proxy.node_id,
-            kind=proxy.kind,
-            group=proxy.group,
-            revision=running,
-            connected=proxy.connected and not _silent_agent(proxy),
-            last_seen=proxy.last_seen,
-            last_ack_at=max(acks, default=None),
-            last_nack=self._refusal(proxy, published),
-            detail=dict(proxy.detail),
-            health=proxy.health,
+    # --- keeping up ---
+
+    def _on_index(self, revision: int, key: GroupKey | None) -> None:
+        self._recorded.append((revision, key))
+        self._woken.wake()
+
+    def _catch_up(self) -> None:
+        """Apply what the ledger and the index told since the last call (lock held)."""
+        nodes = self._changes.take()
+        if self._unseen:
+            nodes |= self._unseen
+            self._unseen = set()
+        recorded: dict[GroupKey, set[int]] = {}
+        completed = False
+        while self._recorded:
+            revision, key = self._recorded.popleft()
+            if key is None:
+                completed = True
+            else:
+                recorded.setdefault(key, set()).add(revision)
+        for key, revisions in recorded.items():
+            nodes |= self._affected(key, revisions)
+        if nodes:
+            self._restand(nodes)
+        if completed or self._head is None:
+            self._follow_head()
+            for tracker in self._trackers.values():
+                if tracker.covering is None:
+                    self._aim(tracker)
+
+    def _affected(self, key: GroupKey, revisions: set[int]) -> set[str]:
+        """The proxies of `key` whose standing the newly recorded (or dropped) `revisions` may
+        change: every one when a revision was dropped; otherwise those that may run one."""
+        members = self._members.get(key, set())
+        fresh = [p for p in self.index.of_group(*key).published if p.revision in revisions]
+        if len(fresh) < len(revisions):
+            return set(members)
+        return {n for n in members if any(self._standings[n].may_run(p) for p in fresh)}
+
+    def _restand(self, nodes: set[str]) -> None:
+        """Compute the standing of `nodes` anew and tell every tracker (lock held)."""
+        index = self.index
+        fresh = dict(
+            self.ledger.each(
+                lambda p: (p.node_id, standing_of(p, index.of_group(p.kind, p.group))), nodes
+            )
         )
+        trackers = list(self._trackers.values())
+        for node_id in nodes:
+            old = self._standings.get(node_id)
+            new = fresh.get(node_id)
+            if old == new:
+                continue
+            if old is not None:
+                old_key = (old.kind, old.group)
+                if new is None or (new.kind, new.group) != old_key:
+                    self._members.get(old_key, set()).discard(node_id)
+                self._connected[old_key] -= old.connected
+            if new is None:
+                del self._standings[node_id]
+            else:
+                new_key = (new.kind, new.group)
+                self._standings[node_id] = new
+                self._members.setdefault(new_key, set()).add(node_id)
+                self._connected[new_key] += new.connected
+            for tracker in trackers:
+                tracker.update(node_id, new)
 
-    @staticmethod
-    def _refusal(proxy: ProxyStatus, published: list[Published]) -> Refusal | None:
-        nacks = [t.last_nack for t in proxy.types.values() if t.last_nack is not None]
-        if proxy.failure is not None:
-            nacks.append(proxy.failure)
-        if not nacks:
+    def _hold(self, revision: int) -> Behind:
+        """The tracker of `revision`, shared by every wait on it (and by the head's)."""
+        with self._lock:
+            self._catch_up()
+            return self._track(revision)
+
+    def _track(self, revision: int) -> Behind:
+        """`_hold` without catching up first (lock held)."""
+        tracker = self._trackers.get(revision)
+        if tracker is None:
+            tracker = self._trackers[revision] = Behind(revision)
+            self._aim(tracker)
+        tracker.holders += 1
+        return tracker
+
+    def _release(self, tracker: Behind) -> None:
+        with self._lock:
+            tracker.holders -= 1
+            if tracker.holders == 0 and self._trackers.get(tracker.revision) is tracker:
+                del self._trackers[tracker.revision]
+
+    def _follow_head(self) -> None:
+        """Keep a tracker on the newest revision completely published (lock held)."""
+        latest = self.index.latest_complete()
+        if latest is None or (self._head is not None and self._head.revision == latest):
+            return
+        if self._head is not None:
+            self._release(self._head)
+        self._head = self._track(latest)
+
+    def _aim(self, tracker: Behind) -> None:
+        """Point `tracker` at the revision pushed for its own, once there is one, and count
+        who is behind it (lock held): once per revision, not per wait."""
+        covering = self.index.covering(tracker.revision)
+        if covering is None:
+            return
+        tracker.covering = covering
+        tracker.concerned = frozenset(self.index.groups(covering))
+        for key in tracker.concerned:
+            for node_id in self._members.get(key, ()):
+                tracker.update(node_id, self._standings[node_id])
+
+    def _settled_in(self, tracker: Behind) -> float | None:
+        """0 when no proxy concerned is on its way to the revision any more; otherwise how
+        long until an agent among them counts as gone for its silence (None: no such)."""
+        if tracker.covering is None:
             return None
-        nack = max(nacks, key=lambda n: n.at)
-        # The refused push is the newest revision published to the group before the NACK.
-        refused = next((p.revision for p in published if p.at <= nack.at), None)
-        return Refusal(refused, nack.error, nack.at) if refused is not None else None
+        pending = tracker.pending()
+        if not pending:
+            return 0.0
+        if not pending <= tracker.agents:
+            return self._silence_due(pending & tracker.agents)
+        now = time.time()
+        if all(self._silent(n, now) for n in pending):
+            return 0.0
+        return self._silence_due(pending)
 
+    def _silence_due(self, agents: set[str]) -> float | None:
+        seen = self.ledger.each(lambda p: p.last_seen, agents)
+        if not seen:
+            return None
+        return max(0.001, min(seen) + AGENT_SILENCE_SECONDS - time.time())
 
-def _runs(proxy: ProxyStatus, wanted: Published, published: list[Published]) -> bool:
-    """Whether `proxy` runs what `wanted` gave its group.
+    def _silent(self, node_id: str, now: float) -> bool:
+        found = self.ledger.read(node_id, lambda p: silent(p.via_agent, p.last_seen, now))
+        return bool(found)
 
-    Each of an Envoy's types is known to match some snapshots; after a NACK they match
-    different ones (the refused type the previous snapshot, the others the refused one). The
-    proxy then runs `wanted` when each type's content, known from a snapshot it matches, is
-    what `wanted` gave that type.
-    """
-    if any(proxy.runs(v) for v in wanted.versions):
-        return True
-    if not proxy.types or proxy.down or len(wanted.versions) != 1:
-        return False
-    [version] = wanted.versions
-    parts = wanted.parts.get(version)
-    if parts is None:
-        return False
-    for type_url, state in proxy.types.items():
-        held = (_parts(v, published) for v in state.snapshots)
-        if not any(
-            h is not None and type_url in h and h[type_url] == parts.get(type_url) for h in held
-        ):
-            return False
-    return True
+    def _standing(self, proxy: ProxyStatus) -> Standing:
+        found = self._standings.get(proxy.node_id)
+        if found is None or (found.kind, found.group) != (proxy.kind, proxy.group):
+            found = standing_of(proxy, self.index.of_group(proxy.kind, proxy.group))
+        return found
 
-
-def _started(proxy: ProxyStatus) -> bool:
-    """An Envoy that has not subscribed to the listeners and the clusters yet (it does once
-    it starts: its bootstrap takes both over ADS) has not taken a configuration yet."""
-    return proxy.kind != "envoy" or set(proxy.types) >= WILDCARD_TYPES
-
-
-def _parts(version: str, published: list[Published]) -> Mapping[str, str] | None:
-    """The parts of configuration `version`, from any revision that gave it."""
-    return next((p.parts[version] for p in published if version in p.parts), None)
-
-
-def _silent_agent(proxy: ProxyStatus) -> bool:
-    """An agent-fed HAProxy that stopped polling: nothing tells the ledger it left."""
-    return proxy.via_agent and time.time() - proxy.last_seen > AGENT_SILENCE_SECONDS
+    def _result(self, revision: int, concerned: frozenset[GroupKey]) -> WaitResult:
+        """The records of the connected proxies of `concerned` (lock held)."""
+        now = time.time()
+        nodes = [n for key in concerned for n in self._members.get(key, ())]
+        records = [
+            r
+            for r in self.ledger.each(lambda p: record_of(p, self._standing(p), now), nodes)
+            if r.connected and (r.kind, r.group) in concerned
+        ]
+        records.sort(key=lambda r: (r.group, r.kind, r.id))
+        return WaitResult(revision, all(r.runs(revision) for r in records), records)

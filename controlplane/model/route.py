@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -182,6 +183,15 @@ class Cors(Model):
             if "*" in values and len(values) > 1:
                 raise ValueError(f"{name}: '*' stands alone (it allows any)")
         return self
+
+    def allows(self, origin: str) -> bool:
+        """Whether `origin` (an `Origin` header's value) is one of `allow_origins`."""
+        return any(
+            origin == allowed.exact
+            if allowed.exact is not None
+            else re.fullmatch(allowed.regex or "", origin, re.ASCII) is not None
+            for allowed in self.allow_origins
+        )
 
 
 RetryOn = Literal["connect_failure", "reset", "gateway_error", "5xx"]

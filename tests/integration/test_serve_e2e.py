@@ -16,20 +16,19 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 
 from controlplane.proxies.haproxy.manager import HAProxyManager
-from controlplane.serve import Running, ServeOptions, start_server
+from controlplane.serve import ServeOptions
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
 from tests.harness.envoy import EnvoyProcess, wait_for
 from tests.harness.loop_thread import LoopThread
 from tests.harness.ports import free_port
+from tests.harness.served import ServedServer
 
 pytestmark = [pytest.mark.envoy, pytest.mark.haproxy, pytest.mark.timeout(120)]
 
@@ -80,34 +79,14 @@ clusters:
 """
 
 
-class Lab:
+class Lab(ServedServer):
     """The server (stopped and started again by the tests), its Envoy and HAProxy, the
     backends' port, and an API client."""
 
     def __init__(self, thread: LoopThread, options: ServeOptions, port: int) -> None:
-        self.thread = thread
-        self.options = options
+        super().__init__(thread, options, TOKEN)
         self.port = port
-        self._running: Running | None = None
         self.envoy: EnvoyProcess | None = None
-        self.api = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-
-    def start(self) -> None:
-        """Start the server; later starts reuse the first one's API and xDS ports."""
-        running = self.thread.run(start_server(self.options))
-        self._running = running
-        self.options = replace(
-            self.options,
-            api=running.api.url.removeprefix("http://"),
-            xds=f"127.0.0.1:{running.xds.port}",
-        )
-        self.api.base_url = httpx.URL(running.api.url)
-
-    def stop(self, keep_proxies: bool = False) -> None:
-        """Stop the server; Envoy stays, and so does its HAProxy with `keep_proxies`."""
-        running, self._running = self._running, None
-        if running is not None:
-            self.thread.run(running.stop(keep_proxies))
 
     def close(self) -> None:
         try:
@@ -120,17 +99,8 @@ class Lab:
                 self.api.close()
 
     @property
-    def running(self) -> Running:
-        assert self._running is not None, "the server is stopped"
-        return self._running
-
-    @property
-    def url(self) -> str:
-        return self.running.api.url
-
-    @property
     def haproxy(self) -> HAProxyManager:
-        return self.running.local[0].manager
+        return self.local
 
     def listener_stats(self) -> dict[str, int]:
         """Envoy's listener-manager statistics that move when a listener is touched."""

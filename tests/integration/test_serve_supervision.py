@@ -20,21 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 import yaml
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.proxies.haproxy.agent import HAProxyAgent
-from controlplane.proxies.haproxy.manager import HAProxyManager
-from controlplane.serve import Running, ServeOptions, start_server
+from controlplane.serve import ServeOptions
 from controlplane.xds import types
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
 from tests.harness.envoy import EnvoyProcess, wait_for
 from tests.harness.loop_thread import LoopThread
 from tests.harness.ports import SharedPortListener, connect_times, free_port
+from tests.harness.served import ServedServer
 
 pytestmark = [pytest.mark.envoy, pytest.mark.haproxy, pytest.mark.timeout(180)]
 
@@ -96,47 +95,25 @@ def stop_agent(agent: HAProxyAgent, thread: threading.Thread) -> None:
     assert not thread.is_alive(), "the agent did not stop"
 
 
-class Lab:
+class Lab(ServedServer):
     """The server (restarted by the last test) and what it serves: the edge listener's port,
     the agents' listener's port, the backend's address, and the agent once started."""
 
     def __init__(
         self, thread: LoopThread, options: ServeOptions, ports: tuple[int, int], backend: str
     ) -> None:
-        self.thread = thread
-        self.options = options
+        super().__init__(thread, options, TOKEN)
         self.port, self.agent_port = ports
         self.backend = backend
         self.agent: HAProxyAgent | None = None
-        self.running: Running | None = None
-        self.api = httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
 
     def config(self, held: int | None = None) -> dict[str, Any]:
         return config(self.port, self.agent_port, self.backend, held)
 
-    def start(self) -> None:
-        running = self.thread.run(start_server(self.options))
-        self.running = running
-        self.options = replace(
-            self.options,
-            api=running.api.url.removeprefix("http://"),
-            xds=f"127.0.0.1:{running.xds.port}",
-        )
-        self.api.base_url = httpx.URL(running.api.url)
-
-    def stop(self, keep_proxies: bool = False) -> None:
-        running, self.running = self.running, None
-        if running is not None:
-            self.thread.run(running.stop(keep_proxies))
-
     @property
     def url(self) -> str:
+        """The API's URL, also while the server is stopped (agents keep it)."""
         return str(self.api.base_url).rstrip("/")
-
-    @property
-    def local(self) -> HAProxyManager:
-        assert self.running is not None
-        return self.running.local[0].manager
 
     def head(self) -> int:
         return int(self.api.get("/v1/status").json()["revision"])
@@ -164,7 +141,6 @@ class Lab:
 
     def events(self, node_id: str) -> list[str]:
         """The ledger's supervision events of a proxy, in order."""
-        assert self.running is not None
         proxy = self.running.ledger.get(node_id)
         assert proxy is not None
         return [e.action for e in proxy.events if e.action not in ("sent", "ack", "nack")]
@@ -193,33 +169,38 @@ class Lab:
         return row
 
 
+def serve_options(tmp: Path, seed_config: dict[str, Any], **overrides: Any) -> ServeOptions:
+    """What the labs here run: `serve` on free ports with the tokens and a seed config written
+    in `tmp`, a local HAProxy of group edge on HAPROXY_HOST; `overrides` change any of it."""
+    tokens, seed = tmp / "tokens.yaml", tmp / "config.yaml"
+    tokens.write_text(TOKENS)
+    seed.write_text(yaml.safe_dump(seed_config))
+    options = ServeOptions(
+        db=tmp / "store.db",
+        config=seed,
+        api="127.0.0.1:0",
+        xds="127.0.0.1:0",
+        tokens_file=tokens,
+        haproxy_groups=("edge",),
+        haproxy_bind=HAPROXY_HOST,
+        workdir=tmp / "run",
+    )
+    return replace(options, **overrides)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp("supervision")
-    tokens = tmp / "tokens.yaml"
-    tokens.write_text(TOKENS)
     thread = LoopThread()
     with BackendFleet() as backends:
         web = backends.start(BackendSpec("web"))
         port, agent_port = free_port(), free_port()
-        seed = tmp / "config.yaml"
-        seed.write_text(yaml.safe_dump(config(port, agent_port, web.address)))
-        options = ServeOptions(
-            db=tmp / "store.db",
-            config=seed,
-            api="127.0.0.1:0",
-            xds="127.0.0.1:0",
-            tokens_file=tokens,
-            haproxy_groups=("edge",),
-            haproxy_bind=HAPROXY_HOST,
-            workdir=tmp / "run",
-        )
+        options = serve_options(tmp, config(port, agent_port, web.address))
         lab = Lab(thread, options, (port, agent_port), web.address)
         envoy: EnvoyProcess | None = None
         agent: tuple[HAProxyAgent, threading.Thread] | None = None
         try:
             lab.start()
-            assert lab.running is not None
             envoy = EnvoyProcess(tmp, ENVOY_ID, "edge", lab.running.xds.port or 0)
             envoy.start()
             agent = start_agent(lab.url, tmp / "agent")
@@ -375,28 +356,14 @@ def test_after_a_restart_the_polling_agent_is_listed_within_one_poll(lab: Lab) -
 def test_proxies_gone_for_longer_than_forget_after_are_dropped(tmp_path: Path) -> None:
     """With `forget_after` 1 s: an Envoy that stopped, an anonymous xDS stream that closed and
     an agent that stopped are dropped from the status; the local HAProxy stays."""
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(TOKENS)
     thread = LoopThread()
     with BackendFleet() as backends:
         web = backends.start(BackendSpec("web"))
-        seed = tmp_path / "config.yaml"
-        seed.write_text(yaml.safe_dump(config(free_port(), free_port(), web.address)))
-        options = ServeOptions(
-            db=tmp_path / "store.db",
-            config=seed,
-            api="127.0.0.1:0",
-            xds="127.0.0.1:0",
-            tokens_file=tokens,
-            haproxy_groups=("edge",),
-            haproxy_bind=HAPROXY_HOST,
-            workdir=tmp_path / "run",
-            forget_after=1.0,
-        )
+        seed = config(free_port(), free_port(), web.address)
+        options = serve_options(tmp_path, seed, forget_after=1.0)
         lab = Lab(thread, options, (0, 0), web.address)
         try:
             lab.start()
-            assert lab.running is not None
             xds_port = lab.running.xds.port or 0
             agent = start_agent(lab.url, tmp_path / "agent")
             with (
@@ -451,20 +418,13 @@ class AnonymousStream:
 def test_a_revision_the_server_cannot_apply_is_a_nack(tmp_path: Path) -> None:
     """The local HAProxy's manager fails (its binary is missing): a refusal of revision 1 with
     the error, not a failed push nobody sees."""
-    tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(TOKENS)
-    seed = tmp_path / "config.yaml"
-    seed.write_text(yaml.safe_dump(config(free_port(), free_port(), "127.0.0.1:9")))
-    options = ServeOptions(
-        db=tmp_path / "store.db",
-        config=seed,
-        api="127.0.0.1:0",
-        xds="127.0.0.1:0",
-        tokens_file=tokens,
+    seed = config(free_port(), free_port(), "127.0.0.1:9")
+    options = serve_options(
+        tmp_path,
+        seed,
         targets=("haproxy",),
-        haproxy_groups=("edge",),
         haproxy_bin=str(tmp_path / "no-haproxy"),
-        workdir=tmp_path / "run",
+        haproxy_bind=None,
     )
     thread = LoopThread()
     lab = Lab(thread, options, (0, 0), "127.0.0.1:9")

@@ -11,7 +11,9 @@ import asyncio
 import pytest
 
 from controlplane.fleet import LedgerStatus, RevisionIndex
-from controlplane.fleet.ledger import Ledger
+from controlplane.fleet.ledger import Ledger, ProxyStatus
+from controlplane.fleet.revisions import GroupRevisions
+from controlplane.fleet.standing import Standing
 from controlplane.xds import types
 
 CDS, EDS, LDS, RDS = types.CLUSTER, types.ENDPOINT, types.LISTENER, types.ROUTE
@@ -248,3 +250,54 @@ def test_an_envoy_runs_nothing_before_it_subscribed_to_listeners_and_clusters() 
     ledger.subscribed(ENVOY, LDS)
     envoy_takes(ledger, "e1", (LDS,))
     assert status.proxies()[0].revision == 1
+
+
+def test_an_open_wait_costs_nothing_while_nothing_changes_and_one_standing_per_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a thousand Envoys behind, a wait computes no standing while none of them says
+    anything, and one standing when one of them takes the revision: never the fleet."""
+    from controlplane.fleet import status as status_module
+
+    computed: list[str] = []
+    real = status_module.standing_of
+
+    def counting(proxy: ProxyStatus, view: GroupRevisions) -> Standing:
+        computed.append(proxy.node_id)
+        return real(proxy, view)
+
+    monkeypatch.setattr(status_module, "standing_of", counting)
+
+    async def scenario() -> None:
+        ledger, index = Ledger(), RevisionIndex()
+        status = LedgerStatus(ledger, index)
+        publish(index, 1, "e1")
+        for i in range(1000):
+            ledger.connect(f"envoy-{i}", "edge", "envoy")
+            for t in TYPES:
+                ledger.subscribed(f"envoy-{i}", t)
+        waiting = asyncio.create_task(status.wait(1, timeout=30))
+        await asyncio.sleep(0.01)
+        computed.clear()
+
+        await asyncio.sleep(0.2)  # nothing changes
+        assert computed == [] and not waiting.done()
+
+        for i in range(999):
+            for t in TYPES:
+                ledger.sent(f"envoy-{i}", t, f"e1/{t}", "e1")
+                ledger.acked(f"envoy-{i}", t, f"e1/{t}")
+                ledger.synced(f"envoy-{i}", t, "e1")
+        await asyncio.sleep(0.01)
+        computed.clear()
+        for t in TYPES:
+            ledger.sent("envoy-999", t, f"e1/{t}", "e1")
+            ledger.acked("envoy-999", t, f"e1/{t}")
+            ledger.synced("envoy-999", t, "e1")
+        result = await asyncio.wait_for(waiting, 5)
+
+        assert result.converged and len(result.proxies) == 1000
+        assert set(computed) == {"envoy-999"}
+        print(f"standings computed for the last ACK: {len(computed)}")
+
+    asyncio.run(scenario())
