@@ -73,3 +73,11 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 @pytest.mark.parametrize("path", PLAYED, ids=[p.stem for p in PLAYED])
 def test_scenario_plays(target: Target, path: Path) -> None:
     play(load_scenario(path), target)
+
+
+def test_docs_report_how_many_gateway_api_cases_play_and_how_many_are_not_expressible() -> None:
+    cases = [load_scenario(path) for path in scenario_files(GATEWAY_API)]
+    played = sum(1 for case in cases if case.playable)
+    docs = " ".join((Path(__file__).parents[2] / "docs" / "model.md").read_text().split())
+    assert f"Of the {len(cases)} cases translated, {played} play" in docs
+    assert f"{len(cases) - played} are not expressible" in docs
