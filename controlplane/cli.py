@@ -589,6 +589,59 @@ def haproxy_stop(
         typer.echo(f"no HAProxy left running from {workdir}")
 
 
+import_app = typer.Typer(
+    help="Configs from other tools' descriptions.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("gateway-api")
+def import_gateway_api(
+    files: Annotated[
+        list[Path], typer.Argument(help="Kubernetes YAML: Gateways and their routes.")
+    ],
+    backends: Annotated[
+        Path,
+        typer.Option(
+            help="YAML mapping each Service name to its endpoints (host:port, or a list)."
+        ),
+    ],
+) -> None:
+    """Print the config that Gateway, HTTPRoute, GRPCRoute, TLSRoute and TCPRoute resources
+    describe. Whatever cannot be carried over is named on stderr, a line each; exit 2 only
+    when nothing could be imported (or a file cannot be read)."""
+    import yaml
+
+    from .gateway_api import backends_of, import_resources, resources_of
+    from .model import ConfigError, dump_yaml, parse_config
+
+    def documents(path: Path) -> list[Any]:
+        try:
+            return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            fail([f"{path}: {exc.strerror or exc}"])
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            fail([f"{path}: not YAML: {str(exc).splitlines()[0]}"])
+
+    try:
+        mapping = backends_of(yaml.safe_load(backends.read_text(encoding="utf-8")))
+    except OSError as exc:
+        fail([f"{backends}: {exc.strerror or exc}"])
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        fail([f"{backends}: {str(exc).splitlines()[0]}"])
+    found, skipped = resources_of([(str(p), d) for p in files for d in documents(p)])
+    imported = import_resources(found, mapping)
+    for line in [*skipped, *imported.dropped]:
+        typer.echo(f"dropped: {line}", err=True)
+    if imported.empty:
+        fail(["nothing could be imported: no listener with a route"])
+    try:
+        config = parse_config(imported.config)
+    except ConfigError as exc:
+        fail([f"the imported config does not validate: {issue}" for issue in exc.issues])
+    typer.echo(dump_yaml(config), nl=False)
+
+
 DbOption = Annotated[
     str,
     typer.Option(
