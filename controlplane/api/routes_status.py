@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from ..fleet.records import ProxyRecord, WaitResult
 from ..model import Config
-from ..prometheus import render
+from ..prometheus import CONTENT_TYPE, render
 from .deps import context, reader
 from .errors import not_found
 from .responses import errors, json_at
@@ -102,8 +102,7 @@ def router() -> APIRouter:
     async def metrics(request: Request) -> Response:
         """Prometheus text exposition."""
         ctx = context(request)
-        text = render([ctx.metrics, *ctx.metrics_sources])
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(render([ctx.metrics, *ctx.metrics_sources]), media_type=CONTENT_TYPE)
 
     return api
 
