@@ -173,16 +173,20 @@ def route_backends_agree_on_hashing(config: Config) -> Iterator[Issue]:
 
 
 def route_backends_distinct(config: Config) -> Iterator[Issue]:
+    """A route whose backends change headers of their own names each cluster once (the
+    changes are the backend's, found by cluster)."""
     for li, listener in enumerate(config.listeners):
         for vi, vhost in enumerate(listener.virtual_hosts):
             for ri, route in enumerate(vhost.routes):
+                if not route.mutates_per_backend:
+                    continue
                 seen: set[str] = set()
                 for bi, backend in enumerate(route.backends or ()):
                     if backend.cluster in seen:
                         yield Issue(
                             ("listeners", li, "virtual_hosts", vi, "routes", ri, "backends", bi),
-                            f"cluster {backend.cluster!r} is already a backend of this route; "
-                            "give it one weight",
+                            f"cluster {backend.cluster!r} is already a backend of this route, "
+                            "whose backends change headers of their own: list it once",
                         )
                     seen.add(backend.cluster)
 

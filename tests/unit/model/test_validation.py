@@ -84,8 +84,10 @@ INVALID: dict[str, tuple[Change, str, str]] = {
         "clusters[0].connect_timeout",
         "must be at most 24h",
     ),
-    "a cluster twice in one route": (
-        lambda c: route(c)["backends"].append(dict(route(c)["backends"][0])),
+    "a cluster twice in a route whose backends change headers": (
+        lambda c: route(c)["backends"].extend(
+            [dict(route(c)["backends"][0], request_headers={"set": {"x-canary": "1"}})]
+        ),
         "listeners[0].virtual_hosts[0].routes[0].backends[1]",
         "already a backend of this route",
     ),
