@@ -16,6 +16,7 @@ from google.protobuf import wrappers_pb2
 
 from ..model import (
     Cluster,
+    GroupFacts,
     HashCookie,
     HashOn,
     Listener,
@@ -28,7 +29,7 @@ from ..model import (
 )
 from . import matcher_tree
 from .common import duration
-from .features import FEATURES
+from .features import FEATURES, RouteScope
 from .features.headers import set_header
 from .matches import re2_escape, route_match
 from .sessions import session_cookie_config
@@ -51,7 +52,9 @@ CLIENT_ADDRESS = "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
 """The client's address: the peer's, or the one a PROXY protocol header gave."""
 
 
-def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.RouteConfiguration:
+def route_configuration(
+    listener: Listener, clusters: Clusters, facts: GroupFacts
+) -> route_pb2.RouteConfiguration:
     """The routes of an HTTP listener, named after it.
 
     X-Forwarded-For is appended here rather than by the connection manager, which appends
@@ -59,7 +62,10 @@ def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.Rou
     """
     result = route_pb2.RouteConfiguration(
         name=listener.name,
-        virtual_hosts=[virtual_host(vhost, clusters, listener) for vhost in listener.virtual_hosts],
+        virtual_hosts=[
+            virtual_host(vhost, clusters, RouteScope(listener, vhost, facts))
+            for vhost in listener.virtual_hosts
+        ],
         request_headers_to_remove=list(ENVOY_ADDRESS_HEADERS),
     )
     if listener.forwarded_for:
@@ -72,12 +78,13 @@ def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.Rou
     return result
 
 
-def virtual_host(vhost: VirtualHost, clusters: Clusters, listener: Listener) -> rc.VirtualHost:
-    """A model virtual host: a plain route list, or a matcher tree when it is large."""
+def virtual_host(vhost: VirtualHost, clusters: Clusters, scope: RouteScope) -> rc.VirtualHost:
+    """A model virtual host (`scope.vhost`): a plain route list, or a matcher tree when it is
+    large."""
     names = {id(r): route_name(rid) for r, rid in zip(vhost.routes, route_ids(vhost), strict=True)}
 
     def build(model_route: Route) -> rc.Route:
-        return route(model_route, names[id(model_route)], clusters, listener)
+        return route(model_route, names[id(model_route)], clusters, scope)
 
     result = rc.VirtualHost(name=vhost.name, domains=list(vhost.domains))
     tree = matcher_tree.tree_for(vhost, build, matcher_tree.TREE_MIN_ROUTES)
@@ -97,7 +104,7 @@ WEIGHTLESS_STATUS = 500
 """The answer of a route whose backends all weigh 0, as the Gateway API says."""
 
 
-def route(model_route: Route, name: str, clusters: Clusters, listener: Listener) -> rc.Route:
+def route(model_route: Route, name: str, clusters: Clusters, scope: RouteScope) -> rc.Route:
     """One Envoy route: the match and one action, then what each feature adds."""
     result = rc.Route(name=name, match=route_match(model_route.match))
     if model_route.weightless:
@@ -109,7 +116,7 @@ def route(model_route: Route, name: str, clusters: Clusters, listener: Listener)
             name, config = session_cookie_config(cookie)
             result.typed_per_filter_config[name].CopyFrom(config)
     elif model_route.redirect is not None:
-        result.redirect.CopyFrom(redirect_action(model_route, listener))
+        result.redirect.CopyFrom(redirect_action(model_route, scope.listener))
     elif model_route.direct_response is not None:
         answer = model_route.direct_response
         result.direct_response.status = answer.status
@@ -117,7 +124,7 @@ def route(model_route: Route, name: str, clusters: Clusters, listener: Listener)
             result.direct_response.body.inline_string = answer.body
         result.response_headers_to_add.append(set_header("content-type", answer.content_type))
     for feature in FEATURES:
-        feature.route(model_route, result)
+        feature.route(model_route, result, scope)
     return result
 
 

@@ -1,6 +1,7 @@
 """Config → HAProxy: `render(config, group)` gives the bundle (haproxy.cfg, map entries, files,
 runtime table) one HAProxy of a node group runs, with the same meaning Envoy gives the config.
-A pure function of (config, group): certificates are inline in the config.
+A pure function of (config, group, facts): certificates are inline in the config; `facts` is
+what the fleet knows of the group (its size divides `scope: group` rate limits).
 
 Python builds the structure (this module, `render_routes`, `render_backends`, the features);
 the templates in `templates/` write it, quoting every value (`controlplane.haproxy.templating`).
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import Config, Listener, check, split_address
+from ..model import Config, GroupFacts, Listener, check, split_address
 from .bundle import Bundle
 from .features import FEATURES, Part, parts
 from .render_backends import RESOLVERS, BackendSet
@@ -72,8 +73,8 @@ class Frontend:
         return self.listener.name
 
 
-def render(config: Config, group: str) -> Bundle:
-    """The bundle of node group `group`.
+def render(config: Config, group: str, facts: GroupFacts = GroupFacts()) -> Bundle:
+    """The bundle of node group `group`, whose proxies `facts` describes.
 
     Raises ConfigError when HAProxy cannot express the config (`target_issues(config,
     "haproxy")`) and KeyError for an unknown group.
@@ -94,6 +95,7 @@ def render(config: Config, group: str) -> Bundle:
             position,
             route_entries(listener, position) if listener.is_l7 else [],
             MapFiles(listener.name),
+            facts,
         )
         crt_list = None
         if listener.protocol == "https":

@@ -19,7 +19,7 @@ from google.protobuf import wrappers_pb2
 
 from ...model import Cors, Listener, Route
 from ..common import packed
-from .base import Feature
+from .base import Feature, RouteScope
 
 CORS = "envoy.filters.http.cors"
 
@@ -56,7 +56,7 @@ class CorsFeature(Feature):
         if any(r.cors for vhost in listener.virtual_hosts for r in vhost.routes):
             yield hcm.HttpFilter(name=CORS, typed_config=packed(cors_pb2.Cors()))
 
-    def route(self, route: Route, result: rc.Route) -> None:
+    def route(self, route: Route, result: rc.Route, scope: RouteScope) -> None:
         if route.cors is not None:
             result.typed_per_filter_config[CORS].CopyFrom(packed(cors_policy(route.cors)))
 

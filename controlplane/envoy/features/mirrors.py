@@ -9,7 +9,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.type.v3 import percent_pb2
 
 from ...model import Mirror, Route
-from .base import Feature
+from .base import Feature, RouteScope
 
 _MILLION = 1_000_000
 
@@ -33,7 +33,7 @@ class Mirrors(Feature):
 
     name = "mirrors"
 
-    def route(self, route: Route, result: rc.Route) -> None:
+    def route(self, route: Route, result: rc.Route, scope: RouteScope) -> None:
         if result.HasField("route"):
             result.route.request_mirror_policies.extend(mirror_policy(m) for m in route.mirrors)
 
