@@ -149,7 +149,13 @@ def render_haproxy(
 @app.command("envoy-bootstrap")
 def envoy_bootstrap(
     node_id: Annotated[str, typer.Option("--node-id", help="The Envoy's node id.")],
-    xds: Annotated[str, typer.Option("--xds", help="The xDS server as HOST:PORT.")],
+    xds: Annotated[
+        str,
+        typer.Option(
+            "--xds",
+            help="The xDS server as HOST:PORT; several replicas as HOST:PORT,HOST:PORT,...",
+        ),
+    ],
     group: GroupOption = "default",
     delta: Annotated[bool, typer.Option(help="Use incremental (Delta) xDS.")] = False,
     admin_port: Annotated[
@@ -169,6 +175,9 @@ def envoy_bootstrap(
 ) -> None:
     """Print a bootstrap YAML that makes an Envoy fetch everything from the xDS server.
 
+    Several --xds servers (the replicas of one control plane) are endpoints of one xDS
+    cluster: when the stream's replica goes away, Envoy reconnects to another.
+
     With --xds-ca, --tls-cert and --tls-key (all three) Envoy reaches the server over mutual
     TLS; its certificate needs the URI SAN spiffe://controlplane/group/GROUP/node/NODE-ID
     (or node/* for any node of the group). The files are named, not copied: Envoy reads them
@@ -178,10 +187,12 @@ def envoy_bootstrap(
     from .envoy.bootstrap import XdsClientTls, bootstrap_yaml
 
     problems = []
-    try:
-        host, port = split_address(xds)
-    except ValueError as exc:
-        problems.append(f"--xds: {exc}")
+    servers: list[tuple[str, int]] = []
+    for item in xds.split(","):
+        try:
+            servers.append(split_address(item.strip()))
+        except ValueError as exc:
+            problems.append(f"--xds: {exc}")
     if not 1 <= admin_port <= 65535:
         problems.append(f"--admin-port: {admin_port} is not a port")
     files = {"--xds-ca": xds_ca, "--tls-cert": tls_cert, "--tls-key": tls_key}
@@ -195,7 +206,11 @@ def envoy_bootstrap(
             )
     if problems:
         fail(problems)
-    typer.echo(bootstrap_yaml(node_id, group, host, port, admin_port, delta, tls=tls), nl=False)
+    (host, port), *others = servers
+    typer.echo(
+        bootstrap_yaml(node_id, group, host, port, admin_port, delta, tls=tls, also_xds=others),
+        nl=False,
+    )
 
 
 @app.command()
@@ -517,6 +532,9 @@ def haproxy_agent(
 ) -> None:
     """Run a local HAProxy on the config the control plane renders for GROUP, reporting back.
 
+    --server may name several replicas of the control plane, separated by commas: while one
+    cannot be reached the agent polls the next.
+
     Runs until interrupted (SIGINT or SIGTERM), then stops HAProxy.
     """
     import contextlib
@@ -524,11 +542,11 @@ def haproxy_agent(
     import shutil
     import signal
 
-    from .proxies.haproxy.agent import HAProxyAgent, check_server_url
+    from .proxies.haproxy.agent import HAProxyAgent, check_server_urls
 
     problems: list[str] = []
     try:
-        check_server_url(server)
+        check_server_urls(server)
     except ValueError as exc:
         problems.append(str(exc))
     if not group or "/" in group:
@@ -708,6 +726,14 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=0, help="The largest request body the API reads (413 above).")
     ] = 16 * 1024 * 1024,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            help="This replica's name in the status it shares with the other replicas of a "
+            "PostgreSQL store (letters, digits, '.', '_', '-'; default: host, PID and a "
+            "random part).",
+        ),
+    ] = None,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process.
 
@@ -753,6 +779,7 @@ def serve(
         migrate=migrate,
         forget_after=forget_after,
         max_body_bytes=max_body_bytes,
+        replica=replica,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
