@@ -584,6 +584,86 @@ def haproxy_agent(
         agent.run()
 
 
+haproxy_app = typer.Typer(
+    help="HAProxies that serve (or haproxy-agent) left running.", no_args_is_help=True
+)
+app.add_typer(haproxy_app, name="haproxy")
+
+
+@haproxy_app.command("stop")
+def haproxy_stop(
+    workdir: Annotated[
+        Path,
+        typer.Option(help="The --workdir of serve (or of haproxy-agent) that left them running."),
+    ] = Path("run"),
+) -> None:
+    """Stop the HAProxies left running from WORKDIR: serve's (one per group, in
+    WORKDIR/haproxy-GROUP) or an agent's (WORKDIR itself). Nothing running is not an error."""
+    from .proxies.haproxy.manager import stop_left_running
+
+    try:
+        stopped = stop_left_running(workdir)
+    except OSError as exc:
+        fail([f"--workdir {workdir}: {exc.strerror or exc}"])
+    for item in stopped:
+        typer.echo(f"stopped HAProxy (master pid {item.master}) of {item.workdir}")
+    if not stopped:
+        typer.echo(f"no HAProxy left running from {workdir}")
+
+
+import_app = typer.Typer(
+    help="Configs from other tools' descriptions.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("gateway-api")
+def import_gateway_api(
+    files: Annotated[
+        list[Path], typer.Argument(help="Kubernetes YAML: Gateways and their routes.")
+    ],
+    backends: Annotated[
+        Path,
+        typer.Option(
+            help="YAML mapping each Service name to its endpoints (host:port, or a list)."
+        ),
+    ],
+) -> None:
+    """Print the config that Gateway, HTTPRoute, GRPCRoute, TLSRoute and TCPRoute resources
+    describe. Whatever cannot be carried over is named on stderr, a line each; exit 2 only
+    when nothing could be imported (or a file cannot be read)."""
+    import yaml
+
+    from .gateway_api import backends_of, import_resources, resources_of
+    from .model import ConfigError, dump_yaml, parse_config
+
+    def documents(path: Path) -> list[Any]:
+        try:
+            return list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            fail([f"{path}: {exc.strerror or exc}"])
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            fail([f"{path}: not YAML: {str(exc).splitlines()[0]}"])
+
+    try:
+        mapping = backends_of(yaml.safe_load(backends.read_text(encoding="utf-8")))
+    except OSError as exc:
+        fail([f"{backends}: {exc.strerror or exc}"])
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        fail([f"{backends}: {str(exc).splitlines()[0]}"])
+    found, skipped = resources_of([(str(p), d) for p in files for d in documents(p)])
+    imported = import_resources(found, mapping)
+    for line in [*skipped, *imported.dropped]:
+        typer.echo(f"dropped: {line}", err=True)
+    if imported.empty:
+        fail(["nothing could be imported: no listener with a route"])
+    try:
+        config = parse_config(imported.config)
+    except ConfigError as exc:
+        fail([f"the imported config does not validate: {issue}" for issue in exc.issues])
+    typer.echo(dump_yaml(config), nl=False)
+
+
 DbOption = Annotated[
     str,
     typer.Option(

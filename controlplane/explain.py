@@ -78,7 +78,7 @@ def as_text(decision: dict[str, Any]) -> list[str]:
             lines.append(f"path       rewritten to {action['path']}")
     elif kind == "redirect":
         lines.append(f"answer     {action['status']} Location: {action['location']}")
-    elif kind == "direct_response":
+    elif kind == "direct_response" and action["body"] is not None:
         lines.append(f"answer     {action['status']} {action['content_type']}: {action['body']!r}")
     else:
         status = f"{action['status']} " if action["status"] else ""

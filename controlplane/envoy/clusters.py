@@ -12,6 +12,7 @@ import ipaddress
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import base_pb2, health_check_pb2, protocol_pb2, proxy_protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.load_balancing_policies.least_request.v3 import least_request_pb2
 from envoy.extensions.transport_sockets.proxy_protocol.v3 import upstream_proxy_protocol_pb2
 from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
@@ -19,17 +20,18 @@ from envoy.type.v3 import http_pb2, percent_pb2, range_pb2
 from google.protobuf import wrappers_pb2
 
 from ..model import Cluster, HealthCheck, split_address
-from .common import ads_source, duration, packed, socket_address
+from .common import ads_source, duration, extension, packed, socket_address
 
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 _LB_POLICIES = {
     "round_robin": cluster_pb2.Cluster.ROUND_ROBIN,
-    "least_request": cluster_pb2.Cluster.LEAST_REQUEST,
     "random": cluster_pb2.Cluster.RANDOM,
     "ring_hash": cluster_pb2.Cluster.RING_HASH,
     "maglev": cluster_pb2.Cluster.MAGLEV,
 }
+
+LEAST_REQUEST = "envoy.load_balancing_policies.least_request"
 
 
 def uses_eds(cluster: Cluster) -> bool:
@@ -68,7 +70,6 @@ def cluster_resource(cluster: Cluster) -> cluster_pb2.Cluster:
     result = cluster_pb2.Cluster(
         name=cluster.name,
         connect_timeout=duration(cluster.connect_timeout),
-        lb_policy=_LB_POLICIES[cluster.lb_policy],
         # Panic mode would send traffic to failing endpoints; the model says only passing
         # endpoints receive traffic.
         common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
@@ -76,6 +77,7 @@ def cluster_resource(cluster: Cluster) -> cluster_pb2.Cluster:
         ),
         circuit_breakers=circuit_breakers(cluster),
     )
+    balancing(result, cluster)
     if uses_eds(cluster):
         result.type = cluster_pb2.Cluster.EDS
         result.eds_cluster_config.eds_config.CopyFrom(ads_source())
@@ -95,6 +97,24 @@ def cluster_resource(cluster: Cluster) -> cluster_pb2.Cluster:
     if cluster.send_proxy_protocol:
         result.transport_socket.CopyFrom(proxy_protocol_socket())
     return result
+
+
+def balancing(result: cluster_pb2.Cluster, cluster: Cluster) -> None:
+    """How `result` picks an endpoint. `least_request` compares every endpoint (full scan),
+    as HAProxy's leastconn does, rather than the better of two random ones (Envoy's
+    default). A cookie cluster balances new clients round robin when its policy hashes: the
+    cookie, not a hash, keeps a client (see `sessions`)."""
+    if cluster.lb_policy == "least_request":
+        policy = least_request_pb2.LeastRequest(
+            selection_method=least_request_pb2.LeastRequest.FULL_SCAN
+        )
+        result.load_balancing_policy.policies.add().typed_extension_config.CopyFrom(
+            extension(LEAST_REQUEST, policy)
+        )
+    elif cluster.hash_on is not None and not cluster.hash_on.hashes:
+        result.lb_policy = cluster_pb2.Cluster.ROUND_ROBIN
+    else:
+        result.lb_policy = _LB_POLICIES[cluster.lb_policy]
 
 
 def circuit_breakers(cluster: Cluster) -> circuit_breaker_pb2.CircuitBreakers:

@@ -26,6 +26,7 @@ from google.protobuf import wrappers_pb2
 from ..model import Cluster, Listener
 from .common import ads_source, packed, socket_address
 from .features import FEATURES
+from .sessions import session_filter, uses_session_cookies
 from .tls import downstream_tls_socket
 
 HCM = "envoy.filters.network.http_connection_manager"
@@ -73,10 +74,10 @@ def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Li
         )
     if listener.protocol == "http":
         result.filter_chains.append(
-            lc.FilterChain(filters=filters(listener, http_filter(listener)))
+            lc.FilterChain(filters=filters(listener, http_filter(listener, clusters)))
         )
     elif listener.protocol == "https":
-        https_chains(result, listener)
+        https_chains(result, listener, clusters)
     elif listener.protocol == "tcp":
         assert listener.default_cluster is not None
         result.filter_chains.append(
@@ -93,7 +94,7 @@ def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Li
     return result
 
 
-def https_chains(result: listener_pb2.Listener, listener: Listener) -> None:
+def https_chains(result: listener_pb2.Listener, listener: Listener, clusters: Clusters) -> None:
     """A chain per certificate that names servers, and the first certificate by default."""
     for index, certificate in enumerate(listener.certificates):
         if not certificate.server_names:
@@ -102,14 +103,14 @@ def https_chains(result: listener_pb2.Listener, listener: Listener) -> None:
             lc.FilterChain(
                 name=certificate_chain(index),
                 filter_chain_match=lc.FilterChainMatch(server_names=certificate.server_names),
-                filters=filters(listener, http_filter(listener)),
+                filters=filters(listener, http_filter(listener, clusters)),
                 transport_socket=downstream_tls_socket(certificate),
             )
         )
     result.default_filter_chain.CopyFrom(
         lc.FilterChain(
             name=DEFAULT_CHAIN,
-            filters=filters(listener, http_filter(listener)),
+            filters=filters(listener, http_filter(listener, clusters)),
             transport_socket=downstream_tls_socket(listener.certificates[0]),
         )
     )
@@ -151,21 +152,24 @@ def tcp_filter(stat_prefix: str, cluster: Cluster) -> lc.Filter:
     return lc.Filter(name=TCP_PROXY, typed_config=packed(proxy))
 
 
-def http_filter(listener: Listener) -> lc.Filter:
+def http_filter(listener: Listener, clusters: Clusters) -> lc.Filter:
     """The HTTP connection manager of an L7 listener, routes from RDS named after it.
 
     Envoy adds no header HAProxy would not: no `x-envoy-*` upstream (the router suppresses
     them, the route configuration removes the client-address ones), no `server` header of its
     own, and `x-request-id` only when `request_id` is set (a client's own id is kept). The
     client address is the connection's (or PROXY protocol's): no X-Forwarded-For is trusted,
-    and the route configuration appends to it when `forwarded_for` is set.
+    and the route configuration appends to it when `forwarded_for` is set. X-Forwarded-Proto
+    is set to the scheme the client used (a client's own is replaced), as HAProxy sets it.
     """
+    sessions = [session_filter()] if uses_session_cookies(listener, clusters) else []
     manager = hcm.HttpConnectionManager(
         stat_prefix=listener.name,
         codec_type=hcm.HttpConnectionManager.AUTO,
         rds=hcm.Rds(config_source=ads_source(), route_config_name=listener.name),
         http_filters=[
             *(f for feature in FEATURES for f in feature.http_filters(listener)),
+            *sessions,
             hcm.HttpFilter(
                 name=ROUTER, typed_config=packed(router_pb2.Router(suppress_envoy_headers=True))
             ),

@@ -17,6 +17,7 @@ from google.protobuf import wrappers_pb2
 from ..model import (
     Cluster,
     GroupFacts,
+    HashCookie,
     HashOn,
     Listener,
     Route,
@@ -24,12 +25,14 @@ from ..model import (
     VirtualHost,
     ordered_routes,
     route_ids,
+    split_address,
 )
 from . import matcher_tree
 from .common import duration
 from .features import FEATURES, RouteScope
 from .features.headers import set_header
 from .matches import re2_escape, route_match
+from .sessions import session_cookie_config
 
 _REDIRECT_CODES = {
     301: rc.RedirectAction.MOVED_PERMANENTLY,
@@ -97,13 +100,23 @@ def route_name(rid: RouteId) -> str:
     return rid.name or f"{rid.vhost}/{rid.index}"
 
 
+WEIGHTLESS_STATUS = 500
+"""The answer of a route whose backends all weigh 0, as the Gateway API says."""
+
+
 def route(model_route: Route, name: str, clusters: Clusters, scope: RouteScope) -> rc.Route:
     """One Envoy route: the match and one action, then what each feature adds."""
     result = rc.Route(name=name, match=route_match(model_route.match))
-    if model_route.backends is not None:
+    if model_route.weightless:
+        result.direct_response.status = WEIGHTLESS_STATUS
+    elif model_route.backends is not None:
         result.route.CopyFrom(route_action(model_route, clusters))
+        cookie = affinity_cookie(model_route, clusters)
+        if cookie is not None:
+            name, config = session_cookie_config(cookie)
+            result.typed_per_filter_config[name].CopyFrom(config)
     elif model_route.redirect is not None:
-        result.redirect.CopyFrom(redirect_action(model_route))
+        result.redirect.CopyFrom(redirect_action(model_route, scope.listener))
     elif model_route.direct_response is not None:
         answer = model_route.direct_response
         result.direct_response.status = answer.status
@@ -120,7 +133,7 @@ def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
     backends = model_route.backends or []
     attempts = 1 + (model_route.retries.attempts if model_route.retries else 0)
     action = rc.RouteAction(timeout=duration(model_route.timeout * attempts))
-    if len(backends) == 1:
+    if len(backends) == 1 and not model_route.mutates_per_backend:
         action.cluster = backends[0].cluster
     else:
         action.weighted_clusters.clusters.extend(
@@ -129,11 +142,14 @@ def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
             )
             for b in backends
         )
-    hash_on = next((clusters[b.cluster].hash_on for b in backends if b.cluster in clusters), None)
-    if hash_on is not None:
+    hash_on = route_hash_on(model_route, clusters)
+    if hash_on is not None and hash_on.hashes:
         action.hash_policy.append(hash_policy(hash_on))
     if model_route.prefix_rewrite is not None:
-        prefix_rewrite(action, model_route)
+        prefix_rewrite(action, model_route, model_route.prefix_rewrite)
+    elif model_route.path_rewrite is not None:
+        action.regex_rewrite.pattern.CopyFrom(regex_pb2.RegexMatcher(regex="^.*$"))
+        action.regex_rewrite.substitution = model_route.path_rewrite
     if model_route.websocket:
         action.upgrade_configs.append(
             rc.RouteAction.UpgradeConfig(
@@ -143,15 +159,20 @@ def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
     return action
 
 
+def route_hash_on(model_route: Route, clusters: Clusters) -> HashOn | None:
+    """The affinity of the route's clusters (they agree: see the model's validation)."""
+    backends = model_route.backends or []
+    return next((clusters[b.cluster].hash_on for b in backends if b.cluster in clusters), None)
+
+
+def affinity_cookie(model_route: Route, clusters: Clusters) -> HashCookie | None:
+    """The cookie that keeps a client on its endpoint, for a route to cookie clusters."""
+    hash_on = route_hash_on(model_route, clusters)
+    return hash_on.cookie if hash_on is not None else None
+
+
 def hash_policy(hash_on: HashOn) -> rc.RouteAction.HashPolicy:
-    """The request key of a hashing cluster; Envoy sets a missing cookie on the response."""
-    if hash_on.cookie is not None:
-        cookie = hash_on.cookie
-        return rc.RouteAction.HashPolicy(
-            cookie=rc.RouteAction.HashPolicy.Cookie(
-                name=cookie.name, ttl=duration(cookie.ttl), path=cookie.path
-            )
-        )
+    """The request key of a hashing cluster: a header or the client's address."""
     if hash_on.header is not None:
         return rc.RouteAction.HashPolicy(
             header=rc.RouteAction.HashPolicy.Header(header_name=hash_on.header)
@@ -161,12 +182,14 @@ def hash_policy(hash_on: HashOn) -> rc.RouteAction.HashPolicy:
     )
 
 
-def prefix_rewrite(action: rc.RouteAction, model_route: Route) -> None:
-    """Replace the matched prefix, element by element (the Gateway API's ReplacePrefixMatch):
-    with prefix `/api` and rewrite `/v2`, `/api/x` → `/v2/x`; with rewrite `/`, → `/x`."""
-    assert model_route.prefix_rewrite is not None
+def prefix_rewrite(
+    action: rc.RouteAction | rc.RedirectAction, model_route: Route, target: str
+) -> None:
+    """Replace the matched prefix with `target`, element by element (the Gateway API's
+    ReplacePrefixMatch): with prefix `/api` and target `/v2`, `/api/x` → `/v2/x`; with target
+    `/`, → `/x`. Forwarding routes rewrite the request, redirects their Location."""
     prefix = model_route.match.path.normalized_prefix or "/"
-    rewrite = model_route.prefix_rewrite.rstrip("/") or "/"
+    rewrite = target.rstrip("/") or "/"
     if prefix == "/":
         action.prefix_rewrite = rewrite if rewrite == "/" else rewrite + "/"
     elif rewrite == "/":
@@ -178,8 +201,9 @@ def prefix_rewrite(action: rc.RouteAction, model_route: Route) -> None:
         action.prefix_rewrite = rewrite
 
 
-def redirect_action(model_route: Route) -> rc.RedirectAction:
-    """A redirect that keeps the request's own scheme, host, port and path where unset."""
+def redirect_action(model_route: Route, listener: Listener) -> rc.RedirectAction:
+    """A redirect that keeps the request's own host and path where unset, its scheme and
+    port as `redirect_port` says (the request's Host reaches routing without its port)."""
     assert model_route.redirect is not None
     redirect = model_route.redirect
     action = rc.RedirectAction(response_code=_REDIRECT_CODES[redirect.status])
@@ -187,8 +211,11 @@ def redirect_action(model_route: Route) -> rc.RedirectAction:
         action.scheme_redirect = redirect.scheme
     if redirect.host is not None:
         action.host_redirect = redirect.host
-    if redirect.port is not None:
-        action.port_redirect = redirect.port
+    _, port = redirect.scheme_and_port(listener.scheme, split_address(listener.address).port)
+    if port is not None:
+        action.port_redirect = port
     if redirect.path is not None:
         action.path_redirect = redirect.path
+    elif redirect.prefix_rewrite is not None:
+        prefix_rewrite(action, model_route, redirect.prefix_rewrite)
     return action

@@ -117,7 +117,7 @@ def render(config: Config, group: str, facts: GroupFacts = GroupFacts()) -> Bund
             crt_list=crt_list,
             routing=routing,
         )
-        for phase in ("frontend", "request", "response"):
+        for phase in ("frontend", "request", "forward", "response"):
             frontend.parts[phase] = parts(FEATURES, phase, scope)
         sections.extend(parts(FEATURES, "sections", scope))
         frontends.append(frontend)

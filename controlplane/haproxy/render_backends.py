@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..model import Cluster, Retries, Route, format_duration, split_address
+from ..model import Cluster, Route, format_duration, split_address
+from ..model.types import NO_TIMEOUT
 from .bundle import Server
 from .features import Part
 from .render_text import Runtime
-
-DEFAULT_TIMEOUT_MS = 15_000
+from .variants import Variant, backend_name, variant_of
 
 _RETRY_ON = {
     "connect_failure": ("conn-failure",),
@@ -42,49 +42,11 @@ _RETRY_ON = {
         "504",
     ),
 }
-_RETRY_ABBREVIATION = {
-    "connect_failure": "conn",
-    "reset": "reset",
-    "gateway_error": "gw",
-    "5xx": "5xx",
-}
 _BALANCE = {
     "round_robin": "roundrobin",
     "least_request": "leastconn",
     "random": "random(1)",
 }
-
-
-@dataclass(frozen=True)
-class Variant:
-    """The route options HAProxy holds per backend."""
-
-    timeout: int = DEFAULT_TIMEOUT_MS
-    attempts: int = 0
-    retry_on: tuple[str, ...] = ()
-
-    @property
-    def suffix(self) -> str:
-        parts = []
-        if self.timeout != DEFAULT_TIMEOUT_MS:
-            parts.append(f"t{format_duration(self.timeout)}")
-        if self.attempts:
-            conditions = "-".join(_RETRY_ABBREVIATION[c] for c in self.retry_on)
-            parts.append(f"r{self.attempts}-{conditions}")
-        return ":".join(parts)
-
-
-def variant_of(route: Route) -> Variant:
-    """The backend-level options of a forwarding route."""
-    retries: Retries | None = route.retries
-    if retries is None:
-        return Variant(timeout=route.timeout)
-    return Variant(route.timeout, retries.attempts, tuple(sorted(set(retries.retry_on))))
-
-
-def backend_name(cluster: str, variant: Variant) -> str:
-    """`api` for the route defaults, `api:t30s:r2-conn-gw` otherwise."""
-    return f"{cluster}:{variant.suffix}" if variant.suffix else cluster
 
 
 @dataclass(frozen=True)
@@ -250,13 +212,18 @@ def _backend(cluster: Cluster, variant: Variant, where: str) -> BackendSection:
         mode="http" if l7 else "tcp",
         balance=_balance(cluster),
         connect_timeout=format_duration(cluster.connect_timeout),
-        server_timeout=format_duration(variant.timeout) if l7 else "1h",
+        server_timeout=server_timeout(variant.timeout) if l7 else "1h",
         retries=variant.attempts if l7 else 0,
         retry_on=retry_on,
         checks=checks,
         limits=_limits(cluster, variant),
         servers=servers,
     )
+
+
+def server_timeout(ms: int) -> str:
+    """`timeout server` for a route timeout: `0` is HAProxy's "no timeout", as the model's."""
+    return "0" if ms == NO_TIMEOUT else format_duration(ms)
 
 
 def _limits(cluster: Cluster, variant: Variant) -> Limits:
@@ -273,7 +240,7 @@ def _limits(cluster: Cluster, variant: Variant) -> Limits:
         maxconn=math.ceil(total / len(cluster.endpoints)),
         total=total,
         max_pending=cluster.max_pending_requests,
-        queue_timeout=format_duration(queue),
+        queue_timeout=server_timeout(queue),
     )
 
 
@@ -283,8 +250,13 @@ def _balance(cluster: Cluster) -> Balance:
         return Balance("algorithm", _BALANCE[cluster.lb_policy])
     if hash_on.cookie is not None:
         cookie = hash_on.cookie
+        algorithm = _BALANCE.get(cluster.lb_policy, "roundrobin")  # hashing: round robin
         return Balance(
-            "cookie", name=cookie.name, cookie_max_age=cookie.ttl // 1000, cookie_path=cookie.path
+            "cookie",
+            algorithm,
+            name=cookie.name,
+            cookie_max_age=cookie.ttl // 1000,
+            cookie_path=cookie.path,
         )
     if hash_on.header is not None:
         return Balance("header", name=hash_on.header)

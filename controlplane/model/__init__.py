@@ -21,9 +21,12 @@ from .loading import (
 )
 from .precedence import ordered_routes, precedence_order
 from .route import (
+    Cors,
     DirectResponse,
     HeaderMutation,
     Match,
+    Mirror,
+    OriginMatch,
     PathMatch,
     Redirect,
     Retries,
@@ -48,6 +51,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigFileError",
+    "Cors",
     "Crs",
     "DirectResponse",
     "Endpoint",
@@ -61,7 +65,9 @@ __all__ = [
     "Issue",
     "Listener",
     "Match",
+    "Mirror",
     "NodeGroup",
+    "OriginMatch",
     "PathMatch",
     "ProxyKind",
     "RateLimit",

@@ -162,6 +162,13 @@ def modification(config: Config, index: int, listener: Listener) -> Iterator[Nee
                 yield Need("request modification", f"{where}.{side}", ", ".join(changed))
         if route.prefix_rewrite is not None:
             yield Need("request modification", f"{where}.prefix_rewrite", route.prefix_rewrite)
+        if route.path_rewrite is not None:
+            yield Need("request modification", f"{where}.path_rewrite", route.path_rewrite)
+        if route.mirrors:
+            clusters = ", ".join(m.cluster for m in route.mirrors)
+            yield Need("request mirroring", f"{where}.mirrors", clusters)
+        if route.cors is not None:
+            yield Need("answers from the proxy", f"{where}.cors", "CORS preflights")
         if route.redirect is not None:
             yield Need("answers from the proxy", f"{where}.redirect", "redirect")
         if route.direct_response is not None:

@@ -6,7 +6,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .types import Address, CookiePath, Duration, HeaderName, HealthCheckPath, Model, Name
+from .types import (
+    Address,
+    CookiePath,
+    Duration,
+    HeaderName,
+    HealthCheckPath,
+    Model,
+    Name,
+    duration_field,
+)
 
 UpstreamProtocol = Literal["http1", "http2", "tcp"]
 LbPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "maglev"]
@@ -24,18 +33,22 @@ class Endpoint(Model):
 
 
 class HashCookie(Model):
-    """A cookie the proxy generates on the first response and reads on later requests."""
+    """A cookie the proxy sets on the first answer to a client, naming the endpoint that
+    answered; later requests carrying it go to that endpoint while it is healthy. It is not
+    hashed: a client without it is balanced by the cluster's `lb_policy` (round robin for
+    `ring_hash` and `maglev`, which have no key for it)."""
 
     name: HeaderName
-    ttl: Duration = Field(3_600_000, description="How long a client keeps the cookie.")
+    ttl: Duration = duration_field(3_600_000, "How long a client keeps the cookie.")
     path: CookiePath = "/"
 
 
 class HashOn(Model):
-    """The request key a hashing cluster maps to an endpoint; exactly one is set.
+    """What keeps a client on one endpoint (session affinity); exactly one is set.
 
-    Requests with the same key reach the same endpoint while the set of healthy
-    endpoints stays the same (session affinity).
+    `source_ip` and `header` are keys a hashing cluster (`ring_hash`, `maglev`) maps to an
+    endpoint: requests with the same key reach the same endpoint while the set of healthy
+    endpoints stays the same. `cookie` works with every `lb_policy`: see `HashCookie`.
     """
 
     source_ip: bool = False
@@ -48,6 +61,11 @@ class HashOn(Model):
         if len(chosen) != 1:
             raise ValueError("set exactly one of source_ip, header, cookie")
         return self
+
+    @property
+    def hashes(self) -> bool:
+        """Whether the key is hashed (a header or the source address), not a cookie."""
+        return self.cookie is None
 
     @property
     def needs_l7(self) -> bool:
@@ -66,8 +84,8 @@ class HealthCheck(Model):
     kind: Literal["http", "tcp"] = "http"
     path: HealthCheckPath = "/"
     expected_statuses: list[int] = Field(default_factory=lambda: [200], min_length=1)
-    interval: Duration = 5_000
-    timeout: Duration = 2_000
+    interval: Duration = duration_field(5_000)
+    timeout: Duration = duration_field(2_000)
     healthy_threshold: int = Field(2, ge=1, le=100)
     unhealthy_threshold: int = Field(3, ge=1, le=100)
 
@@ -87,8 +105,9 @@ class Cluster(Model):
     `protocol`: `http1` and `http2` carry HTTP requests (`http2` balances each request or
     gRPC call separately, even when many share one client connection); `tcp` carries the
     bytes of L4 listeners. `lb_policy` chooses an endpoint per request (L7) or per
-    connection (L4); `ring_hash` and `maglev` need `hash_on`, the key that keeps a client on
-    one endpoint.
+    connection (L4): `least_request` takes an endpoint with the fewest active requests (L7)
+    or connections (L4), comparing all of them; `ring_hash` and `maglev` need `hash_on`, the
+    key that keeps a client on one endpoint.
     """
 
     name: Name
@@ -97,7 +116,7 @@ class Cluster(Model):
     lb_policy: LbPolicy = "round_robin"
     hash_on: HashOn | None = None
     health_check: HealthCheck | None = None
-    connect_timeout: Duration = 5_000
+    connect_timeout: Duration = duration_field(5_000)
     send_proxy_protocol: bool = Field(
         False, description="Send a PROXY protocol v2 header to endpoints on each connection."
     )
@@ -133,6 +152,6 @@ class Cluster(Model):
         hashing = self.lb_policy in HASHING_POLICIES
         if hashing and self.hash_on is None:
             raise ValueError(f"lb_policy {self.lb_policy} needs hash_on")
-        if not hashing and self.hash_on is not None:
-            raise ValueError("hash_on needs lb_policy ring_hash or maglev")
+        if not hashing and self.hash_on is not None and self.hash_on.cookie is None:
+            raise ValueError("hash_on source_ip or header needs lb_policy ring_hash or maglev")
         return self

@@ -69,3 +69,5 @@ def referenced_clusters(listener: Listener) -> Iterator[str]:
         for route in vhost.routes:
             for backend in route.backends or ():
                 yield backend.cluster
+            for mirror in route.mirrors:
+                yield mirror.cluster

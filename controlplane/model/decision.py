@@ -253,7 +253,9 @@ class Action:
 
     - `forward`: to `backends` (shares of requests; per connection on L4 listeners);
     - `redirect`: `status` with `location`;
-    - `direct_response`: `status`, `body`, `content_type` from the proxy itself;
+    - `direct_response`: `status`, `body`, `content_type` from the proxy itself (500 for a
+      route whose backends all weigh 0);
+    - `preflight`: 200 from the proxy itself, a CORS preflight from an allowed origin;
     - `not_found`: 404, no virtual host or route takes it;
     - `refused`: 403, an upgrade the route does not allow, the firewall blocks it (block
       mode: L7 rules matched), or a request without the header its rate limit requires;
@@ -261,7 +263,9 @@ class Action:
       refuse the client.
     """
 
-    kind: Literal["forward", "redirect", "direct_response", "not_found", "refused", "closed"]
+    kind: Literal[
+        "forward", "redirect", "direct_response", "preflight", "not_found", "refused", "closed"
+    ]
     status: int | None = None
     backends: list[BackendShare] = field(default_factory=list)
     location: str | None = None
@@ -488,7 +492,7 @@ def backend_shares(config: Config, weighted: list[tuple[str, int]]) -> list[Back
             BackendShare(
                 cluster=name,
                 weight=weight,
-                share=round(weight / total, 6),
+                share=round(weight / total, 6) if total else 0.0,
                 lb_policy=cluster.lb_policy,
                 endpoints=[
                     EndpointShare(e.address, e.weight, round(e.weight / endpoint_total, 6))
@@ -500,28 +504,52 @@ def backend_shares(config: Config, weighted: list[tuple[str, int]]) -> list[Back
     return shares
 
 
-def _rewritten(route: Route, path: str, query: str | None) -> str | None:
-    if route.prefix_rewrite is None:
-        return None
+def _prefix_replaced(route: Route, replacement: str, path: str) -> str:
+    """`path` with the route's matched prefix replaced by whole path elements."""
     prefix = route.match.path.normalized_prefix or "/"
     rest = path if prefix == "/" else path[len(prefix) :]
-    rewrite = route.prefix_rewrite.rstrip("/") or "/"
+    rewrite = replacement.rstrip("/") or "/"
     if rewrite == "/":
-        new = "/" + rest.lstrip("/")
+        return "/" + rest.lstrip("/")
+    return rewrite + rest if rest.startswith("/") or not rest else rewrite + "/" + rest
+
+
+def _rewritten(route: Route, path: str, query: str | None) -> str | None:
+    if route.path_rewrite is not None:
+        new = route.path_rewrite
+    elif route.prefix_rewrite is not None:
+        new = _prefix_replaced(route, route.prefix_rewrite, path)
     else:
-        new = rewrite + rest if rest.startswith("/") or not rest else rewrite + "/" + rest
+        return None
     return new + (f"?{query}" if query is not None else "")
 
 
 def _location(listener: Listener, route: Route, request: Request) -> str:
     redirect = route.redirect
     assert redirect is not None
-    scheme = redirect.scheme or ("https" if listener.protocol == "https" else "http")
+    listener_port = int(listener.address.rsplit(":", 1)[1])
+    scheme, port = redirect.scheme_and_port(listener.scheme, listener_port)
     host = redirect.host or request.host_name()
-    port = f":{redirect.port}" if redirect.port is not None else ""
-    path = redirect.path or request.path_only
+    path = request.path_only
+    if redirect.path is not None:
+        path = redirect.path
+    elif redirect.prefix_rewrite is not None:
+        path = _prefix_replaced(route, redirect.prefix_rewrite, path)
     query = request.query_string
-    return f"{scheme}://{host}{port}{path}" + (f"?{query}" if query is not None else "")
+    shown_port = f":{port}" if port is not None else ""
+    return f"{scheme}://{host}{shown_port}{path}" + (f"?{query}" if query is not None else "")
+
+
+def is_preflight(route: Route, request: Request) -> bool:
+    """Whether `request` is a CORS preflight from an origin the route's `cors` allows."""
+    origin = request.headers.get("origin")
+    return (
+        route.cors is not None
+        and request.method == "OPTIONS"
+        and bool(request.headers.get("access-control-request-method"))
+        and origin is not None
+        and route.cors.allows(origin)
+    )
 
 
 def firewall_action(listener: Listener, route: Route, request: Request) -> Action | None:
@@ -565,6 +593,12 @@ def route_action(config: Config, listener: Listener, route: Route, request: Requ
             reason=f"the route does not allow the {upgrade} upgrade (websocket: "
             f"{str(route.websocket).lower()})",
         )
+    if is_preflight(route, request):
+        return Action(
+            "preflight",
+            status=200,
+            reason="a CORS preflight from an allowed origin: the proxy answers it",
+        )
     if route.redirect is not None:
         return Action(
             "redirect",
@@ -581,6 +615,8 @@ def route_action(config: Config, listener: Listener, route: Route, request: Requ
             content_type=answer.content_type,
             reason="the route answers itself",
         )
+    if route.weightless:
+        return Action("direct_response", status=500, reason="every backend of the route weighs 0")
     weighted = [(b.cluster, b.weight) for b in route.backends or ()]
     return Action(
         "forward",

@@ -150,6 +150,11 @@ class Listener(Model):
         return next((fw.crs for fw in self.route_firewalls() if fw and fw.crs), None)
 
     @property
+    def scheme(self) -> str:
+        """The URL scheme clients reach an L7 listener with: `https` or `http`."""
+        return "https" if self.protocol == "https" else "http"
+
+    @property
     def is_l7(self) -> bool:
         """Whether the listener parses HTTP."""
         return self.protocol in L7_PROTOCOLS

@@ -20,7 +20,7 @@ from .firewall_checks import protocol_problem
 from .limits import RateLimit
 from .listener import Listener
 from .route import HeaderMutation, Route
-from .types import format_duration
+from .types import NO_TIMEOUT, format_duration
 
 if TYPE_CHECKING:
     from .decision import Decision
@@ -106,9 +106,22 @@ def header_mutations(
         request = _mutation("request", route.request_headers)
         if request is not None:
             yield request
-    response = _mutation("response", route.response_headers)
-    if response is not None:
-        yield response
+    if decision.action.kind != "preflight":
+        response = _mutation("response", route.response_headers)
+        if response is not None:
+            yield response
+    if not _forwards(decision):
+        return
+    for backend in route.backends or ():
+        for which in ("request", "response"):
+            changed = _mutation(which, getattr(backend, f"{which}_headers"))
+            if changed is not None:
+                yield _applied(
+                    f"backend_{which}_headers",
+                    f"to {backend.cluster}, {changed.summary}",
+                    cluster=backend.cluster,
+                    **changed.detail,
+                )
 
 
 def forwarding(
@@ -118,12 +131,17 @@ def forwarding(
     if route is None or not _forwards(decision):
         return
     attempts = 1 + (route.retries.attempts if route.retries else 0)
-    yield _applied(
-        "timeout",
-        f"each attempt waits {format_duration(route.timeout)} for the backend (then 504)",
-        per_attempt=format_duration(route.timeout),
-        total=format_duration(route.timeout * attempts),
-    )
+    if route.timeout == NO_TIMEOUT:
+        yield _applied(
+            "timeout", "no timeout: each attempt waits for the backend", per_attempt="none"
+        )
+    else:
+        yield _applied(
+            "timeout",
+            f"each attempt waits {format_duration(route.timeout)} for the backend (then 504)",
+            per_attempt=format_duration(route.timeout),
+            total=format_duration(route.timeout * attempts),
+        )
     if route.retries is not None:
         yield _applied(
             "retries",
@@ -133,6 +151,29 @@ def forwarding(
         )
     if route.websocket:
         yield _applied("websocket", "WebSocket upgrades are allowed", upgrade="websocket")
+    for mirror in route.mirrors:
+        yield _applied(
+            "mirror",
+            f"a copy of {mirror.percent:g}% of the requests goes to {mirror.cluster} "
+            "(its answer dropped)",
+            cluster=mirror.cluster,
+            percent=mirror.percent,
+        )
+
+
+def cross_origin(
+    config: Config, listener: Listener, route: Route | None, decision: Decision
+) -> Iterator[AppliedPolicy]:
+    """The route's CORS policy, on an answer to a request that names an origin it allows."""
+    if route is None or route.cors is None or decision.action.kind == "refused":
+        return
+    origin = decision.request.headers.get("origin")
+    if decision.action.kind == "preflight":
+        yield _applied("cors", f"the preflight from {origin} is answered 200", origin=origin)
+    elif origin is not None and route.cors.allows(origin):
+        yield _applied(
+            "cors", f"the answer gets access-control-allow-origin: {origin}", origin=origin
+        )
 
 
 def _bucket(limit: RateLimit, decision: Decision) -> tuple[str, str]:
@@ -242,6 +283,7 @@ POLICIES: tuple[PolicyExplainer, ...] = (
     client_address,
     header_mutations,
     forwarding,
+    cross_origin,
 )
 """Every policy explainer, in the order the proxies apply the policies."""
 

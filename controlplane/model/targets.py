@@ -53,6 +53,18 @@ def _haproxy_names_fit_fetch_arguments(config: Config) -> Iterator[Issue]:
             )
 
 
+def _haproxy_cannot_mirror(config: Config) -> Iterator[Issue]:
+    for li, listener in enumerate(config.listeners):
+        for vi, vhost in enumerate(listener.virtual_hosts):
+            for ri, route in enumerate(vhost.routes):
+                if route.mirrors:
+                    yield Issue(
+                        ("listeners", li, "virtual_hosts", vi, "routes", ri, "mirrors"),
+                        "haproxy 2.6 cannot mirror requests (it has no request mirroring; "
+                        "serve mirrored routes with envoy)",
+                    )
+
+
 def _envoy_has_no_queue_timeout(config: Config) -> Iterator[Issue]:
     for ci, cluster in enumerate(config.clusters):
         if cluster.queue_timeout is not None:
@@ -96,6 +108,7 @@ RULES_BY_TARGET: dict[ProxyKind, tuple[TargetRule, ...]] = {
         _haproxy_has_no_maglev,
         _haproxy_names_fit_fetch_arguments,
         _haproxy_buckets_fit,
+        _haproxy_cannot_mirror,
     ),
 }
 

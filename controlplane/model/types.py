@@ -268,6 +268,19 @@ ServerName = Annotated[
     ),
 ]
 
+ORIGIN_PATTERN = rf"^[a-z][a-z0-9+.-]{{0,15}}://{_LABEL}(\.{_LABEL})*(:[1-9][0-9]{{0,4}})?$"
+
+Origin = Annotated[
+    str,
+    Field(
+        pattern=ORIGIN_PATTERN,
+        max_length=300,
+        description="A web origin as a browser sends it: a lower-case scheme, '://', a "
+        "lower-case host name or IPv4 address, optionally ':port' "
+        "(https://www.example.com:8443).",
+    ),
+]
+
 _PORT = re.compile(r"[1-9][0-9]{0,4}", re.ASCII)
 _IPV4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", re.ASCII)
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+", re.ASCII)
@@ -419,6 +432,9 @@ ResponseBody = Annotated[
 
 _DURATION = re.compile(r"([0-9]{1,9})(ms|s|m|h)", re.ASCII)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+MAX_DURATION_MS = 86_400_000
+NO_TIMEOUT = 0
+"""A `Timeout` of zero: no timeout at all (written `none`, or any zero duration)."""
 
 
 def _parse_duration(value: Any) -> Any:
@@ -432,25 +448,69 @@ def _parse_duration(value: Any) -> Any:
     raise ValueError("expected a duration string with a unit, such as '250ms', '5s' or '1m'")
 
 
+def _parse_timeout(value: Any) -> Any:
+    return NO_TIMEOUT if value == "none" else _parse_duration(value)
+
+
+def _in_range(low: int) -> Any:
+    def check(ms: int) -> int:
+        if ms < low:
+            raise ValueError(f"must be at least {format_duration(low)}")
+        if ms > MAX_DURATION_MS:
+            raise ValueError(f"must be at most {format_duration(MAX_DURATION_MS)}")
+        return ms
+
+    return check
+
+
 def format_duration(ms: int) -> str:
-    """The shortest exact text for a number of milliseconds: '2h', '90s', '250ms'."""
+    """The shortest exact text for a number of milliseconds: '2h', '90s', '250ms' ('0s')."""
+    if ms == 0:
+        return "0s"
     for unit in ("h", "m", "s"):
-        if ms and ms % _UNIT_MS[unit] == 0:
+        if ms % _UNIT_MS[unit] == 0:
             return f"{ms // _UNIT_MS[unit]}{unit}"
     return f"{ms}ms"
+
+
+def _format_timeout(ms: int) -> str:
+    return "none" if ms == NO_TIMEOUT else format_duration(ms)
+
+
+def duration_field(default_ms: int, description: str | None = None) -> Any:
+    """A duration field whose default the JSON Schema shows as users write it ('15s')."""
+    shown_default = _format_timeout(default_ms)
+    return Field(default_ms, description=description, json_schema_extra={"default": shown_default})
 
 
 Duration = Annotated[
     int,
     BeforeValidator(_parse_duration),
-    Field(ge=1, le=86_400_000),
+    AfterValidator(_in_range(1)),
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(
         {
             "type": "string",
             "pattern": f"^{_DURATION.pattern}$",
-            "description": "A duration: a whole number (ASCII digits) with a unit ms, s, m or h.",
+            "description": "A duration: a whole number (ASCII digits) with a unit ms, s, m or h; "
+            "from 1ms to 24h.",
         }
     ),
 ]
 """A positive duration, held in milliseconds and written as '250ms', '5s', '1m' or '2h'."""
+
+Timeout = Annotated[
+    int,
+    BeforeValidator(_parse_timeout),
+    AfterValidator(_in_range(0)),
+    PlainSerializer(_format_timeout, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": f"^({_DURATION.pattern}|none)$",
+            "description": "A duration as for other durations, or 'none' (or any zero duration, "
+            "'0s'): no timeout at all; at most 24h.",
+        }
+    ),
+]
+"""A duration that may be zero (`none`: no timeout), held in milliseconds."""

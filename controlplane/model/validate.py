@@ -106,6 +106,9 @@ def _cluster_refs(listener: Listener) -> Iterator[tuple[tuple[PathPart, ...], st
             for bi, backend in enumerate(route.backends or ()):
                 path = ("virtual_hosts", vi, "routes", ri, "backends", bi, "cluster")
                 yield path, backend.cluster, route
+            for mi, mirror in enumerate(route.mirrors):
+                path = ("virtual_hosts", vi, "routes", ri, "mirrors", mi, "cluster")
+                yield path, mirror.cluster, route
 
 
 def references_resolve(config: Config) -> Iterator[Issue]:
@@ -169,6 +172,25 @@ def route_backends_agree_on_hashing(config: Config) -> Iterator[Issue]:
                     )
 
 
+def route_backends_distinct(config: Config) -> Iterator[Issue]:
+    """A route whose backends change headers of their own names each cluster once (the
+    changes are the backend's, found by cluster)."""
+    for li, listener in enumerate(config.listeners):
+        for vi, vhost in enumerate(listener.virtual_hosts):
+            for ri, route in enumerate(vhost.routes):
+                if not route.mutates_per_backend:
+                    continue
+                seen: set[str] = set()
+                for bi, backend in enumerate(route.backends or ()):
+                    if backend.cluster in seen:
+                        yield Issue(
+                            ("listeners", li, "virtual_hosts", vi, "routes", ri, "backends", bi),
+                            f"cluster {backend.cluster!r} is already a backend of this route, "
+                            "whose backends change headers of their own: list it once",
+                        )
+                    seen.add(backend.cluster)
+
+
 def _overlaps(a: str, b: str) -> bool:
     first, second = split_address(a), split_address(b)
     ip_a, ip_b = first.ip, second.ip
@@ -223,6 +245,7 @@ RULES: tuple[Rule, ...] = (
     protocols_fit,
     l4_hashing_sees_no_http,
     route_backends_agree_on_hashing,
+    route_backends_distinct,
     addresses_distinct_per_group,
     certificates_load,
     endpoints_distinct,

@@ -90,12 +90,14 @@ class BackendSpec:
 
 @dataclass
 class Backend:
-    """A running backend. ``status`` may be changed while it runs (e.g. to fail health checks)."""
+    """A running backend. ``status`` may be changed while it runs (e.g. to fail health checks).
+    ``received`` counts the HTTP requests and gRPC calls it has been sent."""
 
     spec: BackendSpec
     port: int
     status: int
     host: str = LOOPBACK
+    received: int = 0
     connections: int = 0
     """Connections open now."""
     peak_connections: int = 0
@@ -301,6 +303,7 @@ async def _serve_http(
         if "100-continue" in headers.get("expect", "").lower():
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body_length = await _read_body(reader, headers)
+        backend.received += 1
         if backend.spec.delay:
             await asyncio.sleep(backend.spec.delay)
         report: dict[str, Any] = {
@@ -461,9 +464,12 @@ class _NameEveryMethod(grpc.GenericRpcHandler):
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self.backend: Backend | None = None
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
+            if self.backend is not None:
+                self.backend.received += 1
             context.set_trailing_metadata((("x-backend", self._name),))
             return self._name.encode()
 
@@ -471,9 +477,10 @@ class _NameEveryMethod(grpc.GenericRpcHandler):
 
 
 def _start_grpc(spec: BackendSpec) -> tuple[Backend, Callable[[], None]]:
+    handler = _NameEveryMethod(spec.name)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"grpc-{spec.name}"),
-        handlers=[_NameEveryMethod(spec.name)],
+        handlers=[handler],
         options=[("grpc.so_reuseport", 0)],
     )
     port = server.add_insecure_port(f"{LOOPBACK}:{spec.port or 0}")
@@ -484,4 +491,5 @@ def _start_grpc(spec: BackendSpec) -> tuple[Backend, Callable[[], None]]:
     def stop() -> None:
         server.stop(grace=None).wait(_START_TIMEOUT)
 
-    return Backend(spec=spec, port=port, status=spec.status), stop
+    handler.backend = Backend(spec=spec, port=port, status=spec.status)
+    return handler.backend, stop

@@ -7,6 +7,7 @@ given, and report the certificate they were shown.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -423,11 +424,16 @@ def tcp(
     proxy_protocol_v1_source: str | None = None,
     timeout: float = 5.0,
     source: str | None = None,
+    held: contextlib.ExitStack | None = None,
 ) -> StreamReply:
     """Connects (from ``source`` when given), optionally sends a PROXY v1 header claiming that
-    source, sends ``payload`` and reads the greeting line and the echo."""
+    source, sends ``payload`` and reads the greeting line and the echo. The connection is
+    closed then, or when ``held`` closes if given (to keep several open at once)."""
     local = (source, 0) if source else None
-    with socket.create_connection((host, port), timeout=timeout, source_address=local) as sock:
+    with contextlib.ExitStack() as own:
+        sock = (held or own).enter_context(
+            socket.create_connection((host, port), timeout=timeout, source_address=local)
+        )
         if proxy_protocol_v1_source is not None:
             sock.sendall(proxy_v1_header(proxy_protocol_v1_source, (host, port)))
         line, echo = _exchange(sock, payload)

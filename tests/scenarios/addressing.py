@@ -18,7 +18,7 @@ BACKEND_REFERENCE = re.compile(r"\$\{([^}]*)\}")
 
 def listener_names(scenario: Scenario) -> list[str]:
     """The names of the listeners the scenario's config declares (as written)."""
-    listeners = scenario.config.get("listeners")
+    listeners = (scenario.config or {}).get("listeners")
     if not isinstance(listeners, list):
         return []
     return [x["name"] for x in listeners if isinstance(x, dict) and isinstance(x.get("name"), str)]
@@ -27,7 +27,8 @@ def listener_names(scenario: Scenario) -> list[str]:
 def endpoint_references(scenario: Scenario) -> Iterator[tuple[str, str]]:
     """(field path, backend name) for every `${backend}` an endpoint address or a crs
     `service` names."""
-    for path, address in [*_endpoint_addresses(scenario.config), *_crs_services(scenario.config)]:
+    config = scenario.config or {}
+    for path, address in [*_endpoint_addresses(config), *_crs_services(config)]:
         for match in BACKEND_REFERENCE.finditer(address):
             yield path, match.group(1)
 
@@ -40,7 +41,7 @@ def concrete_data(
     """The config as plain data with `${backend}` replaced by `backend_addresses`, listener
     addresses replaced by `listener_addresses` (by listener name) and relative certificate
     paths made absolute from the repository root."""
-    data = copy.deepcopy(scenario.config)
+    data = copy.deepcopy(scenario.config or {})
     for cluster in _dicts(data.get("clusters")):
         for endpoint in _dicts(cluster.get("endpoints")):
             address = endpoint.get("address")

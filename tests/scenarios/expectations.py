@@ -158,6 +158,10 @@ def _aggregate_mismatches(expect: Expect, observations: list[Observation]) -> It
         missing = [name for name in expect.backends_seen if answered[name] == 0]
         if missing:
             yield f"expected each of {expect.backends_seen} to answer, saw {dict(answered)}"
+    if expect.counts is not None:
+        seen_counts = {name: answered[name] for name in expect.counts}
+        if seen_counts != expect.counts:
+            yield f"expected {expect.counts} requests answered, saw {dict(answered)}"
     if expect.shares is not None:
         total = len(observations)
         for name, share in expect.shares.items():

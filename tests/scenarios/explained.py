@@ -18,6 +18,29 @@ GATEWAY_ERRORS = frozenset({502, 503, 504})
 """What a proxy answers itself when the backends it forwards to fail; not explain's business."""
 RATE_LIMITED = 429
 
+GRPC_CODE_OF_STATUS = {
+    400: "INTERNAL",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "UNIMPLEMENTED",
+    429: "UNAVAILABLE",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "UNAVAILABLE",
+}
+"""The gRPC status a client reads from an HTTP status without one of its own (gRPC's
+http-grpc-status-mapping); any other status reads as UNKNOWN."""
+
+
+def _answered_as(seen: Observation, status: int | None) -> bool:
+    """Whether `seen` is the proxy's own answer `status`: as an HTTP status, or, for a gRPC
+    call, as the gRPC code a client reads from it."""
+    if seen.backend is not None:
+        return False
+    if seen.error is not None and status is not None:
+        return seen.error.startswith(GRPC_CODE_OF_STATUS.get(status, "UNKNOWN") + ":")
+    return seen.status == status
+
 
 def _written(step: Step, raw: str) -> Request:
     """The request a `raw` step writes: its request line, its headers (a repeated one's values
@@ -86,6 +109,7 @@ def disagreements(
     allowed = {
         backend_names[e.address]
         for share in action.backends
+        if share.share > 0
         for e in share.endpoints
         if e.address in backend_names
     }
@@ -109,7 +133,7 @@ def disagreements(
         elif action.kind == "closed":
             if seen.backend is not None:
                 problem = f"backend {seen.backend!r} answered; explain says the connection closes"
-        elif seen.backend is not None or seen.status != action.status:
+        elif not _answered_as(seen, action.status):
             problem = (
                 f"{seen.summary()}; explain says the proxy answers {action.status} itself "
                 f"({action.kind})"

@@ -131,6 +131,14 @@ class Expect(Strict):
         description="The request fails at the client (no HTTP answer, gRPC status code, "
         "closed connection); the failure's text contains this.",
     )
+    counts: dict[str, int] | None = Field(
+        None, description="How many of the step's requests each backend answered, exactly."
+    )
+    received: dict[str, int] | None = Field(
+        None,
+        description="How many requests each backend received during the step, mirrored "
+        "copies included (waited for a moment, since copies may arrive after the answer).",
+    )
     admitted: Range | None = Field(
         None, description="How many of the step's requests (all clients) a backend answered."
     )
@@ -152,7 +160,15 @@ class Expect(Strict):
             if total > 1.0 + 1e-9 or any(not 0 <= share <= 1 for share in self.shares.values()):
                 raise ValueError(f"shares are fractions adding up to at most 1, not {total}")
         if self.error is not None:
-            answered = ("backend", "backend_in", "backends_seen", "status", "shares", "body")
+            answered = (
+                "backend",
+                "backend_in",
+                "backends_seen",
+                "status",
+                "shares",
+                "body",
+                "counts",
+            )
             if any(getattr(self, f) for f in answered) or self.sticky:
                 raise ValueError("error excludes expectations about an answer")
         if self.refused is not None:
@@ -166,7 +182,7 @@ class Expect(Strict):
     def named_backends(self) -> set[str]:
         """Every backend name the expectation mentions."""
         names = set(self.backend_in or ()) | set(self.backends_seen or ())
-        names |= set(self.shares or ())
+        names |= set(self.shares or ()) | set(self.counts or ()) | set(self.received or ())
         if self.backend is not None:
             names.add(self.backend)
         if self.refused is not None:
@@ -212,6 +228,9 @@ class Step(Strict):
         1, ge=1, le=1000, description="Clients sending the step at once, each on its connection."
     )
     session: bool = Field(False, description="Keep cookies across the count, as a browser.")
+    hold_open: bool = Field(
+        False, description="tcp steps: keep every connection open until the step's last."
+    )
     within: Duration | None = Field(
         None, description="Repeat the step until it passes, at most this long (convergence)."
     )
@@ -243,6 +262,10 @@ class Step(Strict):
             raise ValueError("sticky needs count of at least 2")
         if self.expect.shares is not None and self.count < 100:
             raise ValueError("shares need count of at least 100")
+        if self.hold_open and self.kind != "tcp":
+            raise ValueError("hold_open is for tcp steps")
+        if self.expect.counts is not None and sum(self.expect.counts.values()) > self.count:
+            raise ValueError("counts add up to more than count")
         if (self.rate is None) != (self.for_ is None):
             raise ValueError("rate and for go together")
         if self.rate is not None and "count" in self.model_fields_set:
@@ -269,16 +292,56 @@ class RejectedBy(Strict):
     message_contains: str
 
 
+class Upstream(Strict):
+    """Where a case translated from another project's tests comes from: the repository and
+    each file used, with the commit it was read at."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    files: dict[str, str] = Field(min_length=1, description="path: 40-hex commit")
+
+    @model_validator(mode="after")
+    def _commits(self) -> Upstream:
+        for path, commit in self.files.items():
+            if len(commit) != 40 or not set(commit) <= set("0123456789abcdef"):
+                raise ValueError(f"files.{path}: {commit!r} is not a 40-hex commit")
+        return self
+
+
 class Scenario(Strict):
-    """A behaviour both proxies must show: the config, its backends, requests and answers."""
+    """A behaviour both proxies must show: the config, its backends, requests and answers;
+    or, for a case translated from elsewhere (`upstream`), why the model cannot express it
+    (`not_expressible`), with no config and no requests."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = Field(min_length=10)
     group: str = DEFAULT_GROUP
     backends: list[BackendDecl] = Field(default_factory=list)
-    config: dict[str, Any]
-    requests: list[Step] = Field(min_length=1)
+    config: dict[str, Any] | None = None
+    requests: list[Step] = Field(default_factory=list)
     rejected_by: RejectedBy | None = None
+    upstream: Upstream | None = None
+    not_expressible: str | None = Field(
+        None, min_length=10, description="Why the model cannot express the upstream case."
+    )
+
+    @model_validator(mode="after")
+    def _played_or_explained(self) -> Scenario:
+        if self.not_expressible is not None:
+            if self.config is not None or self.requests or self.backends:
+                raise ValueError("a not_expressible case has no backends, config or requests")
+            if self.upstream is None:
+                raise ValueError("not_expressible is for cases translated from upstream")
+        elif self.config is None or not self.requests:
+            raise ValueError(
+                "config and requests are required (or, for an upstream case the model cannot "
+                "express, not_expressible: why)"
+            )
+        return self
+
+    @property
+    def playable(self) -> bool:
+        """Whether the scenario has requests to play (it is not a not_expressible case)."""
+        return self.not_expressible is None
 
     def backend(self, name: str) -> BackendDecl:
         """The backend declared as `name` (KeyError if none)."""

@@ -26,6 +26,8 @@ STEP_KINDS_BY_PROTOCOL = {
     "tcp": {"tcp"},
     "tls": {"tls"},
 }
+UPSTREAM_DIRECTORY = "gateway-api"
+"""Cases translated from the Gateway API's conformance tests live here and name their source."""
 SIGMAS = 4.0
 """How many standard deviations a `shares` tolerance must span."""
 
@@ -58,6 +60,8 @@ def load_scenario(path: str | Path) -> Scenario:
     except ValidationError as exc:
         raise ScenarioError(source, [str(issue) for issue in issues_from_pydantic(exc)]) from None
     problems = list(scenario_problems(scenario))
+    if UPSTREAM_DIRECTORY in path.parts[:-1] and scenario.upstream is None:
+        problems.append("upstream: a translated case names the upstream files and commits")
     if problems:
         raise ScenarioError(source, problems)
     if scenario.name != path.stem:
@@ -84,6 +88,8 @@ def stand_in_config(scenario: Scenario) -> Config:
 
 def scenario_problems(scenario: Scenario) -> Iterator[str]:
     """Every way a structurally valid scenario does not hang together."""
+    if not scenario.playable:
+        return
     declared = [b.name for b in scenario.backends]
     for name in {n for n in declared if declared.count(n) > 1}:
         yield f"backends: {name!r} is declared twice"

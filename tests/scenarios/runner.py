@@ -19,10 +19,14 @@ from tests.harness.verdicts import VerdictService
 from .addressing import concrete_config, listener_names
 from .expectations import mismatches
 from .explained import disagreements, explained
-from .format import BackendDecl, ProxyName, Scenario, Step
+from .format import BackendDecl, HeaderExpectation, ProxyName, Scenario, Step
 from .sending import LOOPBACK, ListenerAt, Observation, send
 
 POLL_INTERVAL = 0.1
+RECEIVED_WAIT = 2.0
+"""How long `received` waits for copies (mirrors) that may arrive after the answer."""
+LISTENER_PORT = "${port}"
+"""In expected header values: the port of the step's listener."""
 
 
 class ScenarioFailure(AssertionError):
@@ -44,7 +48,7 @@ def play(scenario: Scenario, target: Target) -> None:
     Raises ScenarioFailure naming the scenario, step and target on the first failing step.
     """
     proxy = proxy_of(target)
-    with _running_backends(scenario.backends) as addresses:
+    with _running_backends(scenario.backends) as (addresses, fleet):
         listeners = {name: f"{LOOPBACK}:{free_port()}" for name in listener_names(scenario)}
         try:
             config = concrete_config(scenario, addresses, listeners)
@@ -66,7 +70,9 @@ def play(scenario: Scenario, target: Target) -> None:
         for index, step in enumerate(scenario.requests):
             port = int(listeners[step.listener].rsplit(":", 1)[1])
             at = ListenerAt(port, protocols[step.listener])
-            _play_step(scenario, target, index, step, at, Explained(config, names))
+            _play_step(
+                scenario, target, index, _with_port(step, port), at, fleet, Explained(config, names)
+            )
 
 
 def _check_refusal(scenario: Scenario, target: Target, issues: list[tuple[str, str]]) -> None:
@@ -83,6 +89,24 @@ def _check_refusal(scenario: Scenario, target: Target, issues: list[tuple[str, s
         f"{scenario.name} on {target.name}: expected target_issues to refuse {rejected.path} "
         f"naming {rejected.target} with {rejected.message_contains!r}; it gave {issues or 'none'}"
     )
+
+
+def _with_port(step: Step, port: int) -> Step:
+    """The step with `${port}` in its expected header values made the listener's port."""
+
+    def made_real(headers: dict[str, HeaderExpectation]) -> dict[str, HeaderExpectation]:
+        return {
+            name: value.replace(LISTENER_PORT, str(port)) if isinstance(value, str) else value
+            for name, value in headers.items()
+        }
+
+    expect = step.expect.model_copy(
+        update={
+            "headers": made_real(step.expect.headers),
+            "upstream_headers": made_real(step.expect.upstream_headers),
+        }
+    )
+    return step.model_copy(update={"expect": expect})
 
 
 @dataclass(frozen=True)
@@ -104,12 +128,15 @@ def _play_step(
     index: int,
     step: Step,
     listener: ListenerAt,
+    fleet: BackendFleet,
     explain: Explained,
 ) -> None:
     deadline = time.monotonic() + (step.within or 0) / 1000
     while True:
+        before = _received(fleet, step)
         observations: list[Observation] = send(step, listener)
         found = mismatches(step.expect, observations)
+        found += _received_mismatches(fleet, step, before)
         found += explain.disagreements(step, listener, observations)
         if not found or time.monotonic() >= deadline:
             break
@@ -125,14 +152,37 @@ def _play_step(
         )
 
 
+def _received(fleet: BackendFleet, step: Step) -> dict[str, int]:
+    return {name: fleet[name].received for name in step.expect.received or ()}
+
+
+def _received_mismatches(fleet: BackendFleet, step: Step, before: dict[str, int]) -> list[str]:
+    """How the requests the backends received during the step differ from `received`,
+    after waiting a moment for those still on their way."""
+    wanted = step.expect.received
+    if not wanted:
+        return []
+    deadline = time.monotonic() + RECEIVED_WAIT
+    while True:
+        seen = {name: fleet[name].received - before[name] for name in wanted}
+        if all(seen[n] >= wanted[n] for n in wanted) or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_INTERVAL / 2)
+    if seen == wanted:
+        return []
+    return [f"expected the backends to receive {wanted} requests, they received {seen}"]
+
+
 def _how_many(step: Step) -> str:
     sent = f"rate {step.rate:g}/s for {step.for_} ms" if step.rate else f"count {step.count}"
     return f"{sent}, {step.clients} clients" if step.clients > 1 else sent
 
 
 @contextlib.contextmanager
-def _running_backends(declared: list[BackendDecl]) -> Iterator[dict[str, str]]:
-    """The backends running, by name → address; all stopped on exit."""
+def _running_backends(
+    declared: list[BackendDecl],
+) -> Iterator[tuple[dict[str, str], BackendFleet]]:
+    """The backends running, by name → address, and their fleet; all stopped on exit."""
     with BackendFleet() as fleet, contextlib.ExitStack() as sockets:
         addresses: dict[str, str] = {}
         for decl in declared:
@@ -151,7 +201,7 @@ def _running_backends(declared: list[BackendDecl]) -> Iterator[dict[str, str]]:
                     delay=(decl.delay or 0) / 1000,
                 )
                 addresses[decl.name] = fleet.start(spec).address
-        yield addresses
+        yield addresses, fleet
 
 
 def _reserved_port(sockets: contextlib.ExitStack, listening: bool) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -69,7 +70,10 @@ def send(step: Step, listener: ListenerAt) -> list[Observation]:
         return [_websocket(step, listener) for _ in range(step.count)]
     if step.kind == "grpc":
         return _grpc(step, listener)
-    return [_stream(step, listener) for _ in range(step.count)]
+    with contextlib.ExitStack() as held:
+        return [
+            _stream(step, listener, held if step.hold_open else None) for _ in range(step.count)
+        ]
 
 
 def _from_response(response: Response) -> Observation:
@@ -200,7 +204,7 @@ def _grpc_error(exc: grpc.RpcError) -> str:
     return f"{code.name if code else 'UNKNOWN'}: {details}"
 
 
-def _stream(step: Step, listener: ListenerAt) -> Observation:
+def _stream(step: Step, listener: ListenerAt, held: contextlib.ExitStack | None) -> Observation:
     payload = (step.body if step.body is not None else "hi").encode()
     try:
         if step.kind == "tls":
@@ -209,7 +213,13 @@ def _stream(step: Step, listener: ListenerAt) -> Observation:
             )
         else:
             reply = clients.tcp(
-                LOOPBACK, listener.port, payload, step.proxy_protocol, TIMEOUT, source=step.source
+                LOOPBACK,
+                listener.port,
+                payload,
+                step.proxy_protocol,
+                TIMEOUT,
+                source=step.source,
+                held=held,
             )
     except CLIENT_ERRORS as exc:
         return Observation(error=_describe(exc))

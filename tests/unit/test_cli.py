@@ -99,6 +99,24 @@ def test_schema_prints_the_published_schema() -> None:
     assert json.loads(result.stdout) == published, "run `make schema` to refresh it"
 
 
+def test_the_schema_shows_duration_defaults_as_users_write_them() -> None:
+    definitions = json.loads(controlplane("schema").stdout)["$defs"]
+    assert definitions["Route"]["properties"]["timeout"]["default"] == "15s"
+    assert definitions["Cluster"]["properties"]["connect_timeout"]["default"] == "5s"
+    assert definitions["HealthCheck"]["properties"]["interval"]["default"] == "5s"
+    assert definitions["HashCookie"]["properties"]["ttl"]["default"] == "1h"
+
+
+def test_a_duration_out_of_range_is_refused_naming_the_unit(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "clusters: [{name: a, endpoints: [{address: '127.0.0.1:80'}], connect_timeout: 0ms}]\n"
+    )
+    result = controlplane("validate", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"{config}: clusters[0].connect_timeout: must be at least 1ms"
+
+
 def test_version() -> None:
     result = controlplane("version")
     assert result.returncode == 0 and result.stdout.strip()

@@ -18,7 +18,7 @@ Features are applied in `FEATURES` order; see docs/contributing.md for the recip
 
 from __future__ import annotations
 
-from . import connection_limits, firewall, headers, rate_limits, retries
+from . import connection_limits, cors, firewall, headers, mirrors, rate_limits, retries
 from .base import Feature, RouteScope
 
 FEATURES: tuple[Feature, ...] = (
@@ -27,6 +27,8 @@ FEATURES: tuple[Feature, ...] = (
     rate_limits.FEATURE,
     headers.FEATURE,
     retries.FEATURE,
+    cors.FEATURE,
+    mirrors.FEATURE,
 )
 """Every feature, in the order they are applied."""
 

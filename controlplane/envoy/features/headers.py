@@ -3,11 +3,19 @@
 Request mutations apply to forwarded requests (a request's Host is set by the route's host
 rewrite: Envoy refuses to mutate Host as a header); response mutations to every answer,
 redirects and direct responses included, so they live on the route, not the cluster.
+
+A route whose backends change headers of their own (`backends[].request_headers`,
+`response_headers`) carries every mutation on its weighted clusters instead: each gets the
+route's and its backend's mutations composed into one (a request the route's then the
+backend's, an answer the backend's then the route's), since Envoy applies a weighted
+cluster's before its route's and each level's removals before its additions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -49,13 +57,59 @@ def header_options(
         yield _option(name, value, _ADD)
 
 
+Verb = Literal["remove", "set", "add"]
+
+
+@dataclass
+class Composed:
+    """Mutations applied one after the other, as Envoy applies one level: `removals` first,
+    then `options` in order (each header's set before its additions), `host` the Host set."""
+
+    removals: list[str] = field(default_factory=list)
+    options: list[base_pb2.HeaderValueOption] = field(default_factory=list)
+    host: str | None = None
+
+
+def compose(mutations: Sequence[HeaderMutation], *, request: bool) -> Composed:
+    """What applying `mutations` in order does, per header: what a later removal or set
+    makes of earlier changes is dropped; a request's Host goes to `host`."""
+    steps: dict[str, list[tuple[Verb, str]]] = {}
+    for mutation in mutations:
+        for name in mutation.remove:
+            steps.setdefault(name, []).append(("remove", ""))
+        for name, value in mutation.set.items():
+            steps.setdefault(name, []).append(("set", value))
+        for name, value in mutation.add.items():
+            steps.setdefault(name, []).append(("add", value))
+    result = Composed()
+    additions: list[base_pb2.HeaderValueOption] = []
+    for name, history in steps.items():
+        last = max((i for i, (verb, _) in enumerate(history) if verb != "add"), default=None)
+        kept = history if last is None else history[last:]
+        for verb, value in kept:
+            if verb == "remove":
+                result.removals.append(name)
+            elif request and name == HOST:
+                result.host = value
+            elif verb == "set":
+                result.options.append(set_header(name, value))
+            else:
+                additions.append(_option(name, value, _ADD))
+    result.options.extend(additions)
+    return result
+
+
 class HeaderMutations(Feature):
-    """`request_headers` and `response_headers` of a route."""
+    """`request_headers` and `response_headers` of a route and of its backends."""
 
     name = "headers"
 
     def route(self, route: Route, result: rc.Route, scope: RouteScope) -> None:
-        if route.backends is not None:
+        forwarding = result.HasField("route")  # not when every backend weighs 0
+        if forwarding and route.mutates_per_backend:
+            self._per_backend(route, result)
+            return
+        if forwarding:
             result.request_headers_to_remove.extend(route.request_headers.remove)
             result.request_headers_to_add.extend(
                 header_options(route.request_headers, request=True)
@@ -65,6 +119,19 @@ class HeaderMutations(Feature):
                 result.route.host_rewrite_literal = host
         result.response_headers_to_remove.extend(route.response_headers.remove)
         result.response_headers_to_add.extend(header_options(route.response_headers, request=False))
+
+    def _per_backend(self, route: Route, result: rc.Route) -> None:
+        assert route.backends is not None
+        weighted = result.route.weighted_clusters.clusters
+        for backend, cluster in zip(route.backends, weighted, strict=True):
+            request = compose([route.request_headers, backend.request_headers], request=True)
+            cluster.request_headers_to_remove.extend(request.removals)
+            cluster.request_headers_to_add.extend(request.options)
+            if request.host is not None:
+                cluster.host_rewrite_literal = request.host
+            response = compose([backend.response_headers, route.response_headers], request=False)
+            cluster.response_headers_to_remove.extend(response.removals)
+            cluster.response_headers_to_add.extend(response.options)
 
 
 FEATURE = HeaderMutations()

@@ -4,8 +4,10 @@ in the order their rules run (see `controlplane.haproxy.features.base` for the p
 from .answers import Answers
 from .base import Feature, Part, Phase, parts
 from .connection_limits import ConnectionLimits
+from .cors import CorsPolicies
 from .firewall import FirewallFeature
 from .headers import Headers
+from .path_rewrite import PathRewrite
 from .prefix_rewrite import PrefixRewrite
 from .rate_limits import RateLimits
 
@@ -13,8 +15,10 @@ FEATURES: tuple[Feature, ...] = (
     FirewallFeature(),
     ConnectionLimits(),
     RateLimits(),
+    CorsPolicies(),
     Answers(),
     PrefixRewrite(),
+    PathRewrite(),
     Headers(),
 )
 

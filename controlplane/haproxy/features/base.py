@@ -12,6 +12,8 @@ ships the template `templates/features/<name>/<phase>.j2`, which reads them as `
 - `request` (HTTP listeners): `http-request` rules once the route is decided (`txn.route`
   holds its id; a request without a route has had its 404) and before the backend is chosen;
   features run in `FEATURES` order, so one refusing a request comes before those changing it.
+- `forward` (HTTP listeners with forwarding routes): `http-request` rules once the backend is
+  chosen (`txn.be` holds its name), just before the request goes to it.
 - `response` (HTTP listeners): response rules (`http-response`, `http-after-response`,
   which also sees HAProxy's own answers).
 - `sections` (every listener): sections of its own after the backends, such as a backend
@@ -32,11 +34,14 @@ from typing import ClassVar, Literal
 
 from ..scopes import BackendScope, GlobalScope, ListenerScope
 
-Phase = Literal["global_section", "frontend", "request", "response", "sections", "backend"]
+Phase = Literal[
+    "global_section", "frontend", "request", "forward", "response", "sections", "backend"
+]
 PHASES: tuple[Phase, ...] = (
     "global_section",
     "frontend",
     "request",
+    "forward",
     "response",
     "sections",
     "backend",
@@ -64,6 +69,9 @@ class Feature:
         return None
 
     def request(self, scope: ListenerScope) -> object | None:
+        return None
+
+    def forward(self, scope: ListenerScope) -> object | None:
         return None
 
     def response(self, scope: ListenerScope) -> object | None:

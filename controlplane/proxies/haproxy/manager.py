@@ -46,6 +46,7 @@ over (`adopt`) with the bundle it runs, and an unchanged bundle then needs nothi
 """
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -56,6 +57,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -235,6 +237,11 @@ class HAProxyManager:
         if self._process is not None:
             return self._process.poll() is None
         return self._adopted is not None and _alive(self._adopted)
+
+    @property
+    def master_pid(self) -> int | None:
+        """The pid of the master this manager started or adopted (None when it has none)."""
+        return self._process.pid if self._process is not None else self._adopted
 
     @property
     def down(self) -> HealthEvent | None:
@@ -698,6 +705,35 @@ def _haproxy_message(output: str, stage_prefix: str) -> str:
     lines = [line for line in output.splitlines() if "[NOTICE]" not in line and line.strip()]
     alerts = [line for line in lines if "[ALERT]" in line]
     return "\n".join(alerts or lines).replace(stage_prefix, "") or "haproxy -c failed"
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """An HAProxy that a manager had left running, and that was stopped."""
+
+    workdir: Path
+    master: int
+
+
+def stop_left_running(workdir: str | Path) -> list[Stopped]:
+    """Stop the HAProxies that managers left running (`detach`, as `serve` does when it stops)
+    from `workdir`: its own, and those of its `haproxy-<group>` directories (`serve`'s
+    layout). Each is taken over as a new manager would (`adopt`), then stopped with all its
+    workers. FileNotFoundError when `workdir` is not a directory."""
+    root = Path(workdir)
+    if not root.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(root))
+    stopped = []
+    for directory in [root, *sorted(root.glob("haproxy-*"))]:
+        if not (directory / STATE_FILE).is_file():
+            continue
+        manager = HAProxyManager(directory, supervise_every=None)
+        if manager.adopt():
+            master = manager.master_pid
+            manager.stop()
+            if master is not None:
+                stopped.append(Stopped(manager.workdir, master))
+    return stopped
 
 
 def _join(thread: threading.Thread | None) -> None:

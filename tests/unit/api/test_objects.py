@@ -199,7 +199,7 @@ def test_deleting_a_referenced_cluster_is_422_naming_the_reference(client: TestC
         (
             "PUT",
             f"{ROUTES}/default",
-            {"backends": [{"cluster": "web", "weight": 0}]},
+            {"backends": [{"cluster": "web", "weight": -1}]},
             "listeners[0].virtual_hosts[0].routes[1].backends[0].weight",
         ),
         (

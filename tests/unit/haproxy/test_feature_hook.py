@@ -17,7 +17,7 @@ from tests.golden.conftest import GOLDEN_DIR
 
 PROBE_TEMPLATES = {
     f"features/probe/{phase}.j2": f"    # probe {phase} {{{{ data }}}}\n"
-    for phase in ("global_section", "frontend", "request", "response", "backend")
+    for phase in ("global_section", "frontend", "request", "forward", "response", "backend")
 } | {
     "features/probe/sections.j2": "backend probe.{{ data }}\n    stick-table type string size 1k\n"
 }
@@ -39,6 +39,9 @@ class Probe(Feature):
         for entry in scope.routes:
             scope.maps.add("probe", entry.id, str(len(entry.id)))
         return scope.maps.name("probe") if scope.routes else None
+
+    def forward(self, scope: ListenerScope) -> str | None:
+        return scope.listener.name if scope.forwarding else None
 
     def response(self, scope: ListenerScope) -> str | None:
         return scope.listener.name if scope.routes else None
@@ -78,6 +81,7 @@ def test_each_phase_lands_at_its_point(probed: None) -> None:
     choice = at("use_backend %[var(txn.be)] if { var(txn.be) -m found }")
     request = at("# probe request web.probe.map")
     assert decided < at("# request header mutations of routes: remove, set, add") < request < choice
+    assert request < at("# probe forward web") == choice - 1
     response = at("# probe response web")
     assert choice < at("# response header mutations of routes: remove, set, add") < response
     for backend in bundle.servers:
@@ -98,7 +102,10 @@ def test_tcp_listeners_take_frontend_and_sections_phases(probed: None) -> None:
     lines = lines_of(bundle.cfg)
     assert lines.index("# probe frontend tcp") == lines.index("bind 127.0.0.1:10090") + 2
     assert "backend probe.passthrough" in lines
-    assert not any(line.startswith(("# probe request", "# probe response")) for line in lines)
+    assert not any(
+        line.startswith(("# probe request", "# probe forward", "# probe response"))
+        for line in lines
+    )
 
 
 def test_the_global_phase_lands_in_the_global_section_once(probed: None) -> None:
@@ -130,8 +137,10 @@ def test_the_shipped_features_are_registered_in_the_order_their_rules_run() -> N
         "firewall",
         "connection_limits",
         "rate_limits",
+        "cors",
         "answers",
         "prefix_rewrite",
+        "path_rewrite",
         "headers",
     ]
 

@@ -248,6 +248,22 @@ def test_redirects_keep_what_they_do_not_set_and_the_query() -> None:
     assert moved.location == "http://www.example.com:8443/moved/a"
 
 
+def test_a_redirect_keeps_the_listeners_port_unless_it_changes_scheme_or_port() -> None:
+    config = http(
+        [
+            {"match": {"path": {"prefix": "/h"}}, "redirect": {"host": "example.org"}},
+            {"match": {"path": {"prefix": "/p"}}, "redirect": {"prefix_rewrite": "/new"}},
+            {"match": {"path": {"prefix": "/s"}}, "redirect": {"scheme": "https"}},
+            {"match": {"path": {"prefix": "/w"}}, "redirect": {"port": 80}},
+        ]
+    )
+    assert ask(config, path="/h/x").action.location == "http://example.org:8080/h/x"
+    prefixed = ask(config, host="a.test:8080", path="/p/x?q=1").action.location
+    assert prefixed == "http://a.test:8080/new/x?q=1"
+    assert ask(config, host="a.test", path="/s").action.location == "https://a.test/s"
+    assert ask(config, host="a.test", path="/w").action.location == "http://a.test/w"
+
+
 def test_a_direct_response_and_a_rewrite() -> None:
     config = http(
         [
@@ -261,6 +277,44 @@ def test_a_direct_response_and_a_rewrite() -> None:
     assert ask(config, path="/old/page?q=1").action.path == "/page?q=1"
     assert ask(config, path="/old").action.path == "/"
     assert ask(config, path="/api/x").action.path == "/v2/x"
+
+
+def test_a_full_path_rewrite_keeps_the_query() -> None:
+    config = http([forward("a", match={"path": {"prefix": "/old"}}, path_rewrite="/one")])
+    assert ask(config, path="/old/deep/page?q=1").action.path == "/one?q=1"
+
+
+def test_a_backend_of_weight_zero_gets_no_share_and_all_zero_answers_500() -> None:
+    config = http(
+        [
+            {
+                "match": {"path": {"prefix": "/split"}},
+                "backends": [{"cluster": "a", "weight": 0}, {"cluster": "b", "weight": 3}],
+            },
+            {"backends": [{"cluster": "c", "weight": 0}]},
+        ]
+    )
+    split = ask(config, path="/split").action
+    assert [(b.cluster, b.share) for b in split.backends] == [("a", 0.0), ("b", 1.0)]
+    none = ask(config, path="/").action
+    assert (none.kind, none.status, none.backends) == ("direct_response", 500, [])
+
+
+def test_a_cors_preflight_from_an_allowed_origin_is_answered_by_the_proxy() -> None:
+    cors = {"allow_origins": [{"exact": "https://a.test"}, {"regex": "https://.*[.]b[.]test"}]}
+    config = http([forward("a", cors=cors, mirrors=[{"cluster": "b", "percent": 50}])])
+    preflight = {"access-control-request-method": "PUT"}
+    for origin in ("https://a.test", "https://x.b.test"):
+        answer = ask(config, method="OPTIONS", headers={"origin": origin, **preflight})
+        assert (answer.action.kind, answer.action.status) == ("preflight", 200)
+        assert [p.kind for p in answer.policies] == ["cors"]
+    other = ask(config, method="OPTIONS", headers={"origin": "https://c.test", **preflight})
+    assert other.action.kind == "forward"
+    assert "cors" not in [p.kind for p in other.policies]
+    simple = ask(config, headers={"origin": "https://a.test"})
+    assert simple.action.kind == "forward"
+    kinds = [p.kind for p in simple.policies]
+    assert "cors" in kinds and "mirror" in kinds
 
 
 def test_an_upgrade_the_route_does_not_allow_is_refused() -> None:

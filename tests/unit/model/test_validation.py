@@ -69,10 +69,51 @@ INVALID: dict[str, tuple[Change, str, str]] = {
         "clusters[0].name",
         "should match pattern",
     ),
-    "zero weight": (
-        lambda c: route(c)["backends"][0].update(weight=0),
+    "negative weight": (
+        lambda c: route(c)["backends"][0].update(weight=-1),
         "listeners[0].virtual_hosts[0].routes[0].backends[0].weight",
-        "greater than or equal to 1",
+        "greater than or equal to 0",
+    ),
+    "zero duration": (
+        lambda c: c["clusters"][0].update(connect_timeout="0s"),
+        "clusters[0].connect_timeout",
+        "must be at least 1ms",
+    ),
+    "duration past a day": (
+        lambda c: c["clusters"][0].update(connect_timeout="25h"),
+        "clusters[0].connect_timeout",
+        "must be at most 24h",
+    ),
+    "a cluster twice in a route whose backends change headers": (
+        lambda c: route(c)["backends"].extend(
+            [dict(route(c)["backends"][0], request_headers={"set": {"x-canary": "1"}})]
+        ),
+        "listeners[0].virtual_hosts[0].routes[0].backends[1]",
+        "already a backend of this route",
+    ),
+    "a mirror of a redirect": (
+        lambda c: route(c).update(
+            backends=None, redirect={"host": "example.com"}, mirrors=[{"cluster": "web"}]
+        ),
+        "listeners[0].virtual_hosts[0].routes[0]",
+        "has no backends",
+    ),
+    "prefix_rewrite and path_rewrite": (
+        lambda c: route(c).update(prefix_rewrite="/a", path_rewrite="/b"),
+        "listeners[0].virtual_hosts[0].routes[0]",
+        "at most one of prefix_rewrite, path_rewrite",
+    ),
+    "cors max_age in milliseconds": (
+        lambda c: route(c).update(
+            cors={"allow_origins": [{"exact": "https://a.example"}], "max_age": "1500ms"}
+        ),
+        "listeners[0].virtual_hosts[0].routes[0].cors",
+        "whole number of seconds",
+    ),
+    "cors origin with a path": (
+        lambda c: route(c).update(cors={"allow_origins": [{"exact": "https://a.example/x"}]}),
+        "listeners[0].virtual_hosts[0].routes[0].cors.allow_origins[0].exact",
+        "should match pattern",
     ),
     "zero endpoint weight": (
         lambda c: c["clusters"][0]["endpoints"][0].update(weight=0),
