@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from .types import Address, CookiePath, Duration, HeaderName, HealthCheckPath, Model, Name
+from .types import (
+    Address,
+    CookiePath,
+    Duration,
+    HeaderName,
+    HealthCheckPath,
+    Model,
+    Name,
+    model_check,
+)
 
 UpstreamProtocol = Literal["http1", "http2", "tcp"]
 LbPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "maglev"]
@@ -39,7 +48,7 @@ class HashOn(Model):
     header: HeaderName | None = None
     cookie: HashCookie | None = None
 
-    @model_validator(mode="after")
+    @model_check
     def _exactly_one(self) -> HashOn:
         chosen = [k for k in ("source_ip", "header", "cookie") if getattr(self, k)]
         if len(chosen) != 1:
@@ -68,7 +77,7 @@ class HealthCheck(Model):
     healthy_threshold: int = Field(2, ge=1, le=100)
     unhealthy_threshold: int = Field(3, ge=1, le=100)
 
-    @model_validator(mode="after")
+    @model_check
     def _statuses(self) -> HealthCheck:
         for status in self.expected_statuses:
             if not 100 <= status <= 599:
@@ -99,7 +108,7 @@ class Cluster(Model):
         False, description="Send a PROXY protocol v2 header to endpoints on each connection."
     )
 
-    @model_validator(mode="after")
+    @model_check
     def _hashing(self) -> Cluster:
         hashing = self.lb_policy in HASHING_POLICIES
         if hashing and self.hash_on is None:

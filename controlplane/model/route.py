@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .regex import Regex
 from .types import (
@@ -20,6 +20,7 @@ from .types import (
     Name,
     ResponseBody,
     UrlPath,
+    model_check,
 )
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
@@ -44,7 +45,7 @@ class PathMatch(Model):
     prefix: UrlPath | None = None
     regex: Regex | None = None
 
-    @model_validator(mode="after")
+    @model_check
     def _one(self) -> PathMatch:
         _one_of(self, ("exact", "prefix", "regex"))
         return self
@@ -70,7 +71,7 @@ class ValueMatch(Model):
     regex: Regex | None = None
     present: bool | None = None
 
-    @model_validator(mode="after")
+    @model_check
     def _one(self) -> ValueMatch:
         _one_of(self, ("exact", "regex", "present"))
         return self
@@ -170,7 +171,7 @@ class Route(Model):
     request_headers: HeaderMutation = Field(default_factory=HeaderMutation)
     response_headers: HeaderMutation = Field(default_factory=HeaderMutation)
 
-    @model_validator(mode="after")
+    @model_check
     def _action(self) -> Route:
         _one_of(self, ("backends", "redirect", "direct_response"))
         response, request = self.response_headers, self.request_headers
