@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import ssl
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -282,15 +282,220 @@ def apply(
 
 
 @app.command()
-def status(server: ServerOption, token: TokenOption = None, ca: CaOption = None) -> None:
-    """Print the fleet: each proxy, its group, the revision it runs, its last NACK."""
+def status(
+    server: ServerOption,
+    token: TokenOption = None,
+    ca: CaOption = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="Also compare what each proxy actually runs with the head (exit 1 on drift)."
+        ),
+    ] = False,
+) -> None:
+    """Print the fleet: each proxy, its group, the revision it runs, its last NACK; with
+    --verify, what each proxy actually runs (Envoy's config_dump, a local HAProxy's runtime
+    API) against what the control plane intended."""
     api = api_client(server, token, ca)
     try:
-        code = client.status(api, typer.echo, lambda s: typer.echo(s, err=True))
+        code = client.status(api, typer.echo, lambda s: typer.echo(s, err=True), verify)
     except client.ServerUnreachable as exc:
         typer.echo(f"cannot reach {exc}", err=True)
         code = client.EXIT_FAILED
     raise typer.Exit(code)
+
+
+def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """`k=v` options as a mapping; exit 2 naming the option when one has no `=`."""
+    found: dict[str, str] = {}
+    for value in values or ():
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            fail([f"{option} {value!r}: expected NAME=VALUE"])
+        found[name] = text
+    return found
+
+
+@app.command()
+def explain(
+    file: Annotated[
+        Path | None, typer.Argument(help="Config file (YAML or JSON); or --server.")
+    ] = None,
+    listener: Annotated[str, typer.Option(help="The listener the request reaches.")] = "",
+    host: Annotated[str | None, typer.Option(help="The Host header (or :authority).")] = None,
+    path: Annotated[str, typer.Option(help="The path, with a query string if any.")] = "/",
+    method: Annotated[str, typer.Option(help="The HTTP method.")] = "GET",
+    header: Annotated[
+        list[str] | None, typer.Option(help="A request header, NAME=VALUE (repeatable).")
+    ] = None,
+    cookie: Annotated[
+        list[str] | None, typer.Option(help="A cookie, NAME=VALUE (repeatable).")
+    ] = None,
+    sni: Annotated[str | None, typer.Option(help="The TLS server name (https, tls).")] = None,
+    client_ip: Annotated[
+        str, typer.Option("--client-ip", help="The client address the proxy sees.")
+    ] = "127.0.0.1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    server: Annotated[
+        str | None, typer.Option(help="Explain at a running server's head instead of FILE.")
+    ] = None,
+    token: TokenOption = None,
+    ca: CaOption = None,
+) -> None:
+    """Print which way a request goes, as the model defines it: listener, TLS, virtual host,
+    route (and why it beat the others that matched), action, the policies that apply, and
+    what Envoy and HAProxy call each part. Exit 2 for a bad request or an unknown listener."""
+    from .explain import as_text
+    from .explain import explain as explain_request
+    from .model.decision import parse_request
+
+    if (file is None) == (server is None):
+        fail(["explain: give a config FILE or --server, not both"])
+    if not listener:
+        fail(["explain: --listener is required"])
+    data: dict[str, object] = {
+        "listener": listener,
+        "host": host,
+        "path": path,
+        "method": method,
+        "headers": _pairs(header, "--header"),
+        "cookies": _pairs(cookie, "--cookie"),
+        "sni": sni,
+        "client_ip": client_ip,
+    }
+    if server is not None:
+        decision = _explain_remote(api_client(server, token, ca), data)
+    else:
+        assert file is not None
+        config = load_or_exit(file)
+        try:
+            decision = explain_request(config, parse_request(data)).as_json()
+        except ConfigError as exc:
+            fail([f"explain: {issue}" for issue in exc.issues])
+    if as_json:
+        typer.echo(json.dumps(decision, indent=2))
+    else:
+        for line in as_text(decision):
+            typer.echo(line)
+
+
+def _explain_remote(api: client.ApiClient, data: dict[str, object]) -> dict[str, Any]:
+    try:
+        reply = api.request("POST", "/v1/explain", data)
+    except client.ServerUnreachable as exc:
+        typer.echo(f"cannot reach {exc}", err=True)
+        raise typer.Exit(client.EXIT_FAILED) from None
+    if reply.status == 422:
+        fail(client.issue_lines(reply, "explain"))
+    if reply.status != 200 or not isinstance(reply.data, dict):
+        typer.echo(f"explain: {reply.error}", err=True)
+        raise typer.Exit(client.EXIT_FAILED)
+    return reply.data
+
+
+@app.command()
+def advise(
+    file: Annotated[Path, typer.Argument(help="Config file (YAML or JSON).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the advice as JSON.")] = False,
+    measured: Annotated[
+        Path | None,
+        typer.Option(
+            help="A `bench l4-vs-l7` JSON file to cite (default: the run docs/l4-vs-l7.md records)."
+        ),
+    ] = None,
+) -> None:
+    """Apply the L4-or-L7 decision framework to a config: per listener the layer, the
+    features that need L7 (or that it could run at L4, and what that saves, measured), the
+    traps, and whether a two-tier layout fits. Exit 2 for a config that does not validate
+    (with the traps that explain why, when there are)."""
+    from . import advise as advising
+    from .model.advice import advise as advice_for
+    from .model.advice import passthrough_traps
+    from .model.loading import parse_text
+
+    try:
+        figures = advising.load_figures(measured)
+    except (OSError, ValueError) as exc:
+        fail([f"--measured {measured}: {exc}"])
+    try:
+        config = load_file(file)
+    except ConfigFileError as exc:
+        fail([str(exc)])
+    except ConfigError as exc:
+        try:
+            data = parse_text(file.read_text(), str(file))
+        except (ConfigFileError, OSError):
+            data = None
+        traps = passthrough_traps(data)
+        fail(
+            [f"{file}: trap {t.kind} at {t.where}: {t.message}" for t in traps]
+            + [f"{file}: {issue}" for issue in exc.issues]
+        )
+    advice = advice_for(config)
+    if as_json:
+        typer.echo(json.dumps(advising.as_json(advice, figures), indent=2))
+    else:
+        for line in advising.as_text(advice, figures):
+            typer.echo(line)
+
+
+bench_app = typer.Typer(
+    help="Measure on this machine, through real proxies the product configures.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("l4-vs-l7")
+def bench_l4_vs_l7(
+    out: Annotated[Path, typer.Option(help="Directory for l4-vs-l7.json and l4-vs-l7.png.")] = Path(
+        "bench-results"
+    ),
+    seconds: Annotated[int, typer.Option(min=1, help="Seconds of wrk per measurement.")] = 5,
+    connections: Annotated[int, typer.Option(min=1, help="wrk's connections.")] = 16,
+    requests: Annotated[
+        int | None,
+        typer.Option(min=10, help="Use the Python client: this many requests per measurement."),
+    ] = None,
+    idle: Annotated[
+        int, typer.Option(min=10, max=5000, help="Idle connections held to measure memory.")
+    ] = 1000,
+) -> None:
+    """New connections/s, keep-alive requests/s, added latency (p50, p99) and memory per idle
+    connection through HAProxy and Envoy in tcp and http mode (one worker each) against the
+    backend directly, and TLS termination against passthrough; CPU time per request from
+    /proc beside each rate. Prints a table beside the article's claims, writes JSON and a
+    PNG chart (with the `bench` extra's matplotlib)."""
+    import tempfile
+
+    from .bench import report
+    from .bench.l4_vs_l7 import Settings, run
+    from .bench.lab import BenchError
+    from .bench.load import wrk_binary
+
+    if requests is None and wrk_binary() is None:
+        fail(["bench: wrk is not installed (apt-get install wrk), or pass --requests N"])
+    settings = Settings(seconds, connections, requests, idle)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cp-bench-") as workdir:
+            data = run(Path(workdir), settings, lambda s: typer.echo(f"  {s}", err=True))
+    except BenchError as exc:
+        typer.echo(f"bench: {exc}", err=True)
+        raise typer.Exit(client.EXIT_FAILED) from None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "l4-vs-l7.json").write_text(json.dumps(data, indent=2) + "\n")
+    for line in [*report.table(data), "", *report.tls_table(data), "", *report.reading(data)]:
+        typer.echo(line)
+    machine = data["machine"]
+    typer.echo(
+        f"\nload average {machine['load_average_start'][0]:.2f} -> "
+        f"{machine['load_average_end'][0]:.2f} on {machine['cpus']} CPUs; {out / 'l4-vs-l7.json'}"
+    )
+    if report.chart(data, out / "l4-vs-l7.png"):
+        typer.echo(f"chart: {out / 'l4-vs-l7.png'}")
+    else:
+        typer.echo("chart: matplotlib is not installed (pip install 'controlplane[bench]')")
 
 
 @app.command("haproxy-agent")

@@ -287,12 +287,40 @@ def _ago(seconds: float) -> str:
     return datetime.fromtimestamp(time.time() - seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def status(client: ApiClient, echo: Echo, echo_err: Echo) -> int:
-    """Print the fleet table; the exit code is 1 when the server cannot be asked."""
+def verification_lines(data: dict[str, Any]) -> list[str]:
+    """A verification (`POST /v1/status:verify`) as lines: per proxy verified, drifted or not
+    verified, then each difference."""
+    lines = [f"verified against revision {data.get('revision')}:"]
+    for check in data.get("proxies", []):
+        who = f"  {check['kind']} {check['id']} ({check['group']})"
+        if not check["verified"]:
+            lines.append(f"{who}: not verified: {check['error']}")
+        elif not check["differences"]:
+            lines.append(f"{who}: runs what was intended")
+        else:
+            lines.append(f"{who}: DRIFT, {check['count']} differences")
+            lines.extend(f"    {line}" for line in check["differences"])
+    return lines
+
+
+def status(client: ApiClient, echo: Echo, echo_err: Echo, verify: bool = False) -> int:
+    """Print the fleet table (and, with `verify`, what each proxy actually runs against the
+    head); the exit code is 1 when the server cannot be asked or a proxy drifted."""
+    verification = None
+    if verify:
+        checked = client.request("POST", "/v1/status:verify")
+        if checked.status != 200:
+            echo_err(f"{client.server}: {checked.error}")
+            return EXIT_FAILED
+        verification = checked.data
     reply = client.request("GET", "/v1/status")
     if reply.status != 200:
         echo_err(f"{client.server}: {reply.error}")
         return EXIT_FAILED
     for line in status_table(reply.data):
         echo(line)
-    return EXIT_OK
+    if verification is None:
+        return EXIT_OK
+    for line in verification_lines(verification):
+        echo(line)
+    return EXIT_FAILED if verification.get("drifted") else EXIT_OK

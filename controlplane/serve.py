@@ -28,6 +28,7 @@ from fastapi import APIRouter, FastAPI
 from .api import (
     DEFAULT_MAX_BODY_BYTES,
     DiffExplainer,
+    DriftVerifier,
     MetricsSource,
     Propagator,
     StatusSource,
@@ -52,6 +53,7 @@ from .fleet import (
     manager_reports,
 )
 from .fleet.metrics import FleetMetrics
+from .fleet.verify import FleetVerifier
 from .model import PROXY_KINDS, ConfigError, Issue, ProxyKind, load_file, target_issues
 from .model.tls import PemFileError, read_pem_file
 from .model.types import split_address
@@ -178,6 +180,7 @@ def build_app(
     metrics_sources: Sequence[MetricsSource] = (),
     agents: Sequence[APIRouter] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    verifier: DriftVerifier | None = None,
 ) -> FastAPI:
     """The API app for a server bound on `host`; refuses `insecure_local` off loopback."""
     if insecure_local and not is_loopback(host):
@@ -198,6 +201,7 @@ def build_app(
         metrics_sources=metrics_sources,
         agents=agents,
         max_body_bytes=max_body_bytes,
+        verifier=verifier,
     )
 
 
@@ -396,6 +400,7 @@ async def start_server(options: ServeOptions) -> Running:
             metrics_sources=[FleetMetrics(ledger, status)],
             agents=[agent_router(bundles, AgentLedger(ledger))],
             max_body_bytes=options.max_body_bytes,
+            verifier=FleetVerifier(planes, ledger, started),
         )
         api = ApiServer(app, api_host, api_port, options.api_tls)
         await api.start()

@@ -15,7 +15,7 @@ from .. import __version__
 from ..model import PROXY_KINDS, Config, ProxyKind
 from ..prometheus import MetricsSource
 from ..store import Store
-from . import routes_config, routes_objects, routes_status
+from . import routes_config, routes_explain, routes_objects, routes_status
 from .auth import Authorizer, TokenSet
 from .deps import ApiContext, agent
 from .diff import DiffExplainer, ModelOnly
@@ -27,7 +27,7 @@ from .origin import BrowserGuard
 from .propagation import NullPropagator, Propagator, follow
 from .responses import errors
 from .safeguards import connected_by_group
-from .status import InMemoryStatus, StatusSource
+from .status import DriftVerifier, InMemoryStatus, NoVerifier, StatusSource
 
 DESCRIPTION = """\
 One declarative load-balancing config, served to Envoy (xDS) and HAProxy.
@@ -57,6 +57,7 @@ def create_app(
     metrics_sources: Sequence[MetricsSource] = (),
     agents: Sequence[APIRouter] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    verifier: DriftVerifier | None = None,
 ) -> FastAPI:
     """The API over `store`.
 
@@ -67,7 +68,8 @@ def create_app(
     per-proxy detail to dry runs; `metrics_sources` add families to /metrics; `agents` are
     more routers served under /v1 to the agents of the node group their path names as
     `{group}` (the HAProxy agents' bundle endpoints): tokens with the `agent` scope for that
-    group, and no others; `max_body_bytes` is the largest request body read (413 above it).
+    group, and no others; `max_body_bytes` is the largest request body read (413 above it);
+    `verifier` compares what each proxy runs with the head (`POST /v1/status:verify`).
     """
     from .writes import ConfigWriter
 
@@ -81,6 +83,7 @@ def create_app(
         targets=tuple(targets),
         metrics=ApiMetrics(),
         metrics_sources=list(metrics_sources),
+        verifier=verifier or NoVerifier(),
     )
     publisher = propagator or NullPropagator()
 
@@ -103,6 +106,7 @@ def create_app(
     app.include_router(routes_config.router())
     app.include_router(routes_objects.router())
     app.include_router(routes_status.router())
+    app.include_router(routes_explain.router())
     for extra in agents:
         app.include_router(
             extra, prefix="/v1", dependencies=[Depends(agent)], responses=errors(401, 403)

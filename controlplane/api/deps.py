@@ -20,7 +20,7 @@ from .diff import DiffExplainer
 from .errors import ApiError, bad_input
 from .metrics import ApiMetrics
 from .offload import offload
-from .status import StatusSource
+from .status import DriftVerifier, NoVerifier, StatusSource
 from .writes import ConfigWriter
 
 log = logging.getLogger("controlplane.api")
@@ -44,6 +44,7 @@ class ApiContext:
     targets: Sequence[ProxyKind]
     metrics: ApiMetrics
     metrics_sources: list[MetricsSource] = field(default_factory=list)
+    verifier: DriftVerifier = field(default_factory=NoVerifier)
 
 
 def context(request: Request) -> ApiContext:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from ..prometheus import Counter, Histogram
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.metrics_core import Metric
+
+from ..prometheus import LATENCY_BUCKETS
 
 
 class ApiMetrics:
@@ -10,15 +15,23 @@ class ApiMetrics:
 
     def __init__(self) -> None:
         self.requests = Counter(
-            "controlplane_api_requests_total", "API requests by method, route and status."
+            "controlplane_api_requests",
+            "API requests by method, route and status.",
+            ("method", "route", "status"),
+            registry=None,
         )
         self.latency = Histogram(
-            "controlplane_api_request_seconds", "API request latency by method and route."
+            "controlplane_api_request_seconds",
+            "API request latency by method and route.",
+            ("method", "route"),
+            registry=None,
+            buckets=LATENCY_BUCKETS,
         )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.inc((("method", method), ("route", route), ("status", str(status))))
-        self.latency.observe(seconds, (("method", method), ("route", route)))
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
-    def exposition(self) -> str:
-        return self.requests.exposition() + self.latency.exposition()
+    def collect(self) -> Iterable[Metric]:
+        yield from self.requests.collect()
+        yield from self.latency.collect()

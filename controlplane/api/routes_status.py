@@ -10,7 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
 from ..fleet.records import ProxyRecord, WaitResult
-from ..prometheus import render
+from ..model import Config
+from ..prometheus import CONTENT_TYPE, render
 from .deps import context, reader
 from .errors import not_found
 from .responses import errors, json_at
@@ -39,8 +40,31 @@ def router() -> APIRouter:
         proxies = await run_in_threadpool(ctx.status.proxies)
         number = head_number(head)
         return json_at(
-            {"revision": number, "proxies": [_proxy_json(p, number) for p in proxies]}, number
+            {
+                "revision": number,
+                "proxies": [_proxy_json(p, number) for p in proxies],
+                "verification": ctx.verifier.last(),
+            },
+            number,
         )
+
+    @api.post(
+        "/v1/status:verify",
+        dependencies=read,
+        responses=errors(401, 403, 415),
+        tags=["status"],
+        operation_id="verify_status",
+    )
+    async def verify(request: Request) -> Response:
+        """Compare what each proxy actually runs with the head: an Envoy's `/config_dump`
+        (resources by type and name, their content and versions), a local HAProxy's bundle,
+        servers and maps through its runtime API. `drifted` lists the proxies that differ;
+        the result is kept and shown by `/v1/status` as `verification`."""
+        ctx = context(request)
+        head = await run_in_threadpool(ctx.store.head)
+        config = head.config if head is not None else Config()
+        result = await run_in_threadpool(ctx.verifier.verify, config, head_number(head) or None)
+        return json_at(result, head_number(head))
 
     @api.get(
         "/v1/status/wait",
@@ -78,8 +102,7 @@ def router() -> APIRouter:
     async def metrics(request: Request) -> Response:
         """Prometheus text exposition."""
         ctx = context(request)
-        text = render([ctx.metrics, *ctx.metrics_sources])
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(render([ctx.metrics, *ctx.metrics_sources]), media_type=CONTENT_TYPE)
 
     return api
 

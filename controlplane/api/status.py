@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from ..fleet.records import ProxyRecord, Refusal, WaitResult, evaluate
-from ..model import ProxyKind
+from ..model import Config, ProxyKind
 from ..wakeups import Wakeups
 
 
@@ -28,6 +28,34 @@ class StatusSource(Protocol):
         """Return once no connected proxy is pending (each runs `revision` or refused it), or
         `timeout` seconds passed, whichever comes first."""
         ...
+
+
+class DriftVerifier(Protocol):
+    """What each proxy actually runs, against what the control plane intended."""
+
+    def verify(self, config: Config, revision: int | None) -> dict[str, Any]:
+        """Verify every proxy against `config` (revision `revision`); the result as JSON."""
+        ...
+
+    def last(self) -> dict[str, Any] | None:
+        """The last verification's result (None before the first)."""
+        ...
+
+
+class NoVerifier:
+    """A DriftVerifier for an API without proxies of its own: nothing to verify."""
+
+    def verify(self, config: Config, revision: int | None) -> dict[str, Any]:
+        return {
+            "revision": revision,
+            "at": time.time(),
+            "proxies": [],
+            "drifted": [],
+            "unverified": [],
+        }
+
+    def last(self) -> dict[str, Any] | None:
+        return None
 
 
 class InMemoryStatus:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ..model.kinds import ADMIN_METADATA
 from ..model.regex import RE2_MAX_PROGRAM_SIZE
 
 XDS_CLUSTER = "controlplane_xds"
@@ -83,7 +84,9 @@ def bootstrap(
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (as a dict) for one node of `group`.
 
-    `delta` picks incremental xDS (`DELTA_GRPC`) over state of the world (`GRPC`).
+    `delta` picks incremental xDS (`DELTA_GRPC`) over state of the world (`GRPC`). A fixed
+    `admin_port` is announced in the node's metadata (`ADMIN_METADATA`); 0 lets Envoy choose
+    one and announces nothing.
     `retry_base_s`/`retry_max_s` bound the backoff with which Envoy reconnects to the
     xDS server after losing it. `tls` reaches the xDS server over mutual TLS (plain text
     without it). `re2_max_program_size` is the largest regex program Envoy accepts; the
@@ -120,8 +123,11 @@ def bootstrap(
     }
     if tls is not None:
         xds_cluster["transport_socket"] = _tls_socket(tls, xds_host)
+    node: dict[str, Any] = {"id": node_id, "cluster": group}
+    if admin_port:
+        node["metadata"] = {ADMIN_METADATA: f"{admin_host}:{admin_port}"}
     return {
-        "node": {"id": node_id, "cluster": group},
+        "node": node,
         "admin": {
             "address": {"socket_address": {"address": admin_host, "port_value": admin_port}},
         },

@@ -36,6 +36,20 @@ ROUTER = "envoy.filters.http.router"
 
 Clusters = Mapping[str, Cluster]
 
+DEFAULT_CHAIN = "default"
+"""The filter chain taking what no server name picks: the first certificate, or the
+passthrough listener's default cluster."""
+
+
+def certificate_chain(index: int) -> str:
+    """The name of the filter chain serving `certificates[index]` by SNI."""
+    return f"certificate-{index}"
+
+
+def sni_chain(index: int) -> str:
+    """The name of the filter chain of `sni_routes[index]`."""
+    return f"sni-{index}"
+
 
 def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Listener:
     """The Envoy Listener for a model listener. It binds without SO_REUSEPORT: a port another
@@ -84,7 +98,7 @@ def https_chains(result: listener_pb2.Listener, listener: Listener) -> None:
             continue
         result.filter_chains.append(
             lc.FilterChain(
-                name=f"certificate-{index}",
+                name=certificate_chain(index),
                 filter_chain_match=lc.FilterChainMatch(server_names=certificate.server_names),
                 filters=filters(listener, http_filter(listener)),
                 transport_socket=downstream_tls_socket(certificate),
@@ -92,7 +106,7 @@ def https_chains(result: listener_pb2.Listener, listener: Listener) -> None:
         )
     result.default_filter_chain.CopyFrom(
         lc.FilterChain(
-            name="default",
+            name=DEFAULT_CHAIN,
             filters=filters(listener, http_filter(listener)),
             transport_socket=downstream_tls_socket(listener.certificates[0]),
         )
@@ -106,7 +120,7 @@ def passthrough_chains(
     for index, sni_route in enumerate(listener.sni_routes):
         result.filter_chains.append(
             lc.FilterChain(
-                name=f"sni-{index}",
+                name=sni_chain(index),
                 filter_chain_match=lc.FilterChainMatch(server_names=sni_route.server_names),
                 filters=filters(listener, tcp_filter(listener.name, clusters[sni_route.cluster])),
             )
@@ -114,7 +128,7 @@ def passthrough_chains(
     if listener.default_cluster is not None:
         result.default_filter_chain.CopyFrom(
             lc.FilterChain(
-                name="default",
+                name=DEFAULT_CHAIN,
                 filters=filters(
                     listener, tcp_filter(listener.name, clusters[listener.default_cluster])
                 ),

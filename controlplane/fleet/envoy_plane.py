@@ -100,6 +100,9 @@ class XdsReports:
     def disconnected(self, node_id: str) -> None:
         self.ledger.disconnect(node_id)
 
+    def described(self, node_id: str, admin: str) -> None:
+        self.ledger.describe(node_id, {"admin": admin})
+
     def requested(self, node_id: str) -> None:
         self.ledger.seen(node_id)
 

@@ -230,6 +230,13 @@ class Ledger:
             due = self._changed(node_id)
         self._notify(due)
 
+    def describe(self, node_id: str, detail: dict[str, Any]) -> None:
+        """What a proxy says of itself (an Envoy's admin address), kept in its detail."""
+        with self._lock:
+            p = self._proxies.get(node_id)
+            if p is not None:
+                p.detail = {**p.detail, **detail}
+
     def seen(self, node_id: str) -> None:
         """The proxy said something."""
         p = self._proxies.get(node_id)

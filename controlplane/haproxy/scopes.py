@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..model import Cluster, Listener, Route, VirtualHost, route_ids
+from ..model import Cluster, Listener, Route, RouteId, VirtualHost, route_ids
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,18 @@ class BackendScope:
     primary: bool
 
 
+def route_key(rid: RouteId) -> str:
+    """A route's id in the rendered configuration, the key of its map entries: `site/api`, or
+    `site/_3` for the fourth, unnamed, route of `site`."""
+    return f"{rid.vhost}/{rid.name or f'_{rid.index}'}"
+
+
 def route_entries(listener: Listener, index: int) -> list[RouteEntry]:
     """Every route of `listener` (`listeners[index]`), in declaration order."""
     entries = []
     for vi, vhost in enumerate(listener.virtual_hosts):
         for rid, route in zip(route_ids(vhost), vhost.routes, strict=True):
-            name = f"{rid.vhost}/{rid.name or f'_{rid.index}'}"
+            name = route_key(rid)
             where = f"listeners[{index}].virtual_hosts[{vi}].routes[{rid.index}]"
             entries.append(RouteEntry(name, where, vhost, route))
     return entries

@@ -9,6 +9,11 @@ ProxyKind = Literal["envoy", "haproxy"]
 
 PROXY_KINDS: tuple[ProxyKind, ...] = ("envoy", "haproxy")
 
+ADMIN_METADATA = "controlplane.admin"
+"""The Envoy node metadata key announcing its admin interface (`ip:port`, set by
+`envoy-bootstrap`): where the control plane reads the node's `/config_dump` to verify what it
+runs (`controlplane status --verify`)."""
+
 DEFAULT_GROUP = "default"
 """The node group of a config that declares none (it holds every listener), and of a proxy
 that names no group."""

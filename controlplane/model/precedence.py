@@ -39,3 +39,20 @@ def ordered_routes(routes: Sequence[Route]) -> list[Route]:
 def precedence_order(routes: Sequence[Route]) -> list[int]:
     """Indices into `routes`, in the order a request tries them."""
     return sorted(range(len(routes)), key=lambda i: _key(i, routes[i]))
+
+
+_RULES = (
+    "an exact path comes before a regex path, and a regex before a prefix",
+    "a longer prefix comes first",
+    "a route with a method comes first",
+    "more header and cookie conditions come first",
+    "more query conditions come first",
+    "the route declared first comes first",
+)
+
+
+def decided_by(routes: Sequence[Route], first: int, second: int) -> str:
+    """The precedence rule that puts `routes[first]` before `routes[second]`."""
+    ahead, behind = _key(first, routes[first]), _key(second, routes[second])
+    rule = next(i for i, (a, b) in enumerate(zip(ahead, behind, strict=True)) if a != b)
+    return _RULES[rule]

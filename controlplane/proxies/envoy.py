@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -43,6 +44,58 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
         time.sleep(every)
 
 
+MAX_CONFIG_DUMP = 64 * 1024 * 1024
+"""The largest `/config_dump` read from an admin interface, in bytes."""
+
+DUMP_SECTIONS = {
+    "clusters": ("dynamic_active_clusters", "cluster"),
+    "endpoints": ("dynamic_endpoint_configs", "endpoint_config"),
+    "listeners": ("dynamic_listeners", "active_state"),
+    "routes": ("dynamic_route_configs", "route_config"),
+}
+"""Per kind of resource: the config dump's list of dynamic resources, the field holding one."""
+
+
+@dataclass(frozen=True)
+class DumpedResource:
+    """A resource an Envoy runs, as its `/config_dump` shows it: the version it came with (none
+    for endpoints) and the resource as JSON (private keys shown `[redacted]`)."""
+
+    version: str | None
+    body: dict[str, Any]
+
+
+def fetch_config_dump(admin: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The `/config_dump` (endpoints included) of the Envoy whose admin is at `admin`
+    (`ip:port`); OSError or ValueError when it cannot be read."""
+    url = f"http://{admin}/config_dump?include_eds"
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        raw = resp.read(MAX_CONFIG_DUMP + 1)
+    if len(raw) > MAX_CONFIG_DUMP:
+        raise ValueError(f"the config dump of {admin} is larger than {MAX_CONFIG_DUMP} bytes")
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError(f"the config dump of {admin} is not a JSON object")
+    return data
+
+
+def dumped_resources(dump: dict[str, Any]) -> dict[str, dict[str, DumpedResource]]:
+    """The dynamic resources of a config dump by kind (`clusters`, `endpoints`, `listeners`,
+    `routes`) and name; static ones (the xDS cluster of the bootstrap) are left out."""
+    found: dict[str, dict[str, DumpedResource]] = {kind: {} for kind in DUMP_SECTIONS}
+    for section in dump.get("configs", []):
+        for kind, (key, field) in DUMP_SECTIONS.items():
+            for item in section.get(key, []):
+                body = item.get(field) or {}
+                version = item.get("version_info")
+                if kind == "listeners":
+                    version, body = body.get("version_info"), body.get("listener") or {}
+                name = body.get("cluster_name" if kind == "endpoints" else "name")
+                if isinstance(name, str):
+                    found[kind][name] = DumpedResource(version, body)
+    return found
+
+
 class EnvoyProcess:
     """One Envoy: writes its bootstrap, runs it, answers admin questions, stops it."""
 
@@ -59,9 +112,12 @@ class EnvoyProcess:
         log_level: str = "warning",
         bootstrap: str | None = None,
         re2_max_program_size: int = RE2_MAX_PROGRAM_SIZE,
+        admin_port: int = 0,
     ) -> None:
         """`bootstrap` is the bootstrap YAML to run (e.g. `controlplane envoy-bootstrap`'s);
-        by default one for `node_id`, `group` and the xDS server, reconnecting quickly."""
+        by default one for `node_id`, `group` and the xDS server, reconnecting quickly, its
+        admin on `admin_port` (0: a free one, announced to nobody)."""
+        self.requested_admin_port = admin_port
         self.workdir = Path(workdir)
         self.bootstrap = bootstrap
         self.node_id = node_id
@@ -91,7 +147,7 @@ class EnvoyProcess:
                 self.group,
                 self.xds_host,
                 self.xds_port,
-                0,
+                self.requested_admin_port,
                 self.delta,
                 retry_base_s=0.05,
                 retry_max_s=0.5,
@@ -189,6 +245,11 @@ class EnvoyProcess:
         """The parsed `/config_dump`."""
         result: dict[str, Any] = json.loads(self.admin("/config_dump"))
         return result
+
+    @property
+    def admin_address(self) -> str:
+        """Where its admin interface listens (`127.0.0.1:port`)."""
+        return f"127.0.0.1:{self.admin_port}"
 
     def stats(self) -> dict[str, int]:
         """Counters and gauges by name."""

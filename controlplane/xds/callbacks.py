@@ -21,6 +21,10 @@ class StreamCallbacks(Protocol):
         """A stream of `node_id` closed."""
         ...
 
+    def described(self, node_id: str, admin: str) -> None:
+        """`node_id` announced its admin interface at `admin` (`ip:port`, in its metadata)."""
+        ...
+
     def requested(self, node_id: str) -> None:
         """`node_id` sent a request (a sign of life)."""
         ...
@@ -53,6 +57,9 @@ class NoCallbacks:
         return None
 
     def disconnected(self, node_id: str) -> None:
+        return None
+
+    def described(self, node_id: str, admin: str) -> None:
         return None
 
     def requested(self, node_id: str) -> None:

@@ -28,10 +28,12 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
-from controlplane.model import DEFAULT_GROUP
+from controlplane.model import DEFAULT_GROUP, split_address
+from controlplane.model.kinds import ADMIN_METADATA
 from controlplane.xds import types
 from controlplane.xds.cache import DeltaBody, Interest, Selection, Snapshot, SnapshotCache
 from controlplane.xds.callbacks import StreamCallbacks
@@ -133,10 +135,10 @@ class DiscoveryStream:
 
     # --- lifecycle ---
 
-    def _bind(self, node_id: str, cluster: str) -> None:
+    def _bind(self, node: base_pb2.Node) -> None:
         if self.node_id is not None:
             return
-        group = cluster or DEFAULT_GROUP
+        node_id, group = node.id, node.cluster or DEFAULT_GROUP
         if self._authorize is not None:
             refusal = self._authorize(node_id, group)
             if refusal is not None:
@@ -144,6 +146,9 @@ class DiscoveryStream:
         self.node_id = node_id or f"anonymous-{self.number}"
         self.group = group
         self.callbacks.connected(self.node_id, self.group)
+        admin = announced_admin(node)
+        if admin is not None:
+            self.callbacks.described(self.node_id, admin)
         self._unwatch = self.cache.watch(self.group, self._wake)
 
     def close(self) -> None:
@@ -179,7 +184,7 @@ class DiscoveryStream:
         type_url = self._type_of(req.type_url)
         if type_url is None:
             return None
-        self._bind(req.node.id, req.node.cluster)
+        self._bind(req.node)
         assert self.node_id is not None
         self.callbacks.requested(self.node_id)
         return type_url
@@ -461,3 +466,16 @@ def _naive_delta(target: Selection, body: DeltaBody, nonce: str) -> bytes:
         packed.Pack(e.message)
         resp.resources.add(name=name, version=e.version, resource=packed)
     return resp.SerializeToString()
+
+
+def announced_admin(node: base_pb2.Node) -> str | None:
+    """The admin address a node announces in its metadata (`ADMIN_METADATA`), when it is an
+    IP address and a port; None otherwise (the verifier then cannot read its config_dump)."""
+    field = node.metadata.fields.get(ADMIN_METADATA)
+    if field is None or not field.string_value:
+        return None
+    try:
+        parts = split_address(field.string_value)
+    except ValueError:
+        return None
+    return field.string_value if parts.ip is not None else None

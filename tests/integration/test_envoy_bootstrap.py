@@ -40,7 +40,11 @@ def test_envoy_validates_the_bootstrap(
 
 def test_bootstrap_fetches_everything_over_ads() -> None:
     config = bootstrap("node-1", "edge", "127.0.0.1", 18000, 19000, delta=True)
-    assert config["node"] == {"id": "node-1", "cluster": "edge"}
+    assert config["node"] == {
+        "id": "node-1",
+        "cluster": "edge",
+        "metadata": {"controlplane.admin": "127.0.0.1:19000"},  # read by status --verify
+    }
     dynamic = config["dynamic_resources"]
     assert dynamic["ads_config"]["api_type"] == "DELTA_GRPC"
     assert dynamic["ads_config"]["transport_api_version"] == "V3"

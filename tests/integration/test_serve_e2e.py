@@ -355,8 +355,8 @@ def test_metrics_show_the_fleet(lab: Lab) -> None:
     text = lab.api.get("/metrics").text
     lines = text.splitlines()
 
-    assert 'controlplane_connected_proxies{group="default",kind="envoy"} 1' in lines
-    assert 'controlplane_connected_proxies{group="default",kind="haproxy"} 1' in lines
+    assert 'controlplane_connected_proxies{group="default",kind="envoy"} 1.0' in lines
+    assert 'controlplane_connected_proxies{group="default",kind="haproxy"} 1.0' in lines
 
     def total(family: str, *labels: str) -> float:
         return sum(

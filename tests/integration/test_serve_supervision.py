@@ -275,7 +275,7 @@ def test_a_killed_local_haproxy_is_reported_down_then_restarted(lab: Lab) -> Non
     assert lab.local.processes().master.pid != before.master.pid
     row = lab.cli_row(LOCAL_ID).split()
     assert (row[3], row[4:6]) == (str(revision), ["current,", "restarted"]), row
-    restarts = 'controlplane_haproxy_restarts_total{group="edge",outcome="restarted"} 1'
+    restarts = 'controlplane_haproxy_restarts_total{group="edge",outcome="restarted"} 1.0'
     assert restarts in lab.api.get("/metrics").text.splitlines()
     assert lab.metric("controlplane_haproxy_restarts_total", 'outcome="failed"') >= 1
     print(f"\nlocal HAProxy: restart failed reported {failed['health']['at'] - killed_at:.3f}s ")

@@ -6,9 +6,10 @@ import contextlib
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import cast
 
-from controlplane.model import ConfigError, format_path, target_issues
+from controlplane.model import Config, ConfigError, format_path, target_issues
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.backends import BackendKind as HarnessKind
 from tests.harness.ports import free_port
@@ -16,6 +17,7 @@ from tests.harness.target import Target
 
 from .addressing import concrete_config, listener_names
 from .expectations import mismatches
+from .explained import disagreements, explained
 from .format import BackendDecl, ProxyName, Scenario, Step
 from .sending import LOOPBACK, ListenerAt, Observation, send
 
@@ -59,9 +61,11 @@ def play(scenario: Scenario, target: Target) -> None:
             raise ScenarioFailure(f"{scenario.name} on {target.name}: refused:\n{text}")
         target.apply(config, scenario.group)
         protocols = {x.name: x.protocol for x in config.listeners}
+        names = {address: name for name, address in addresses.items()}
         for index, step in enumerate(scenario.requests):
             port = int(listeners[step.listener].rsplit(":", 1)[1])
-            _play_step(scenario, target, index, step, ListenerAt(port, protocols[step.listener]))
+            at = ListenerAt(port, protocols[step.listener])
+            _play_step(scenario, target, index, step, at, Explained(config, names))
 
 
 def _check_refusal(scenario: Scenario, target: Target, issues: list[tuple[str, str]]) -> None:
@@ -80,13 +84,32 @@ def _check_refusal(scenario: Scenario, target: Target, issues: list[tuple[str, s
     )
 
 
+@dataclass(frozen=True)
+class Explained:
+    """What every request is checked against besides its expectations: `explain` on the
+    config, the scenario backend at each endpoint address telling who answered."""
+
+    config: Config
+    backend_names: dict[str, str]
+
+    def disagreements(self, step: Step, at: ListenerAt, seen: list[Observation]) -> list[str]:
+        decision = explained(self.config, step, at)
+        return [f"explain: {line}" for line in disagreements(decision, seen, self.backend_names)]
+
+
 def _play_step(
-    scenario: Scenario, target: Target, index: int, step: Step, listener: ListenerAt
+    scenario: Scenario,
+    target: Target,
+    index: int,
+    step: Step,
+    listener: ListenerAt,
+    explain: Explained,
 ) -> None:
     deadline = time.monotonic() + (step.within or 0) / 1000
     while True:
         observations: list[Observation] = send(step, listener)
         found = mismatches(step.expect, observations)
+        found += explain.disagreements(step, listener, observations)
         if not found or time.monotonic() >= deadline:
             break
         time.sleep(POLL_INTERVAL)

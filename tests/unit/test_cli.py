@@ -201,3 +201,100 @@ def test_status_with_a_ca_file_that_does_not_load_exits_2(tmp_path: Path) -> Non
     result = controlplane("status", "--server", "https://127.0.0.1:1", "--ca", str(missing))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"--ca {missing}: No such file or directory"]
+
+
+def test_explain_prints_each_step_of_the_decision() -> None:
+    result = controlplane(
+        "explain", str(ROOT / "examples/quickstart.yaml"), "--listener", "web", "--path", "/api/v1"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1] == "host       site (domain *: any)"
+    assert lines[2].startswith(
+        "route      api (listeners[0].virtual_hosts[0].routes[0]; prefix /api"
+    )
+    assert lines[3] == "  not      default: matches too, but a longer prefix comes first"
+    assert "backend    api-canary 10% (round_robin: 127.0.0.1:18082 100%)" in lines
+    assert any(line.startswith("envoy      listener web;") for line in lines)
+    assert any("route site/api;" in line for line in lines if line.startswith("haproxy"))
+
+
+def test_explain_json_is_the_decision_for_machines() -> None:
+    result = controlplane(
+        "explain",
+        str(ROOT / "examples/nginx-article.yaml"),
+        "--listener",
+        "https",
+        "--sni",
+        "www.example.com",
+        "--path",
+        "/static/app.css",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["tls"]["server_name"] == "*.example.com"
+    assert data["route"]["key"] == "static"
+    assert data["names"]["envoy"]["filter_chain"] == "certificate-0"
+    assert data["names"]["haproxy"]["backends"][0]["backend"] == "static-servers"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listener", "nope"], "explain: listener: no listener named 'nope' (listeners: web)"),
+        (["--listener", "web", "--header", "novalue"], "--header 'novalue': expected NAME=VALUE"),
+        (["--listener", "web", "--path", "x"], "explain: path: a path is '/' then visible ASCII"),
+        ([], "explain: --listener is required"),
+    ],
+)
+def test_explain_refuses_a_bad_request_with_exit_2(args: list[str], message: str) -> None:
+    result = controlplane("explain", str(ROOT / "examples/quickstart.yaml"), *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.stderr
+
+
+def test_advise_the_articles_nginx_example() -> None:
+    result = controlplane("advise", str(ROOT / "examples/nginx-article.yaml"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "listener https (https, L7): L7 is needed for: URL routing, TLS termination"
+    assert any(line.startswith("two tiers: fits: an L4 tier") for line in lines)
+    assert "  group l4: https-edge" in lines and "  group l7: https" in lines
+    assert any("recorded run, docs/l4-vs-l7.md" in line for line in lines)
+
+
+def test_advise_json_cites_the_measured_figures_it_is_given(tmp_path: Path) -> None:
+    recorded = json.loads((ROOT / "controlplane/bench/recorded-l4-vs-l7.json").read_text())
+    recorded["results"]["haproxy-tcp"]["keepalive_rps"] = 123456.0
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps(recorded))
+    config = tmp_path / "plain.yaml"
+    config.write_text(
+        "listeners: [{name: web, address: 127.0.0.1:8080, protocol: http, virtual_hosts: "
+        "[{name: all, domains: ['*'], routes: [{backends: [{cluster: app}]}]}]}]\n"
+        "clusters: [{name: app, endpoints: [{address: 127.0.0.1:9000}]}]\n"
+    )
+    result = controlplane("advise", str(config), "--json", "--measured", str(mine))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["listeners"][0]["could_run_at_l4"] is True
+    [haproxy, _envoy] = data["measured"]
+    assert haproxy["keepalive_rps"]["tcp"] == 123456.0
+    text = controlplane("advise", str(config), "--measured", str(mine)).stdout
+    assert "saves      haproxy tcp vs http, 1 worker (measured here, mine.json): 123,456" in text
+
+
+def test_advise_explains_l7_asked_of_a_passthrough_listener_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "pass.yaml"
+    config.write_text(
+        "listeners: [{name: pass, address: 127.0.0.1:443, protocol: tls, default_cluster: app,"
+        " virtual_hosts: [{name: v, domains: ['*'], routes: [{backends: [{cluster: app}]}]}]}]\n"
+        "clusters: [{name: app, protocol: tcp, endpoints: [{address: 127.0.0.1:9000}]}]\n"
+    )
+    result = controlplane("advise", str(config))
+    assert result.returncode == 2
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"{config}: trap l7-asked-of-l4 at listeners[0]: a tls listener")
+    assert "Traceback" not in result.stderr

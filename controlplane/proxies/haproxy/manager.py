@@ -174,7 +174,8 @@ class HAProxyManager:
     """Runs one HAProxy (master-worker) from `workdir` and keeps it on the latest bundle.
 
     `on_apply` is told the result of every start and apply, `on_health` every `HealthEvent` of
-    the supervisor (None as `supervise_every` turns supervision off).
+    the supervisor (None as `supervise_every` turns supervision off). `threads` sets HAProxy's
+    `nbthread` (default: one per CPU).
     """
 
     def __init__(
@@ -189,8 +190,10 @@ class HAProxyManager:
         timeout: float = 10.0,
         on_health: Callable[[HealthEvent], None] | None = None,
         supervise_every: float | None = SUPERVISE_EVERY,
+        threads: int | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
+        self.threads = threads
         self.haproxy_bin = haproxy_bin
         self.instance_id = instance_id or f"{socket.gethostname()}:{self.workdir}"
         self.group = group
@@ -532,7 +535,7 @@ class HAProxyManager:
             f"    hard-stop-after {self.hard_stop_after}\n"
             f"    mworker-max-reloads {self.max_reloads}\n"
             "    default-path config\n"
-            "    noreuseport\n"
+            "    noreuseport\n" + (f"    nbthread {self.threads}\n" if self.threads else "")
         )
         target = self.workdir / MANAGER_CONFIG_FILE
         temporary = target.with_suffix(".tmp")

@@ -202,3 +202,21 @@ def test_status_prints_the_fleet(server: str, tmp_path: Path) -> None:
     ]
     assert lines[2].split()[:5] == ["envoy-a", "envoy", "default", "1", "current"]
     assert lines[3].split()[:5] == ["haproxy-a", "haproxy", "default", "1", "current"]
+
+
+def test_explain_asks_the_server_and_prints_the_same_decision_as_the_file(
+    server: str, tmp_path: Path
+) -> None:
+    path = write_config(tmp_path / "c.yaml")
+    assert controlplane("apply", str(path), "--server", server, "--token", TOKEN).returncode == 0
+    asked = ("--listener", "web", "--path", "/api/x", "--header", "x-a=1")
+    remote = controlplane("explain", "--server", server, "--token", TOKEN, *asked)
+    local = controlplane("explain", str(path), *asked)
+    assert remote.returncode == 0, remote.stderr
+    assert remote.stdout == local.stdout
+    assert "route      api (" in remote.stdout
+    refused = controlplane("explain", "--server", server, "--token", TOKEN, "--listener", "nope")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "explain: listener: no listener named 'nope' (listeners: web)"
+    )

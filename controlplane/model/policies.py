@@ -1,0 +1,140 @@
+"""The policies that apply to a decided request: the extension point of `decision.decide`.
+
+A policy explainer looks at the listener, the route that took the request (None on L4
+listeners and for requests no route takes) and the decision so far, and yields an
+`AppliedPolicy` for each policy that applies: its kind, one line an operator reads, and the
+detail a machine reads (a rate limit's bucket key, the firewall rule that matched). A new
+policy (rate limits, firewall rules) adds one function here and registers it in `POLICIES`,
+in the order the proxies apply them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import Config
+from .listener import Listener
+from .route import HeaderMutation, Route
+from .types import format_duration
+
+if TYPE_CHECKING:
+    from .decision import Decision
+
+
+@dataclass(frozen=True)
+class AppliedPolicy:
+    """A policy that applies to the request: its kind, one line saying what it does, and the
+    detail (JSON-able) an operator needs, e.g. a rate limit's bucket key."""
+
+    kind: str
+    summary: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+PolicyExplainer = Callable[[Config, Listener, Route | None, "Decision"], Iterator[AppliedPolicy]]
+
+
+def _applied(kind: str, summary: str, **detail: object) -> AppliedPolicy:
+    return AppliedPolicy(kind, summary, dict(detail))
+
+
+def _forwards(decision: Decision) -> bool:
+    return decision.action.kind == "forward"
+
+
+def client_address(
+    config: Config, listener: Listener, route: Route | None, decision: Decision
+) -> Iterator[AppliedPolicy]:
+    """What the backend learns of the client: X-Forwarded-For, x-request-id, PROXY protocol."""
+    if listener.is_l7 and listener.forwarded_for and _forwards(decision):
+        yield _applied(
+            "forwarded_for",
+            f"X-Forwarded-For gets {decision.request.client_ip} appended",
+            header="x-forwarded-for",
+        )
+    if listener.request_id and _forwards(decision):
+        has = "x-request-id" in decision.request.headers
+        yield _applied(
+            "request_id",
+            "the client's x-request-id is kept" if has else "x-request-id is generated",
+            header="x-request-id",
+        )
+    for backend in decision.action.backends:
+        if config.cluster(backend.cluster).send_proxy_protocol:
+            yield _applied(
+                "proxy_protocol",
+                f"cluster {backend.cluster} is sent a PROXY v2 header with the client address",
+                cluster=backend.cluster,
+            )
+
+
+def _mutation(which: str, mutation: HeaderMutation) -> AppliedPolicy | None:
+    if not (mutation.remove or mutation.set or mutation.add):
+        return None
+    parts = []
+    if mutation.remove:
+        parts.append("remove " + ", ".join(mutation.remove))
+    if mutation.set:
+        parts.append("set " + ", ".join(mutation.set))
+    if mutation.add:
+        parts.append("add " + ", ".join(mutation.add))
+    return _applied(
+        f"{which}_headers",
+        f"{which} headers: " + "; ".join(parts),
+        remove=list(mutation.remove),
+        set=dict(mutation.set),
+        add=dict(mutation.add),
+    )
+
+
+def header_mutations(
+    config: Config, listener: Listener, route: Route | None, decision: Decision
+) -> Iterator[AppliedPolicy]:
+    """Request header changes (forwarded requests only) and response header changes (every
+    answer the route gives)."""
+    if route is None or decision.action.kind == "refused":
+        return
+    if _forwards(decision):
+        request = _mutation("request", route.request_headers)
+        if request is not None:
+            yield request
+    response = _mutation("response", route.response_headers)
+    if response is not None:
+        yield response
+
+
+def forwarding(
+    config: Config, listener: Listener, route: Route | None, decision: Decision
+) -> Iterator[AppliedPolicy]:
+    """The timeout and the retries of a forwarded request."""
+    if route is None or not _forwards(decision):
+        return
+    attempts = 1 + (route.retries.attempts if route.retries else 0)
+    yield _applied(
+        "timeout",
+        f"each attempt waits {format_duration(route.timeout)} for the backend (then 504)",
+        per_attempt=format_duration(route.timeout),
+        total=format_duration(route.timeout * attempts),
+    )
+    if route.retries is not None:
+        yield _applied(
+            "retries",
+            f"up to {route.retries.attempts} more attempts on " + ", ".join(route.retries.retry_on),
+            attempts=route.retries.attempts,
+            retry_on=list(route.retries.retry_on),
+        )
+    if route.websocket:
+        yield _applied("websocket", "WebSocket upgrades are allowed", upgrade="websocket")
+
+
+POLICIES: tuple[PolicyExplainer, ...] = (client_address, header_mutations, forwarding)
+"""Every policy explainer, in the order the proxies apply the policies."""
+
+
+def applied_policies(
+    config: Config, listener: Listener, route: Route | None, decision: Decision
+) -> list[AppliedPolicy]:
+    """Every policy that applies to `decision`, from each explainer in `POLICIES`."""
+    return [p for explainer in POLICIES for p in explainer(config, listener, route, decision)]

@@ -1,0 +1,93 @@
+"""Every request a scenario sends, checked against `controlplane explain`: the backend a client
+observed must be one the decision forwards to, and an answer the proxy gives itself must be
+the one the decision names. So every scenario, on every proxy, proves the explainer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from controlplane.explain import explain
+from controlplane.model import Config
+from controlplane.model.decision import Decision, Request
+from tests.harness import clients
+
+from .format import Step
+from .sending import LOOPBACK, ListenerAt, Observation
+
+GATEWAY_ERRORS = frozenset({502, 503, 504})
+"""What a proxy answers itself when the backends it forwards to fail; not explain's business."""
+
+
+def request_of(step: Step, listener: ListenerAt) -> Request:
+    """The request (or connection) a step sends, as `explain` takes it."""
+    own_address = f"{LOOPBACK}:{listener.port}"
+    headers = {name.lower(): value for name, value in step.headers.items()}
+    path, method = step.path, step.method
+    if step.kind == "websocket":
+        headers |= {"upgrade": "websocket", "connection": "Upgrade"}
+    if step.kind == "grpc":
+        path = clients.DEFAULT_GRPC_METHOD if step.path == "/" else step.path
+        method = "POST"
+        headers |= {"content-type": "application/grpc", "te": "trailers"}
+    host = step.host or own_address if step.kind in ("http", "websocket", "grpc") else None
+    sni = step.sni
+    if sni is None and step.kind == "http" and listener.protocol == "https" and step.host:
+        sni = step.host.rsplit(":", 1)[0]
+    client = step.proxy_protocol.rsplit(":", 1)[0] if step.proxy_protocol else LOOPBACK
+    return Request(
+        listener=step.listener,
+        host=host,
+        path=path,
+        method=method,
+        headers=headers,
+        sni=sni,
+        client_ip=client,
+    )
+
+
+def explained(config: Config, step: Step, listener: ListenerAt) -> Decision:
+    return explain(config, request_of(step, listener))
+
+
+def disagreements(
+    decision: Decision, observations: list[Observation], backend_names: Mapping[str, str]
+) -> list[str]:
+    """Where what the client observed disagrees with `decision`; `backend_names` gives the
+    scenario backend listening at each endpoint address."""
+    action = decision.action
+    allowed = {
+        backend_names[e.address]
+        for share in action.backends
+        for e in share.endpoints
+        if e.address in backend_names
+    }
+    found = []
+    for number, seen in enumerate(observations):
+        problem = None
+        if action.kind == "forward":
+            if seen.backend is not None and seen.backend not in allowed:
+                problem = (
+                    f"backend {seen.backend!r} answered; explain forwards to {sorted(allowed)}"
+                )
+            elif seen.backend is None and _answered_itself(seen):
+                problem = (
+                    f"the proxy answered {seen.status} itself; explain forwards to "
+                    f"{sorted(allowed)}"
+                )
+        elif action.kind == "closed":
+            if seen.backend is not None:
+                problem = f"backend {seen.backend!r} answered; explain says the connection closes"
+        elif seen.backend is not None or seen.status != action.status:
+            problem = (
+                f"{seen.summary()}; explain says the proxy answers {action.status} itself "
+                f"({action.kind})"
+            )
+        if problem is not None:
+            found.append(f"request {number + 1}: {problem}")
+    return found[:5]
+
+
+def _answered_itself(seen: Observation) -> bool:
+    """An answer without a backend that no failing backend explains."""
+    failed = seen.error is not None or seen.status in GATEWAY_ERRORS
+    return not failed and seen.upgraded is not True
