@@ -72,8 +72,14 @@ class Frontend:
         return self.listener.name
 
 
-def render(config: Config, group: str) -> Bundle:
-    """The bundle of node group `group`.
+THREADS = 1
+"""HAProxy's threads (`nbthread`) unless told otherwise: one thread serves tens of thousands
+of requests a second, and a bundle must not depend on the machine it was rendered on (every
+replica renders the same bundle, and HAProxy's own default is the number of CPUs it finds)."""
+
+
+def render(config: Config, group: str, threads: int = THREADS) -> Bundle:
+    """The bundle of node group `group`, for HAProxies running `threads` threads.
 
     Raises ConfigError when HAProxy cannot express the config (`target_issues(config,
     "haproxy")`) and KeyError for an unknown group.
@@ -125,6 +131,7 @@ def render(config: Config, group: str) -> Bundle:
     cfg, masked = render_template(
         "haproxy.cfg.j2",
         group=group,
+        threads=threads,
         resolvers=RESOLVERS,
         frontends=frontends,
         backends=backend_sections,
