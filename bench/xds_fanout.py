@@ -130,7 +130,7 @@ def server_main(conn: Connection, naive: bool, delta: bool, keep_collector: bool
     if keep_collector:
         from controlplane.xds import cache
 
-        cache.freeze_long_lived = lambda: None  # type: ignore[assignment]
+        cache.freeze_long_lived = lambda: None
     asyncio.run(_server(conn, naive, delta))
 
 
@@ -556,13 +556,16 @@ def rss_of(pids: list[int]) -> float:
 
 
 @contextlib.contextmanager
-def serving(workdir: str, workers: int | None) -> Iterator[tuple[str, int, int]]:
-    """`controlplane serve` on the bench config: yields (API URL, xDS port, pid)."""
+def serving(
+    workdir: str, workers: int | None, seed: dict[str, Any] | None = None
+) -> Iterator[tuple[str, int, int]]:
+    """`controlplane serve` on `seed` (default: the bench config): yields (API URL, xDS
+    port, pid)."""
     from tests.harness.ports import free_port
 
     config = os.path.join(workdir, "config.json")
     with open(config, "w") as f:
-        json.dump(serve_config(), f)
+        json.dump(seed if seed is not None else serve_config(), f)
     api, xds = free_port(), free_port()
     command = [
         os.path.join(os.path.dirname(sys.executable), "controlplane"),

@@ -42,7 +42,10 @@ def test_a_new_snapshot_freezes_what_exists_and_collects_the_young_less_often() 
     assert gc.get_freeze_count() <= frozen
 
 
-def test_cycles_frozen_as_garbage_are_collected_once_the_frozen_objects_doubled() -> None:
+def test_cycles_frozen_as_garbage_are_collected_once_the_frozen_objects_doubled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(collector, "CHECK_EVERY", 1)
     collector.freeze_long_lived()
     garbage = Cycle()
     gone = weakref.ref(garbage)
