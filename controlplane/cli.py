@@ -150,7 +150,7 @@ def render_haproxy(
     """Write the haproxy.cfg, map files and certificate files a node group's HAProxies run."""
     from .haproxy.render import render
 
-    bundle = render(load_for_target(file, "haproxy", group), group, threads)
+    bundle = render(load_for_target(file, "haproxy", group), group, threads=threads)
     output.mkdir(parents=True, exist_ok=True)
     (output / "haproxy.cfg").write_text(bundle.cfg)
     for name, text in {**bundle.maps, **bundle.files}.items():

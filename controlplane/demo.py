@@ -58,6 +58,13 @@ The 10% canary (count which backend answered /api over 200 requests):
 Who runs what, and a change pushed to both proxies:
   curl -s http://{API}/v1/status
   .venv/bin/controlplane apply examples/quickstart.yaml --server http://{API}
+
+Rate limits (examples/rate-limits.yaml: 10/s per x-user on /api/search, healthcheck unlimited;
+30 requests at once from alice: 10 pass, then 429 on each proxy, which counts on its own):
+  .venv/bin/controlplane apply examples/rate-limits.yaml --server http://{API}
+  for i in $(seq 30); do curl -s -o /dev/null -w '%{{http_code}} ' -H 'x-user: alice' \\
+    {envoy}/api/search; done; echo
+  curl -si -H 'x-user: alice' {haproxy}/api/search | grep -i -e ^http -e ratelimit -e retry-after
 """
 
 

@@ -31,10 +31,6 @@ _LB_POLICIES = {
     "maglev": cluster_pb2.Cluster.MAGLEV,
 }
 
-# The model sets no limits on connections, requests or retries; Envoy's defaults (1024, and 3
-# concurrent retries) would answer 503 under load where HAProxy would not.
-_NO_LIMIT = 1_000_000_000
-
 
 def uses_eds(cluster: Cluster) -> bool:
     """Whether every endpoint is an IP address, so endpoints can be sent over EDS."""
@@ -78,16 +74,7 @@ def cluster_resource(cluster: Cluster) -> cluster_pb2.Cluster:
         common_lb_config=cluster_pb2.Cluster.CommonLbConfig(
             healthy_panic_threshold=percent_pb2.Percent(value=0.0)
         ),
-        circuit_breakers=circuit_breaker_pb2.CircuitBreakers(
-            thresholds=[
-                circuit_breaker_pb2.CircuitBreakers.Thresholds(
-                    max_connections=wrappers_pb2.UInt32Value(value=_NO_LIMIT),
-                    max_pending_requests=wrappers_pb2.UInt32Value(value=_NO_LIMIT),
-                    max_requests=wrappers_pb2.UInt32Value(value=_NO_LIMIT),
-                    max_retries=wrappers_pb2.UInt32Value(value=_NO_LIMIT),
-                )
-            ]
-        ),
+        circuit_breakers=circuit_breakers(cluster),
     )
     if uses_eds(cluster):
         result.type = cluster_pb2.Cluster.EDS
@@ -108,6 +95,24 @@ def cluster_resource(cluster: Cluster) -> cluster_pb2.Cluster:
     if cluster.send_proxy_protocol:
         result.transport_socket.CopyFrom(proxy_protocol_socket())
     return result
+
+
+def circuit_breakers(cluster: Cluster) -> circuit_breaker_pb2.CircuitBreakers:
+    """The cluster's connection and request limits; beyond them Envoy answers 503 at once.
+
+    A retry is a request: concurrent retries are bounded by `max_requests` too (Envoy's own
+    default of 3 would refuse retries under load where HAProxy would not).
+    """
+    return circuit_breaker_pb2.CircuitBreakers(
+        thresholds=[
+            circuit_breaker_pb2.CircuitBreakers.Thresholds(
+                max_connections=wrappers_pb2.UInt32Value(value=cluster.max_connections),
+                max_pending_requests=wrappers_pb2.UInt32Value(value=cluster.max_pending_requests),
+                max_requests=wrappers_pb2.UInt32Value(value=cluster.max_requests),
+                max_retries=wrappers_pb2.UInt32Value(value=cluster.max_requests),
+            )
+        ]
+    )
 
 
 def proxy_protocol_socket() -> base_pb2.TransportSocket:

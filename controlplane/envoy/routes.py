@@ -16,6 +16,7 @@ from google.protobuf import wrappers_pb2
 
 from ..model import (
     Cluster,
+    GroupFacts,
     HashOn,
     Listener,
     Route,
@@ -26,7 +27,7 @@ from ..model import (
 )
 from . import matcher_tree
 from .common import duration
-from .features import FEATURES
+from .features import FEATURES, RouteScope
 from .features.headers import set_header
 from .matches import re2_escape, route_match
 
@@ -48,7 +49,9 @@ CLIENT_ADDRESS = "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
 """The client's address: the peer's, or the one a PROXY protocol header gave."""
 
 
-def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.RouteConfiguration:
+def route_configuration(
+    listener: Listener, clusters: Clusters, facts: GroupFacts
+) -> route_pb2.RouteConfiguration:
     """The routes of an HTTP listener, named after it.
 
     X-Forwarded-For is appended here rather than by the connection manager, which appends
@@ -56,7 +59,10 @@ def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.Rou
     """
     result = route_pb2.RouteConfiguration(
         name=listener.name,
-        virtual_hosts=[virtual_host(vhost, clusters) for vhost in listener.virtual_hosts],
+        virtual_hosts=[
+            virtual_host(vhost, clusters, RouteScope(listener, vhost, facts))
+            for vhost in listener.virtual_hosts
+        ],
         request_headers_to_remove=list(ENVOY_ADDRESS_HEADERS),
     )
     if listener.forwarded_for:
@@ -69,12 +75,13 @@ def route_configuration(listener: Listener, clusters: Clusters) -> route_pb2.Rou
     return result
 
 
-def virtual_host(vhost: VirtualHost, clusters: Clusters) -> rc.VirtualHost:
-    """A model virtual host: a plain route list, or a matcher tree when it is large."""
+def virtual_host(vhost: VirtualHost, clusters: Clusters, scope: RouteScope) -> rc.VirtualHost:
+    """A model virtual host (`scope.vhost`): a plain route list, or a matcher tree when it is
+    large."""
     names = {id(r): route_name(rid) for r, rid in zip(vhost.routes, route_ids(vhost), strict=True)}
 
     def build(model_route: Route) -> rc.Route:
-        return route(model_route, names[id(model_route)], clusters)
+        return route(model_route, names[id(model_route)], clusters, scope)
 
     result = rc.VirtualHost(name=vhost.name, domains=list(vhost.domains))
     tree = matcher_tree.tree_for(vhost, build, matcher_tree.TREE_MIN_ROUTES)
@@ -90,7 +97,7 @@ def route_name(rid: RouteId) -> str:
     return rid.name or f"{rid.vhost}/{rid.index}"
 
 
-def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:
+def route(model_route: Route, name: str, clusters: Clusters, scope: RouteScope) -> rc.Route:
     """One Envoy route: the match and one action, then what each feature adds."""
     result = rc.Route(name=name, match=route_match(model_route.match))
     if model_route.backends is not None:
@@ -104,7 +111,7 @@ def route(model_route: Route, name: str, clusters: Clusters) -> rc.Route:
             result.direct_response.body.inline_string = answer.body
         result.response_headers_to_add.append(set_header("content-type", answer.content_type))
     for feature in FEATURES:
-        feature.route(model_route, result)
+        feature.route(model_route, result, scope)
     return result
 
 

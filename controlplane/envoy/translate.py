@@ -1,19 +1,21 @@
-"""The Envoy compiler: a Config and a node group in, that group's xDS resources out.
+"""The Envoy compiler: a Config, a node group and what is known of the group in, that group's
+xDS resources out.
 
 A pure function: the same input gives byte-identical serialised resources.
 """
 
 from __future__ import annotations
 
-from ..model import Config, check
+from ..model import Config, GroupFacts, check
 from .clusters import cluster_resource, load_assignment, uses_eds
 from .listeners import listener_resource
 from .resources import Resources
 from .routes import route_configuration
 
 
-def translate(config: Config, group: str) -> Resources:
-    """The resources Envoys of node group `group` run.
+def translate(config: Config, group: str, facts: GroupFacts = GroupFacts()) -> Resources:
+    """The resources Envoys of node group `group` run, `facts` being what the fleet knows of
+    the group (its size divides `scope: group` rate limits).
 
     Raises ConfigError when Envoy cannot express the config (`target_issues(config, "envoy")`)
     and KeyError for an unknown group.
@@ -29,5 +31,5 @@ def translate(config: Config, group: str) -> Resources:
     for listener in part.listeners:
         resources.listeners[listener.name] = listener_resource(listener, clusters)
         if listener.is_l7:
-            resources.routes[listener.name] = route_configuration(listener, clusters)
+            resources.routes[listener.name] = route_configuration(listener, clusters, facts)
     return resources

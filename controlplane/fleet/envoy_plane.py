@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..envoy import Resources, translate
-from ..model import Config, ProxyKind
+from ..model import Config, GroupFacts, ProxyKind
 from ..xds import types
 from ..xds.cache import Snapshot, SnapshotCache
 from .ledger import Ledger
@@ -50,8 +50,8 @@ class EnvoyPlane:
     def groups(self, config: Config) -> list[str]:
         return config.group_names()  # any Envoy may connect as a node of any group
 
-    def compile(self, config: Config, group: str) -> EnvoyBuild:
-        resources = translate(config, group)
+    def compile(self, config: Config, group: str, facts: GroupFacts = GroupFacts()) -> EnvoyBuild:
+        resources = translate(config, group, facts)
         return EnvoyBuild(resources, snapshot_of(resources))
 
     def publish(

@@ -15,7 +15,7 @@ from ..feed.bundles import GroupBundles
 from ..feed.wire import StatusReport
 from ..haproxy.bundle import Bundle
 from ..haproxy.render import THREADS, render
-from ..model import Config, ProxyKind, split_address
+from ..model import Config, GroupFacts, ProxyKind, split_address
 from ..proxies.haproxy.manager import HAProxyManager
 from ..proxies.haproxy.outcomes import ApplyResult, HealthEvent
 from ..proxies.haproxy.reload_plan import plan_change
@@ -93,13 +93,13 @@ class HAProxyPlane:
         local = {haproxy.group for haproxy in self.local}
         return [group for group in config.group_names() if group in local]
 
-    def compile(self, config: Config, group: str) -> HAProxyBuild:
+    def compile(self, config: Config, group: str, facts: GroupFacts = GroupFacts()) -> HAProxyBuild:
         placed = {
-            local.instance_id: render(relocate(config, local.bind_host), group, self.threads)
+            local.instance_id: render(relocate(config, local.bind_host), group, facts, self.threads)
             for local in self.local
             if local.group == group and local.bind_host is not None
         }
-        return HAProxyBuild(render(config, group, self.threads), placed)
+        return HAProxyBuild(render(config, group, facts, self.threads), placed)
 
     def publish(
         self, revision: int, builds: Mapping[str, HAProxyBuild], keep: frozenset[str]

@@ -1,6 +1,10 @@
 """The seam between the fleet and each kind of proxy: a data plane compiles a node group's part
 of a config, publishes what it compiled, and says what a change means for its proxies.
 
+A compile is a pure function of the config, the group and `GroupFacts`: what the fleet knows
+of the group beyond the config (how many proxies it has, for `scope: group` rate limits). The
+fleet derives the facts from the ledger and compiles the group again when they change.
+
 Adding a kind of proxy is adding a plane; the fleet (`controlplane.fleet.rollout`) loops over
 its planes and never asks which kind one is.
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from ..model import Config, ProxyKind
+from ..model import Config, GroupFacts, ProxyKind
 
 
 class Build(Protocol):
@@ -36,9 +40,10 @@ class DataPlane(Protocol[B]):
         """The groups of `config` this plane has proxies for (to compile for each revision)."""
         ...
 
-    def compile(self, config: Config, group: str) -> B:
-        """The group's part of `config`, compiled: a pure function of its arguments; raises
-        (ConfigError, or a compiler's own error) when it cannot be made."""
+    def compile(self, config: Config, group: str, facts: GroupFacts = GroupFacts()) -> B:
+        """The group's part of `config` for proxies `facts` describes, compiled: a pure
+        function of its arguments; raises (ConfigError, or a compiler's own error) when it
+        cannot be made."""
         ...
 
     def publish(self, revision: int, builds: Mapping[str, B], keep: frozenset[str]) -> None:

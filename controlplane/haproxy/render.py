@@ -1,6 +1,7 @@
 """Config → HAProxy: `render(config, group)` gives the bundle (haproxy.cfg, map entries, files,
 runtime table) one HAProxy of a node group runs, with the same meaning Envoy gives the config.
-A pure function of (config, group): certificates are inline in the config.
+A pure function of (config, group, facts): certificates are inline in the config; `facts` is
+what the fleet knows of the group (its size divides `scope: group` rate limits).
 
 Python builds the structure (this module, `render_routes`, `render_backends`, the features);
 the templates in `templates/` write it, quoting every value (`controlplane.haproxy.templating`).
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import Config, Listener, check, split_address
+from ..model import Config, GroupFacts, Listener, check, split_address
 from .bundle import Bundle
 from .features import FEATURES, Part, parts
 from .render_backends import RESOLVERS, BackendSet
@@ -78,8 +79,11 @@ of requests a second, and a bundle must not depend on the machine it was rendere
 replica renders the same bundle, and HAProxy's own default is the number of CPUs it finds)."""
 
 
-def render(config: Config, group: str, threads: int = THREADS) -> Bundle:
-    """The bundle of node group `group`, for HAProxies running `threads` threads.
+def render(
+    config: Config, group: str, facts: GroupFacts = GroupFacts(), threads: int = THREADS
+) -> Bundle:
+    """The bundle of node group `group`, whose proxies `facts` describes, for HAProxies
+    running `threads` threads.
 
     Raises ConfigError when HAProxy cannot express the config (`target_issues(config,
     "haproxy")`) and KeyError for an unknown group.
@@ -100,6 +104,7 @@ def render(config: Config, group: str, threads: int = THREADS) -> Bundle:
             position,
             route_entries(listener, position) if listener.is_l7 else [],
             MapFiles(listener.name),
+            facts,
         )
         crt_list = None
         if listener.protocol == "https":

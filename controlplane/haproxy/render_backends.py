@@ -14,6 +14,7 @@ table); `templates/backend.j2` writes it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -139,6 +140,19 @@ class Checks:
     fall: int
 
 
+@dataclass(frozen=True)
+class Limits:
+    """A backend's connection limits: `maxconn` of each server (the cluster's limit shared
+    among its endpoints, rounded up), and for HTTP the queue: at most `max_pending` requests
+    wait, each at most `queue_timeout`. A tcp backend queues nothing: a connection beyond the
+    limit is closed at once, as Envoy's tcp proxy does."""
+
+    maxconn: int
+    total: int
+    max_pending: int
+    queue_timeout: str
+
+
 @dataclass
 class BackendSection:
     """One backend as the template writes it; `parts` are what features add before servers."""
@@ -154,6 +168,7 @@ class BackendSection:
     retries: int
     retry_on: list[str]
     checks: Checks | None
+    limits: Limits
     servers: list[ServerLine]
     parts: list[Part] = field(default_factory=list)
 
@@ -240,7 +255,26 @@ def _backend(cluster: Cluster, variant: Variant, where: str) -> BackendSection:
         retries=variant.attempts if l7 else 0,
         retry_on=retry_on,
         checks=checks,
+        limits=_limits(cluster, variant),
         servers=servers,
+    )
+
+
+def _limits(cluster: Cluster, variant: Variant) -> Limits:
+    """Connections (HTTP/1, tcp) or requests (HTTP/2: HAProxy's `maxconn` counts streams) per
+    endpoint; a queued request waits at most `queue_timeout`, else its route's timeout."""
+    if cluster.protocol == "http2":
+        total = cluster.max_requests
+    elif cluster.protocol == "http1":
+        total = min(cluster.max_connections, cluster.max_requests)
+    else:
+        total = cluster.max_connections
+    queue = cluster.queue_timeout if cluster.queue_timeout is not None else variant.timeout
+    return Limits(
+        maxconn=math.ceil(total / len(cluster.endpoints)),
+        total=total,
+        max_pending=cluster.max_pending_requests,
+        queue_timeout=format_duration(queue),
     )
 
 

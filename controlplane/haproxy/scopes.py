@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..model import Cluster, Listener, Route, RouteId, VirtualHost, route_ids
+from ..model import Cluster, GroupFacts, Listener, Route, RouteId, VirtualHost, route_ids
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,13 @@ class MapFiles:
 @dataclass(frozen=True)
 class ListenerScope:
     """One listener being rendered: its routes (declaration order; none for tcp and tls
-    listeners) and its map files."""
+    listeners), its map files, and what the render knows of the node group."""
 
     listener: Listener
     index: int
     routes: Sequence[RouteEntry]
     maps: MapFiles
+    facts: GroupFacts = field(default_factory=GroupFacts)
 
     @property
     def forwarding(self) -> list[RouteEntry]:

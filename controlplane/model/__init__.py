@@ -8,6 +8,7 @@ from .cluster import Cluster, Endpoint, HashCookie, HashOn, HealthCheck
 from .config import Config, NodeGroup, referenced_clusters
 from .errors import ConfigError, Issue, format_path
 from .kinds import DEFAULT_GROUP, PROXY_KINDS, ProxyKind
+from .limits import KEYS_KEPT, GroupFacts, HeaderKey, RateLimit, TokenBucket, counts_members
 from .listener import Certificate, Listener, SniRoute
 from .loading import (
     ConfigFileError,
@@ -38,6 +39,7 @@ from .validate import parse_config, validate_config
 
 __all__ = [
     "DEFAULT_GROUP",
+    "KEYS_KEPT",
     "PROXY_KINDS",
     "Certificate",
     "Cluster",
@@ -46,8 +48,10 @@ __all__ = [
     "ConfigFileError",
     "DirectResponse",
     "Endpoint",
+    "GroupFacts",
     "HashCookie",
     "HashOn",
+    "HeaderKey",
     "HeaderMutation",
     "HealthCheck",
     "Issue",
@@ -56,15 +60,18 @@ __all__ = [
     "NodeGroup",
     "PathMatch",
     "ProxyKind",
+    "RateLimit",
     "Redirect",
     "Retries",
     "Route",
     "RouteId",
     "SniRoute",
+    "TokenBucket",
     "ValueMatch",
     "VirtualHost",
     "WeightedBackend",
     "check",
+    "counts_members",
     "dump_yaml",
     "format_duration",
     "format_path",

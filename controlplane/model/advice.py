@@ -23,7 +23,7 @@ from .errors import format_path
 from .kinds import DEFAULT_GROUP
 from .listener import Listener
 from .route import Route
-from .types import split_address
+from .types import format_duration, split_address
 
 DEFAULT_TIMEOUT_MS = 15_000
 
@@ -196,6 +196,25 @@ def per_request_balancing(config: Config, index: int, listener: Listener) -> Ite
                 )
 
 
+def rate_limits(config: Config, index: int, listener: Listener) -> Iterator[Need]:
+    """Request rate limits: an L4 proxy counts connections, never requests."""
+    seen: set[str] = set()
+    for vi, vhost in enumerate(listener.virtual_hosts):
+        for ri, route in enumerate(vhost.routes):
+            limit = vhost.rate_limit_of(route)
+            where = f"listeners[{index}].virtual_hosts[{vi}]"
+            where += f".routes[{ri}].rate_limit" if route.rate_limit else ".rate_limit"
+            if limit is None or where in seen:
+                continue
+            seen.add(where)
+            key = limit.header.header if limit.header is not None else limit.key
+            yield Need(
+                "request rate limits",
+                where,
+                f"{limit.requests} per {format_duration(limit.per)}, key {key}",
+            )
+
+
 DETECTORS: tuple[Detector, ...] = (
     host_routing,
     request_routing,
@@ -203,8 +222,9 @@ DETECTORS: tuple[Detector, ...] = (
     tls_termination,
     modification,
     per_request_balancing,
+    rate_limits,
 )
-"""Every detector of what needs L7; rate limits and WAF rules add theirs."""
+"""Every detector of what needs L7; WAF rules add theirs."""
 
 
 # -- traps -------------------------------------------------------------------------------------

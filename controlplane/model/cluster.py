@@ -20,6 +20,9 @@ from .types import (
 UpstreamProtocol = Literal["http1", "http2", "tcp"]
 LbPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "maglev"]
 HASHING_POLICIES: frozenset[str] = frozenset({"ring_hash", "maglev"})
+DEFAULT_LIMIT = 1024
+"""The connection and request limits of a cluster unless it sets its own (Envoy's defaults)."""
+MAX_LIMIT = 1_000_000
 
 
 class Endpoint(Model):
@@ -106,6 +109,32 @@ class Cluster(Model):
     connect_timeout: Duration = 5_000
     send_proxy_protocol: bool = Field(
         False, description="Send a PROXY protocol v2 header to endpoints on each connection."
+    )
+    max_connections: int = Field(
+        DEFAULT_LIMIT,
+        ge=1,
+        le=MAX_LIMIT,
+        description="Connections one proxy keeps to the cluster's endpoints at most, idle ones "
+        "included; a request finding them all busy waits in the queue.",
+    )
+    max_pending_requests: int = Field(
+        DEFAULT_LIMIT,
+        ge=1,
+        le=MAX_LIMIT,
+        description="Requests one proxy queues for a connection at most; one more gets 503 at "
+        "once.",
+    )
+    max_requests: int = Field(
+        DEFAULT_LIMIT,
+        ge=1,
+        le=MAX_LIMIT,
+        description="Requests one proxy has in progress to the cluster at most (what bounds "
+        "HTTP/2, where requests share connections); one more gets 503 at once.",
+    )
+    queue_timeout: Duration | None = Field(
+        None,
+        description="How long a request waits in the queue before it gets 503 (default: as "
+        "long as its route's timeout allows). HAProxy only.",
     )
 
     @model_check

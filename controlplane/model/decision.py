@@ -233,7 +233,8 @@ class Action:
     - `redirect`: `status` with `location`;
     - `direct_response`: `status`, `body`, `content_type` from the proxy itself;
     - `not_found`: 404, no virtual host or route takes it;
-    - `refused`: 403, an upgrade the route does not allow;
+    - `refused`: 403, an upgrade the route does not allow, or a request without the header
+      its rate limit requires;
     - `closed`: a tls listener closes a connection no SNI route takes.
     """
 
@@ -500,6 +501,21 @@ def _location(listener: Listener, route: Route, request: Request) -> str:
     return f"{scheme}://{host}{port}{path}" + (f"?{query}" if query is not None else "")
 
 
+def _key_refusal(vhost: VirtualHost, route: Route, request: Request) -> Action | None:
+    """403 for a request without the header its route's rate limit requires (`missing:
+    deny`)."""
+    limit = vhost.rate_limit_of(route)
+    header = limit.header if limit is not None else None
+    if header is None or header.missing != "deny" or header.header.lower() in request.headers:
+        return None
+    return Action(
+        "refused",
+        status=403,
+        reason=f"the route's rate limit counts per {header.header} and refuses requests "
+        "without it (missing: deny)",
+    )
+
+
 def route_action(config: Config, listener: Listener, route: Route, request: Request) -> Action:
     """What `route` does with `request`."""
     upgrade = request.upgrade()
@@ -590,7 +606,7 @@ def decide(config: Config, request: Request) -> Decision:
             reason += " (" + "; ".join(f"{c.route}: {c.why}" for c in candidates) + ")"
         return Decision(request, chosen, Action("not_found", status=404, reason=reason), tls, host)
     route = vhost.routes[route_choice.index]
-    action = route_action(config, listener, route, request)
+    action = _key_refusal(vhost, route, request) or route_action(config, listener, route, request)
     decision = Decision(request, chosen, action, tls, host, route_choice)
     return Decision(
         request,

@@ -12,6 +12,8 @@ from .types import BindAddress, Model, Name, ServerName, model_check
 
 Protocol = Literal["http", "https", "tcp", "tls"]
 L7_PROTOCOLS: frozenset[str] = frozenset({"http", "https"})
+DEFAULT_MAX_CONNECTIONS = 10_000
+"""A listener's connection limit unless it sets its own."""
 
 
 class Certificate(Model):
@@ -72,6 +74,13 @@ class Listener(Model):
     default_cluster: Name | None = None
     forwarded_for: bool = True
     request_id: bool = False
+    max_connections: int = Field(
+        DEFAULT_MAX_CONNECTIONS,
+        ge=1,
+        le=1_000_000,
+        description="Client connections the listener holds at once at most; one more is closed "
+        "as soon as it is accepted.",
+    )
 
     @model_check
     def _fields_fit_protocol(self) -> Listener:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
+from .limits import RateLimit
 from .listener import Listener
 from .route import HeaderMutation, Route
 from .types import format_duration
@@ -129,7 +130,51 @@ def forwarding(
         yield _applied("websocket", "WebSocket upgrades are allowed", upgrade="websocket")
 
 
-POLICIES: tuple[PolicyExplainer, ...] = (client_address, header_mutations, forwarding)
+def _bucket(limit: RateLimit, decision: Decision) -> tuple[str, str]:
+    """Which bucket of the route counts the request: its detail, and how to say it."""
+    header = limit.header
+    if header is not None:
+        value = decision.request.headers.get(header.header.lower())
+        if value is None:
+            return "", f"requests without {header.header} share one bucket"
+        return value, f"per {header.header}: the bucket of {value!r}"
+    if limit.key == "client_ip":
+        ip = decision.request.client_ip
+        return ip, f"per client address: the bucket of {ip}"
+    return "", "one bucket for the route"
+
+
+def rate_limit(
+    config: Config, listener: Listener, route: Route | None, decision: Decision
+) -> Iterator[AppliedPolicy]:
+    """The route's request rate limit (its own or its virtual host's): which bucket counts the
+    request; an empty bucket answers 429."""
+    if route is None or decision.virtual_host is None or decision.action.kind == "refused":
+        return
+    limit = listener.virtual_hosts[decision.virtual_host.index].rate_limit_of(route)
+    if limit is None:
+        return
+    key, bucket = _bucket(limit, decision)
+    per = format_duration(limit.per)
+    scope = (
+        "each proxy counts on its own"
+        if limit.scope == "proxy"
+        else "the group's connected proxies share it"
+    )
+    yield _applied(
+        "rate_limit",
+        f"at most {limit.requests} per {per} (bursts of {limit.capacity}), {bucket}; 429 when "
+        f"it is empty; {scope}",
+        requests=limit.requests,
+        per=per,
+        burst=limit.capacity,
+        key=limit.key if isinstance(limit.key, str) else {"header": limit.key.header},
+        bucket=key,
+        scope=limit.scope,
+    )
+
+
+POLICIES: tuple[PolicyExplainer, ...] = (rate_limit, client_address, header_mutations, forwarding)
 """Every policy explainer, in the order the proxies apply the policies."""
 
 

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from .limits import RateLimit
 from .regex import Regex
 from .types import (
     Domain,
@@ -170,6 +171,11 @@ class Route(Model):
     websocket: bool = Field(False, description="Allow WebSocket upgrades on this route.")
     request_headers: HeaderMutation = Field(default_factory=HeaderMutation)
     response_headers: HeaderMutation = Field(default_factory=HeaderMutation)
+    rate_limit: RateLimit | Literal[False] | None = Field(
+        None,
+        description="This route's request rate limit; false: none, whatever its virtual host "
+        "sets; unset: its virtual host's.",
+    )
 
     @model_check
     def _action(self) -> Route:
@@ -196,6 +202,16 @@ class VirtualHost(Model):
     name: Name
     domains: list[Domain] = Field(min_length=1)
     routes: list[Route] = Field(min_length=1)
+    rate_limit: RateLimit | None = Field(
+        None, description="The rate limit of each route that sets none of its own."
+    )
+
+    def rate_limit_of(self, route: Route) -> RateLimit | None:
+        """The limit `route` (one of this host's) runs: its own, else the host's; none when it
+        says `rate_limit: false`. Each route counts in buckets of its own."""
+        if route.rate_limit is False:
+            return None
+        return route.rate_limit or self.rate_limit
 
 
 @dataclass(frozen=True)

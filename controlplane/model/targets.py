@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from .config import Config
 from .errors import ConfigError, Issue, PathPart
 from .kinds import ProxyKind
+from .limits import RateLimit
 from .parts import PARTS
 from .route import ValueMatch, VirtualHost
 
@@ -61,9 +62,50 @@ def _haproxy_names_fit_fetch_arguments(config: Config) -> Iterator[Issue]:
             )
 
 
+def _envoy_has_no_queue_timeout(config: Config) -> Iterator[Issue]:
+    for ci, cluster in enumerate(config.clusters):
+        if cluster.queue_timeout is not None:
+            yield Issue(
+                ("clusters", ci, "queue_timeout"),
+                "envoy cannot bound the time a request waits for a connection (it waits as "
+                "long as its route's timeout allows); bound the queue with max_pending_requests",
+            )
+
+
+def rate_limits(config: Config) -> Iterator[tuple[tuple[PathPart, ...], RateLimit]]:
+    """Every rate limit a config sets (virtual host defaults and routes), with its path."""
+    for li, listener in enumerate(config.listeners):
+        for vi, vhost in enumerate(listener.virtual_hosts):
+            path: tuple[PathPart, ...] = ("listeners", li, "virtual_hosts", vi)
+            if vhost.rate_limit is not None:
+                yield (*path, "rate_limit"), vhost.rate_limit
+            for ri, route in enumerate(vhost.routes):
+                if isinstance(route.rate_limit, RateLimit):
+                    yield (*path, "routes", ri, "rate_limit"), route.rate_limit
+
+
+MAX_HAPROXY_REFILL_MS = 24 * 86_400_000
+"""HAProxy keeps a bucket's state in 32 bits of milliseconds (a time at most 24.8 days ahead):
+an empty bucket must fill within 24 days."""
+
+
+def _haproxy_buckets_fit(config: Config) -> Iterator[Issue]:
+    for path, limit in rate_limits(config):
+        if limit.per_proxy().refill_ms > MAX_HAPROXY_REFILL_MS:
+            yield Issue(
+                (*path, "burst"),
+                "haproxy keeps a bucket in 32 bits of milliseconds: an empty bucket must fill "
+                "within 24 days (burst x per / requests)",
+            )
+
+
 RULES_BY_TARGET: dict[ProxyKind, tuple[TargetRule, ...]] = {
-    "envoy": (_envoy_cannot_match_absent_query,),
-    "haproxy": (_haproxy_has_no_maglev, _haproxy_names_fit_fetch_arguments),
+    "envoy": (_envoy_cannot_match_absent_query, _envoy_has_no_queue_timeout),
+    "haproxy": (
+        _haproxy_has_no_maglev,
+        _haproxy_names_fit_fetch_arguments,
+        _haproxy_buckets_fit,
+    ),
 }
 
 

@@ -3,8 +3,10 @@
 Every backend answers with its name, so a client behind a proxy can tell which backend served it:
 
 - ``http1``: any method and path answers ``status`` with header ``x-backend: <name>`` and a JSON
-  body ``{"backend", "method", "path", "headers", "client", "body_length"}`` (+ ``proxy_source``
-  when it expects a PROXY protocol header). Keep-alive, request bodies (Content-Length, chunked).
+  body ``{"backend", "method", "path", "headers", "client", "body_length", "connections",
+  "peak_connections"}`` (+ ``proxy_source`` when it expects a PROXY protocol header), after
+  ``delay`` seconds; ``connections`` is how many connections it has open, ``peak_connections``
+  the most it ever had at once. Keep-alive, request bodies (Content-Length, chunked).
 - ``websocket``: an ``http1`` backend that also accepts WebSocket upgrades and answers each text
   message ``m`` with ``"<name>:m"``.
 - ``http2``: a gRPC server (h2c) whose every unary method answers the name as raw bytes, with
@@ -61,8 +63,9 @@ class BackendSpec:
 
     ``cert`` names a certificate in tests/certs: required for ``tls``; on ``http1`` and
     ``websocket`` it makes the backend speak HTTPS. ``headers`` are extra response headers of
-    ``http1``/``websocket``. ``port`` pins the port (to restart a stopped backend where it was);
-    ``None`` lets the operating system pick a free one.
+    ``http1``/``websocket``; ``delay`` the seconds an ``http1`` backend takes to answer.
+    ``port`` pins the port (to restart a stopped backend where it was); ``None`` lets the
+    operating system pick a free one.
     """
 
     name: str
@@ -72,6 +75,7 @@ class BackendSpec:
     cert: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     port: int | None = None
+    delay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind == "tls" and self.cert is None:
@@ -90,6 +94,10 @@ class Backend:
     port: int
     status: int
     host: str = LOOPBACK
+    connections: int = 0
+    """Connections open now."""
+    peak_connections: int = 0
+    """The most connections it had open at once."""
 
     @property
     def name(self) -> str:
@@ -205,12 +213,15 @@ async def _start_stream(
         task = asyncio.current_task()
         assert task is not None and backend is not None
         connections[task] = writer
+        backend.connections = len(connections)
+        backend.peak_connections = max(backend.peak_connections, backend.connections)
         try:
             await serve(backend, reader, writer)
         except _QUIET_ERRORS:
             pass
         finally:
             connections.pop(task, None)
+            backend.connections = len(connections)
             writer.close()
             with contextlib.suppress(*_QUIET_ERRORS):  # retrieves the connection's last error
                 await writer.wait_closed()
@@ -269,6 +280,8 @@ async def _serve_http(
         if "100-continue" in headers.get("expect", "").lower():
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body_length = await _read_body(reader, headers)
+        if backend.spec.delay:
+            await asyncio.sleep(backend.spec.delay)
         report: dict[str, Any] = {
             "backend": backend.name,
             "method": method,
@@ -276,6 +289,8 @@ async def _serve_http(
             "headers": headers,
             "client": client,
             "body_length": body_length,
+            "connections": backend.connections,
+            "peak_connections": backend.peak_connections,
         }
         if backend.spec.proxy_protocol:
             report["proxy_source"] = proxy_source

@@ -84,6 +84,11 @@ def full_config(ports: Sequence[int] = (18101, 18102, 18103, 18104, 18105)) -> d
                                 "retries": {"attempts": 2, "retry_on": ["connect_failure"]},
                                 "prefix_rewrite": "/v2",
                                 "websocket": True,
+                                "rate_limit": {
+                                    "requests": 10,
+                                    "per": "1s",
+                                    "key": {"header": "x-user"},
+                                },
                                 "request_headers": {
                                     "set": {"x-set": "one"},
                                     "add": {"x-add": "two"},

@@ -16,16 +16,39 @@ Lookup = Callable[[str], str | None]
 def mismatches(expect: Expect, observations: list[Observation]) -> list[str]:
     """How the observations differ from the expectation; empty when they agree.
 
-    Per-request differences are grouped: "3 of 20 requests: expected ..., saw ...".
+    Per-request differences are grouped: "3 of 20 requests: expected ..., saw ...". With
+    `admitted`, the per-request fields are about the requests a backend answered, `refused`
+    about the others.
     """
+    total = len(observations)
+    found: list[str] = []
+    admitted = observations
+    if expect.admitted is not None:
+        admitted = [o for o in observations if o.backend is not None]
+        refused = [o for o in observations if o.backend is None]
+        if not expect.admitted.holds(len(admitted)):
+            statuses = dict(sorted(Counter(o.status for o in observations).items(), key=str))
+            found.append(
+                f"expected {expect.admitted} of {total} requests admitted (answered by a "
+                f"backend), saw {len(admitted)} (statuses: {statuses})"
+            )
+        if expect.refused is not None:
+            found += _per_request(expect.refused, refused, total, "refused")
+    found += _per_request(expect, admitted, total, "admitted" if expect.admitted else "")
+    if expect.error is None:
+        found += list(_aggregate_mismatches(expect, admitted))
+    return found
+
+
+def _per_request(
+    expect: Expect, observations: list[Observation], total: int, which: str
+) -> list[str]:
+    """Per-request mismatches, grouped; `which` names the requests (`admitted`, `refused`)."""
     per_request: Counter[str] = Counter()
     for observation in observations:
         per_request.update(set(_request_mismatches(expect, observation)))
-    total = len(observations)
-    found = [f"{n} of {total} requests: {text}" for text, n in per_request.most_common()]
-    if expect.error is None:
-        found += list(_aggregate_mismatches(expect, observations))
-    return found
+    label = f" ({which})" if which else ""
+    return [f"{n} of {total} requests{label}: {text}" for text, n in per_request.most_common()]
 
 
 def _request_mismatches(expect: Expect, seen: Observation) -> Iterator[str]:
@@ -120,6 +143,14 @@ def _body_mismatches(expected: str | BodyContains, body: str) -> Iterator[str]:
 
 
 def _aggregate_mismatches(expect: Expect, observations: list[Observation]) -> Iterator[str]:
+    if expect.upstream_connections is not None:
+        peaks = [o.upstream.get("peak_connections", 0) for o in observations if o.upstream]
+        peak = max(peaks, default=0)
+        if not expect.upstream_connections.holds(peak):
+            yield (
+                f"expected the backends to have {expect.upstream_connections} connections open "
+                f"at most at once, they report {peak}"
+            )
     answered = Counter(o.backend for o in observations)
     if expect.sticky and len(answered) > 1:
         yield f"expected one backend for all requests (sticky), saw {dict(answered)}"

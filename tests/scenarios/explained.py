@@ -16,6 +16,7 @@ from .sending import LOOPBACK, ListenerAt, Observation
 
 GATEWAY_ERRORS = frozenset({502, 503, 504})
 """What a proxy answers itself when the backends it forwards to fail; not explain's business."""
+RATE_LIMITED = 429
 
 
 def request_of(step: Step, listener: ListenerAt) -> Request:
@@ -69,7 +70,7 @@ def disagreements(
                 problem = (
                     f"backend {seen.backend!r} answered; explain forwards to {sorted(allowed)}"
                 )
-            elif seen.backend is None and _answered_itself(seen):
+            elif seen.backend is None and _answered_itself(seen, decision):
                 problem = (
                     f"the proxy answered {seen.status} itself; explain forwards to "
                     f"{sorted(allowed)}"
@@ -87,7 +88,9 @@ def disagreements(
     return found[:5]
 
 
-def _answered_itself(seen: Observation) -> bool:
-    """An answer without a backend that no failing backend explains."""
+def _answered_itself(seen: Observation, decision: Decision) -> bool:
+    """An answer without a backend that no failing backend explains, nor a rate limit the
+    decision names (whether its bucket is empty is the proxy's state, not explain's)."""
     failed = seen.error is not None or seen.status in GATEWAY_ERRORS
-    return not failed and seen.upgraded is not True
+    limited = seen.status == RATE_LIMITED and any(p.kind == "rate_limit" for p in decision.policies)
+    return not failed and not limited and seen.upgraded is not True

@@ -39,6 +39,7 @@ class BackendDecl(Strict):
     headers: dict[str, str] = Field(
         default_factory=dict, description="Extra response headers of an http1/websocket backend."
     )
+    delay: Duration | None = Field(None, description="How long an http1 backend takes to answer.")
 
     @model_validator(mode="after")
     def _fits_kind(self) -> BackendDecl:
@@ -50,6 +51,8 @@ class BackendDecl(Strict):
             raise ValueError("cert is for tls backends")
         if self.headers and self.kind not in ("http1", "websocket"):
             raise ValueError("headers are for http1 and websocket backends")
+        if self.delay is not None and self.kind != "http1":
+            raise ValueError("delay is for http1 backends")
         return self
 
 
@@ -77,9 +80,30 @@ class BodyContains(Strict):
     contains: str
 
 
+class Range(Strict):
+    """A count from `min` to `max`, both included."""
+
+    min: int = Field(0, ge=0)
+    max: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.max is not None and self.max < self.min:
+            raise ValueError("max is less than min")
+        return self
+
+    def holds(self, value: int) -> bool:
+        return self.min <= value and (self.max is None or value <= self.max)
+
+    def __str__(self) -> str:
+        return f"{self.min} to {self.max}" if self.max is not None else f"at least {self.min}"
+
+
 class Expect(Strict):
     """What the client must observe, for every one of the step's `count` requests unless the
-    field is about all of them together (`shares`, `sticky`, `backends_seen`)."""
+    field is about all of them together (`shares`, `sticky`, `backends_seen`, `admitted`,
+    `upstream_connections`). With `admitted`, the per-request fields hold for the requests a
+    backend answered and `refused` for the others."""
 
     backend: str | None = None
     backend_in: list[str] | None = Field(None, min_length=1)
@@ -106,6 +130,17 @@ class Expect(Strict):
         description="The request fails at the client (no HTTP answer, gRPC status code, "
         "closed connection); the failure's text contains this.",
     )
+    admitted: Range | None = Field(
+        None, description="How many of the step's requests (all clients) a backend answered."
+    )
+    refused: Expect | None = Field(
+        None, description="With admitted: what each request no backend answered shows."
+    )
+    upstream_connections: Range | None = Field(
+        None,
+        description="The most connections the answering backends had open at once, as they "
+        "report it.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Expect:
@@ -119,6 +154,12 @@ class Expect(Strict):
             answered = ("backend", "backend_in", "backends_seen", "status", "shares", "body")
             if any(getattr(self, f) for f in answered) or self.sticky:
                 raise ValueError("error excludes expectations about an answer")
+        if self.refused is not None:
+            if self.admitted is None:
+                raise ValueError("refused needs admitted")
+            inner = ("admitted", "refused", "shares", "backends_seen", "upstream_connections")
+            if any(getattr(self.refused, f) is not None for f in inner) or self.refused.sticky:
+                raise ValueError("refused holds per-request expectations only")
         return self
 
     def named_backends(self) -> set[str]:
@@ -127,11 +168,14 @@ class Expect(Strict):
         names |= set(self.shares or ())
         if self.backend is not None:
             names.add(self.backend)
+        if self.refused is not None:
+            names |= self.refused.named_backends()
         return names
 
 
 class Step(Strict):
-    """One or more identical requests sent to a listener, and what each must observe."""
+    """One or more identical requests sent to a listener, and what each must observe: `count`
+    of them back to back, or `rate` per second for `for`, by each of `clients` clients."""
 
     listener: str
     kind: StepKind = "http"
@@ -147,6 +191,15 @@ class Step(Strict):
         description="Send a PROXY v1 header claiming this client 'ip:port'.",
     )
     count: int = Field(1, ge=1, le=5000)
+    rate: float | None = Field(
+        None, gt=0, le=1000, description="Requests per second each client sends, paced, with for."
+    )
+    for_: Duration | None = Field(
+        None, alias="for", description="How long each client sends at `rate` (instead of count)."
+    )
+    clients: int = Field(
+        1, ge=1, le=1000, description="Clients sending the step at once, each on its connection."
+    )
     session: bool = Field(False, description="Keep cookies across the count, as a browser.")
     within: Duration | None = Field(
         None, description="Repeat the step until it passes, at most this long (convergence)."
@@ -174,7 +227,22 @@ class Step(Strict):
             raise ValueError("sticky needs count of at least 2")
         if self.expect.shares is not None and self.count < 100:
             raise ValueError("shares need count of at least 100")
+        if (self.rate is None) != (self.for_ is None):
+            raise ValueError("rate and for go together")
+        if self.rate is not None and "count" in self.model_fields_set:
+            raise ValueError("set count, or rate and for")
+        if (self.rate is not None or self.clients > 1) and self.kind != "http":
+            raise ValueError("rate, for and clients are for http steps")
+        if self.within is not None and (self.rate is not None or self.clients > 1):
+            raise ValueError("within repeats a step; a timed or concurrent step is played once")
         return self
+
+    @property
+    def requests_per_client(self) -> int:
+        """How many requests each client sends: `count`, or `rate` x `for`."""
+        if self.rate is not None and self.for_ is not None:
+            return max(1, round(self.rate * self.for_ / 1000))
+        return self.count
 
 
 class RejectedBy(Strict):

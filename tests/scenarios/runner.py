@@ -119,9 +119,14 @@ def _play_step(
         waited = f" (still after {step.within} ms)" if step.within else ""
         raise ScenarioFailure(
             f"scenario {scenario.name}, step requests[{index}] ({what}{host} to listener "
-            f"{step.listener}, count {step.count}) on {target.name}{waited}:\n  "
+            f"{step.listener}, {_how_many(step)}) on {target.name}{waited}:\n  "
             + "\n  ".join(found)
         )
+
+
+def _how_many(step: Step) -> str:
+    sent = f"rate {step.rate:g}/s for {step.for_} ms" if step.rate else f"count {step.count}"
+    return f"{sent}, {step.clients} clients" if step.clients > 1 else sent
 
 
 @contextlib.contextmanager
@@ -140,6 +145,7 @@ def _running_backends(declared: list[BackendDecl]) -> Iterator[dict[str, str]]:
                     proxy_protocol=decl.proxy_protocol,
                     cert=decl.cert,
                     headers=dict(decl.headers),
+                    delay=(decl.delay or 0) / 1000,
                 )
                 addresses[decl.name] = fleet.start(spec).address
         yield addresses

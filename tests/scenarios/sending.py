@@ -6,6 +6,8 @@ import http.client
 import json
 import socket
 import ssl
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +62,9 @@ class ListenerAt:
 
 
 def send(step: Step, listener: ListenerAt) -> list[Observation]:
-    """Sends the step's `count` requests; one observation per request, in order."""
+    """Sends the step's requests; one observation per request, in order (client by client)."""
     if step.kind == "http":
-        return _http(step, listener)
+        return _clients(step, listener) if step.clients > 1 else _http(step, listener)
     if step.kind == "websocket":
         return [_websocket(step, listener) for _ in range(step.count)]
     if step.kind == "grpc":
@@ -89,7 +91,28 @@ def _from_response(response: Response) -> Observation:
     )
 
 
-def _http(step: Step, listener: ListenerAt) -> list[Observation]:
+def _clients(step: Step, listener: ListenerAt) -> list[Observation]:
+    """`step.clients` clients, each on its own connection, sending the step at the same moment;
+    at a `rate`, their schedules are spread evenly over one interval."""
+    results: list[list[Observation]] = [[] for _ in range(step.clients)]
+    start = threading.Barrier(step.clients)
+
+    def client(index: int) -> None:
+        start.wait()
+        offset = index / step.clients / step.rate if step.rate is not None else 0.0
+        results[index] = _http(step, listener, offset)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(step.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [observation for found in results for observation in found]
+
+
+def _http(step: Step, listener: ListenerAt, offset: float = 0.0) -> list[Observation]:
+    """One client's requests: back to back, or paced at `step.rate` from `offset` seconds on
+    (a request late on its schedule goes at once; none is skipped)."""
     tls = listener.protocol == "https"
     session = HttpSession(
         LOOPBACK,
@@ -102,8 +125,11 @@ def _http(step: Step, listener: ListenerAt) -> list[Observation]:
     )
     body = step.body.encode() if step.body is not None else None
     observations = []
+    began = time.monotonic() + offset
     try:
-        for _ in range(step.count):
+        for number in range(step.requests_per_client):
+            if step.rate is not None:
+                time.sleep(max(0.0, began + number / step.rate - time.monotonic()))
             if not step.session:
                 session.cookies = CookieJar()
             try:

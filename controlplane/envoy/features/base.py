@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -10,7 +11,17 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
 )
 
-from ...model import Listener, Route
+from ...model import GroupFacts, Listener, Route, VirtualHost
+
+
+@dataclass(frozen=True)
+class RouteScope:
+    """Where a route is compiled: its listener, its virtual host, and what the compile knows of
+    the node group (`GroupFacts`)."""
+
+    listener: Listener
+    vhost: VirtualHost
+    facts: GroupFacts
 
 
 class Feature:
@@ -18,8 +29,8 @@ class Feature:
 
     name: str = "feature"
 
-    def route(self, route: Route, result: rc.Route) -> None:
-        """Add to `result`, the Envoy route compiled from `route`."""
+    def route(self, route: Route, result: rc.Route, scope: RouteScope) -> None:
+        """Add to `result`, the Envoy route compiled from `route` (one of `scope.vhost`)."""
 
     def http_filters(self, listener: Listener) -> Iterable[hcm.HttpFilter]:
         """HTTP filters `listener`'s connection manager runs before the router."""

@@ -13,7 +13,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 
 from ...model import HeaderMutation, Route
-from .base import Feature
+from .base import Feature, RouteScope
 
 _SET = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _ADD = base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
@@ -54,7 +54,7 @@ class HeaderMutations(Feature):
 
     name = "headers"
 
-    def route(self, route: Route, result: rc.Route) -> None:
+    def route(self, route: Route, result: rc.Route, scope: RouteScope) -> None:
         if route.backends is not None:
             result.request_headers_to_remove.extend(route.request_headers.remove)
             result.request_headers_to_add.extend(

@@ -10,7 +10,7 @@ from google.protobuf import wrappers_pb2
 
 from ...model import Route
 from ..common import duration, packed
-from .base import Feature
+from .base import Feature, RouteScope
 
 _RETRY_ON = {
     "connect_failure": "connect-failure",
@@ -48,7 +48,7 @@ class Retries(Feature):
 
     name = "retries"
 
-    def route(self, route: Route, result: rc.Route) -> None:
+    def route(self, route: Route, result: rc.Route, scope: RouteScope) -> None:
         if route.backends is not None and route.retries is not None:
             result.route.retry_policy.CopyFrom(retry_policy(route))
 

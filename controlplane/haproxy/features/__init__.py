@@ -3,9 +3,17 @@ in the order their rules run (see `controlplane.haproxy.features.base` for the p
 
 from .answers import Answers
 from .base import Feature, Part, Phase, parts
+from .connection_limits import ConnectionLimits
 from .headers import Headers
 from .prefix_rewrite import PrefixRewrite
+from .rate_limits import RateLimits
 
-FEATURES: tuple[Feature, ...] = (Answers(), PrefixRewrite(), Headers())
+FEATURES: tuple[Feature, ...] = (
+    ConnectionLimits(),
+    RateLimits(),
+    Answers(),
+    PrefixRewrite(),
+    Headers(),
+)
 
 __all__ = ["FEATURES", "Feature", "Part", "Phase", "parts"]

@@ -30,7 +30,7 @@ from controlplane.fleet import (
 from controlplane.fleet.envoy_plane import snapshot_of
 from controlplane.haproxy.bundle import Bundle
 from controlplane.haproxy.render import render
-from controlplane.model import Config
+from controlplane.model import Config, GroupFacts, parse_config
 from controlplane.proxies.haproxy.manager import HAProxyManager
 from controlplane.proxies.haproxy.outcomes import ApplyResult
 from controlplane.xds.cache import Snapshot, SnapshotCache
@@ -274,3 +274,72 @@ def test_relocate_moves_every_listener_to_the_host_and_keeps_ports() -> None:
     assert same == [lst.model_copy(update={"address": "x"}) for lst in original.listeners]
     assert moved.clusters == original.clusters
     assert "bind 127.0.0.2:10000" in render(moved, "default").cfg
+
+
+def two_groups(shared: bool) -> Config:
+    """Groups `a` and `b`, a listener each; `a`'s route has a limit its group shares."""
+    limit = {"requests": 10, "per": "1s", "scope": "group" if shared else "proxy"}
+
+    def listener(name: str, port: int, rate_limit: dict[str, object] | None) -> dict[str, object]:
+        route: dict[str, object] = {"backends": [{"cluster": "api"}]}
+        if rate_limit is not None:
+            route["rate_limit"] = rate_limit
+        return {
+            "name": name,
+            "address": f"127.0.0.1:{port}",
+            "protocol": "http",
+            "virtual_hosts": [{"name": "site", "domains": ["*"], "routes": [route]}],
+        }
+
+    return parse_config(
+        {
+            "listeners": [listener("a", 10001, limit), listener("b", 10002, limit)],
+            "clusters": [{"name": "api", "endpoints": [{"address": "127.0.0.1:18081"}]}],
+            "node_groups": [{"name": "a", "listeners": ["a"]}, {"name": "b", "listeners": ["b"]}],
+        }
+    )
+
+
+def test_a_group_that_shares_a_limit_is_recompiled_alone_when_its_size_changes() -> None:
+    async def scenario() -> None:
+        ledger, cache, index = Ledger(), RecordingCache(), RevisionIndex()
+        fleet = Fleet(asyncio.get_running_loop(), [EnvoyPlane(cache)], index, ledger, coalesce=0)
+        head = two_groups(shared=True)
+        fleet.publish(1, head)
+        await fleet.settled()
+        cache.given.clear()
+
+        ledger.connect("a-1", "a")  # one proxy: the whole limit, as compiled already
+        ledger.connect("b-1", "b")  # b reads no size
+        await asyncio.sleep(0)  # the ledger's notice reaches the loop
+        await fleet.settled()
+        assert cache.given == []
+
+        ledger.connect("a-2", "a")
+        await asyncio.sleep(0)  # the ledger's notice reaches the loop
+        await fleet.settled()
+        halves = snapshot_of(translate(head, "a", GroupFacts(members=2))).version
+        assert cache.given == [("a", halves)]
+        assert index.versions(1, "envoy", "a") == {envoy_version(head, "a"), halves}
+
+        ledger.disconnect("a-2")
+        await asyncio.sleep(0)  # the ledger's notice reaches the loop
+        await fleet.settled()
+        assert cache.given == [("a", halves), ("a", envoy_version(head, "a"))]
+
+    asyncio.run(scenario())
+
+
+def test_limits_each_proxy_enforces_are_not_recompiled_on_membership() -> None:
+    async def scenario() -> None:
+        ledger, cache, index = Ledger(), RecordingCache(), RevisionIndex()
+        fleet = Fleet(asyncio.get_running_loop(), [EnvoyPlane(cache)], index, ledger, coalesce=0)
+        fleet.publish(1, two_groups(shared=False))
+        await fleet.settled()
+        for n in range(3):
+            ledger.connect(f"a-{n}", "a")
+        await asyncio.sleep(0)  # the ledger's notice reaches the loop
+        await fleet.settled()
+        assert len(cache.given) == 2  # the first push, one per group
+
+    asyncio.run(scenario())

@@ -93,7 +93,7 @@ def test_map_content_change_is_runtime() -> None:
 def test_other_config_change_needs_reload_and_says_where() -> None:
     plan = plan_change(rendered(), rendered(route_timeout="45s"))
     assert plan.reload
-    assert "line 55" in plan.reason and "for routes with t45s" in plan.reason
+    assert "line 61" in plan.reason and "for routes with t45s" in plan.reason
 
 
 def test_added_server_needs_reload() -> None:

@@ -68,7 +68,8 @@ def test_each_phase_lands_at_its_point(probed: None) -> None:
     bundle = render.render(config, "default")
     lines = lines_of(bundle.cfg)
     at = lines.index
-    assert at("# probe frontend web") == at("bind 127.0.0.1:10080") + 1
+    shipped = at("tcp-request connection reject if { fe_conn gt 10000 }")
+    assert at("bind 127.0.0.1:10080") < shipped < at("# probe frontend web")
     decided = at("http-request return status 404 if !{ var(txn.route) -m found }")
     choice = at("use_backend %[var(txn.be)] if { var(txn.be) -m found }")
     request = at("# probe request web.probe.map")
@@ -77,7 +78,7 @@ def test_each_phase_lands_at_its_point(probed: None) -> None:
     assert choice < at("# response header mutations of routes: remove, set, add") < response
     for backend in bundle.servers:
         probe = at(f"# probe backend {backend}")
-        assert lines[probe - 1].startswith(("default-server", "retries", "option redispatch"))
+        assert lines[probe - 1].startswith(("default-server", "http-request return status 503"))
         assert lines[probe + 1].startswith("server ")
     assert at("backend probe.web") > max(at(f"backend {b}") for b in bundle.servers)
 
@@ -91,13 +92,19 @@ def test_per_route_values_go_in_the_feature_s_own_map(probed: None) -> None:
 def test_tcp_listeners_take_frontend_and_sections_phases(probed: None) -> None:
     bundle = render.render(load_file(GOLDEN_DIR / "l4-tcp-tls.yaml"), "default")
     lines = lines_of(bundle.cfg)
-    assert lines.index("# probe frontend tcp") == lines.index("bind 127.0.0.1:10090") + 1
+    assert lines.index("# probe frontend tcp") == lines.index("bind 127.0.0.1:10090") + 2
     assert "backend probe.passthrough" in lines
     assert not any(line.startswith(("# probe request", "# probe response")) for line in lines)
 
 
 def test_the_shipped_features_are_registered_in_the_order_their_rules_run() -> None:
-    assert [f.name for f in features.FEATURES] == ["answers", "prefix_rewrite", "headers"]
+    assert [f.name for f in features.FEATURES] == [
+        "connection_limits",
+        "rate_limits",
+        "answers",
+        "prefix_rewrite",
+        "headers",
+    ]
 
 
 def test_every_shipped_feature_has_a_template_for_each_phase_it_takes_part_in() -> None:

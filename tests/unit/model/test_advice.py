@@ -73,6 +73,7 @@ def test_an_http_listener_that_routes_nothing_could_run_at_l4() -> None:
         ({"retries": {"attempts": 2}}, {}, "retries"),
         ({"timeout": "2s"}, {}, "per-route timeout"),
         ({}, {"request_id": True}, "request modification"),
+        ({"rate_limit": {"requests": 10, "per": "1s"}}, {}, "request rate limits"),
     ],
 )
 def test_each_l7_feature_is_named_with_its_field(

@@ -345,6 +345,50 @@ def tls_config() -> Any:
     return parse_config(data)
 
 
+def test_a_rate_limit_names_the_bucket_that_counts_the_request() -> None:
+    per_user = {"requests": 10, "per": "1s", "key": {"header": "X-User"}}
+    by_ip = {"requests": 5, "per": "1m", "key": "client_ip", "scope": "group"}
+    vhost = {
+        "name": "site",
+        "domains": ["*"],
+        "rate_limit": {"requests": 100, "per": "1s"},
+        "routes": [
+            forward("a", match={"path": {"prefix": "/search"}}, rate_limit=per_user),
+            forward("a", match={"path": {"prefix": "/login"}}, rate_limit=by_ip),
+            forward("a", match={"path": {"prefix": "/health"}}, rate_limit=False),
+            forward("b"),
+        ],
+    }
+    config = http([], [vhost])
+
+    def limit(**request: Any) -> dict[str, Any] | None:
+        found = [p for p in ask(config, **request).policies if p.kind == "rate_limit"]
+        return found[0].detail if found else None
+
+    alice = limit(path="/search", headers={"x-user": "alice"})
+    assert alice is not None and (alice["bucket"], alice["requests"], alice["burst"]) == (
+        "alice",
+        10,
+        10,
+    )
+    nobody = limit(path="/search")
+    assert nobody is not None and nobody["bucket"] == ""
+    login = limit(path="/login", client_ip="203.0.113.7")
+    assert login is not None and (login["bucket"], login["scope"]) == ("203.0.113.7", "group")
+    assert limit(path="/health") is None
+    default = limit(path="/other")
+    assert default is not None and (default["requests"], default["key"]) == (100, "none")
+
+
+def test_a_request_without_the_key_its_rate_limit_requires_is_refused() -> None:
+    required = {"requests": 5, "per": "1m", "key": {"header": "x-api-key", "missing": "deny"}}
+    config = http([forward("a", rate_limit=required)])
+    refused = ask(config).action
+    assert (refused.kind, refused.status) == ("refused", 403)
+    assert "x-api-key" in refused.reason
+    assert ask(config, headers={"x-api-key": "k"}).action.kind == "forward"
+
+
 def test_https_picks_its_certificate_by_sni_and_the_first_without_a_match() -> None:
     config = tls_config()
     by_wildcard = decide(config, Request(listener="secure", sni="Shop.Example.com")).tls
