@@ -1,7 +1,7 @@
 # `make run`, `make lab` and `make test` work on a fresh Debian machine with Python 3.11.
 PY ?= python3
 VENV := .venv
-APT_PACKAGES := haproxy wrk postgresql docker.io docker-compose mmdebstrap
+APT_PACKAGES := haproxy wrk postgresql docker.io docker-compose mmdebstrap modsecurity-crs
 
 .PHONY: setup apt run lab test lint fmt typecheck schema clean
 

@@ -79,6 +79,8 @@ def as_text(advice: Advice, figures: list[Figures]) -> list[str]:
             kind = "needs L7" if need.hard else "prefers L7"
             instead = f" (at L4: {need.substitute})" if need.substitute else ""
             lines.append(f"  {kind:<10} {need.feature}: {need.detail} at {need.where}{instead}")
+        for kept in item.at_l4:
+            lines.append(f"  at L4 too {kept.feature}: {kept.detail} at {kept.where}")
         if item.layer == "L7" and item.could_run_at_l4:
             lines.extend(f"  saves      {f.line()}" for f in figures)
         for trap in item.traps:

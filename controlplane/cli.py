@@ -161,7 +161,13 @@ def render_haproxy(
 @app.command("envoy-bootstrap")
 def envoy_bootstrap(
     node_id: Annotated[str, typer.Option("--node-id", help="The Envoy's node id.")],
-    xds: Annotated[str, typer.Option("--xds", help="The xDS server as HOST:PORT.")],
+    xds: Annotated[
+        str,
+        typer.Option(
+            "--xds",
+            help="The xDS server as HOST:PORT; several replicas as HOST:PORT,HOST:PORT,...",
+        ),
+    ],
     group: GroupOption = "default",
     delta: Annotated[bool, typer.Option(help="Use incremental (Delta) xDS.")] = False,
     admin_port: Annotated[
@@ -181,6 +187,9 @@ def envoy_bootstrap(
 ) -> None:
     """Print a bootstrap YAML that makes an Envoy fetch everything from the xDS server.
 
+    Several --xds servers (the replicas of one control plane) are endpoints of one xDS
+    cluster: when the stream's replica goes away, Envoy reconnects to another.
+
     With --xds-ca, --tls-cert and --tls-key (all three) Envoy reaches the server over mutual
     TLS; its certificate needs the URI SAN spiffe://controlplane/group/GROUP/node/NODE-ID
     (or node/* for any node of the group). The files are named, not copied: Envoy reads them
@@ -190,10 +199,12 @@ def envoy_bootstrap(
     from .envoy.bootstrap import XdsClientTls, bootstrap_yaml
 
     problems = []
-    try:
-        host, port = split_address(xds)
-    except ValueError as exc:
-        problems.append(f"--xds: {exc}")
+    servers: list[tuple[str, int]] = []
+    for item in xds.split(","):
+        try:
+            servers.append(split_address(item.strip()))
+        except ValueError as exc:
+            problems.append(f"--xds: {exc}")
     if not 1 <= admin_port <= 65535:
         problems.append(f"--admin-port: {admin_port} is not a port")
     files = {"--xds-ca": xds_ca, "--tls-cert": tls_cert, "--tls-key": tls_key}
@@ -207,7 +218,11 @@ def envoy_bootstrap(
             )
     if problems:
         fail(problems)
-    typer.echo(bootstrap_yaml(node_id, group, host, port, admin_port, delta, tls=tls), nl=False)
+    (host, port), *others = servers
+    typer.echo(
+        bootstrap_yaml(node_id, group, host, port, admin_port, delta, tls=tls, also_xds=others),
+        nl=False,
+    )
 
 
 @app.command()
@@ -347,6 +362,9 @@ def explain(
     client_ip: Annotated[
         str, typer.Option("--client-ip", help="The client address the proxy sees.")
     ] = "127.0.0.1",
+    body: Annotated[
+        str | None, typer.Option(help="The request body (what firewall body rules read).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     server: Annotated[
         str | None, typer.Option(help="Explain at a running server's head instead of FILE.")
@@ -374,6 +392,7 @@ def explain(
         "cookies": _pairs(cookie, "--cookie"),
         "sni": sni,
         "client_ip": client_ip,
+        "body": body,
     }
     if server is not None:
         decision = _explain_remote(api_client(server, token, ca), data)
@@ -529,6 +548,9 @@ def haproxy_agent(
 ) -> None:
     """Run a local HAProxy on the config the control plane renders for GROUP, reporting back.
 
+    --server may name several replicas of the control plane, separated by commas: while one
+    cannot be reached the agent polls the next.
+
     Runs until interrupted (SIGINT or SIGTERM), then stops HAProxy.
     """
     import contextlib
@@ -536,11 +558,11 @@ def haproxy_agent(
     import shutil
     import signal
 
-    from .proxies.haproxy.agent import HAProxyAgent, check_server_url
+    from .proxies.haproxy.agent import HAProxyAgent, check_server_urls
 
     problems: list[str] = []
     try:
-        check_server_url(server)
+        check_server_urls(server)
     except ValueError as exc:
         problems.append(str(exc))
     if not group or "/" in group:
@@ -582,6 +604,36 @@ DbOption = Annotated[
         help="The store: a SQLite file, or a postgresql:// URL (or CONTROLPLANE_DB).",
     ),
 ]
+
+
+@app.command("waf-serve")
+def waf_serve(
+    listen: Annotated[
+        str, typer.Option(help="gRPC ext_authz (Envoy) here, SPOP (HAProxy) on the next port.")
+    ] = "127.0.0.1:9470",
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 2,
+    crs_dir: Annotated[
+        Path, typer.Option(help="The OWASP CRS rules (Debian's modsecurity-crs).")
+    ] = Path("/usr/share/modsecurity-crs/rules"),
+    max_body_bytes: Annotated[
+        int, typer.Option(min=0, max=8192, help="The most body bytes a verdict reads.")
+    ] = 8192,
+) -> None:
+    """Run the CRS verdict service the proxies' firewalls call (ModSecurity v3 and the OWASP
+    Core Rule Set), until SIGTERM or SIGINT."""
+    from .firewall.service import serve as serve_verdicts
+    from .model.types import split_address
+
+    try:
+        split_address(listen)
+    except ValueError as exc:
+        fail([f"--listen: {exc}"])
+    if not crs_dir.is_dir():
+        fail([f"--crs-dir: {crs_dir} is not a directory (apt install modsecurity-crs)"])
+    try:
+        serve_verdicts(listen, workers, crs_dir, max_body_bytes)
+    except OSError as exc:
+        fail([f"waf-serve: cannot listen on {listen}: {exc.strerror}"])
 
 
 @app.command()
@@ -641,6 +693,24 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=0, help="The largest request body the API reads (413 above).")
     ] = 16 * 1024 * 1024,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            help="This replica's name in the status it shares with the other replicas of a "
+            "PostgreSQL store (letters, digits, '.', '_', '-'; default: host, PID and a "
+            "random part).",
+        ),
+    ] = None,
+    waf: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the CRS verdict service (waf-serve) here for local proxies "
+            "(gRPC on this port, SPOP on the next)."
+        ),
+    ] = None,
+    waf_workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Worker processes of the verdict service.")
+    ] = 2,
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process.
 
@@ -687,6 +757,9 @@ def serve(
         migrate=migrate,
         forget_after=forget_after,
         max_body_bytes=max_body_bytes,
+        replica=replica,
+        waf=waf,
+        waf_workers=waf_workers,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import socket
 import ssl
@@ -29,6 +30,7 @@ from .api import (
     DEFAULT_MAX_BODY_BYTES,
     DiffExplainer,
     DriftVerifier,
+    HeldBack,
     MetricsSource,
     Propagator,
     StatusSource,
@@ -49,15 +51,18 @@ from .fleet import (
     LocalHAProxy,
     PlaneExplainer,
     RevisionIndex,
+    SharedStatus,
     XdsReports,
     manager_reports,
 )
+from .fleet.last_good import LastKnownGood
 from .fleet.metrics import FleetMetrics
 from .fleet.verify import FleetVerifier
 from .model import PROXY_KINDS, ConfigError, Issue, ProxyKind, load_file, target_issues
 from .model.tls import PemFileError, read_pem_file
 from .model.types import split_address
 from .proxies.haproxy.manager import HAProxyManager
+from .proxies.waf import VerdictServiceError, VerdictServiceProcess
 from .store import Conflict, Revision, Store, StoreError
 from .store import open_store as open_db
 from .xds.cache import SnapshotCache
@@ -73,6 +78,18 @@ DEFAULT_FORGET_AFTER = 3600.0
 
 class ServeError(ValueError):
     """The server cannot start as asked; the message says why."""
+
+
+REPLICA_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+"""What a replica's name may be: it is a key in the shared store and shown in logs."""
+
+
+def check_replica(name: str | None) -> None:
+    """ServeError unless `name` (when given) is a valid replica name."""
+    if name is not None and not REPLICA_NAME.fullmatch(name):
+        raise ServeError(
+            f"--replica {name!r}: 1 to 128 letters, digits, '.', '_' or '-' (nothing else)"
+        )
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -181,6 +198,7 @@ def build_app(
     agents: Sequence[APIRouter] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     verifier: DriftVerifier | None = None,
+    held_back: HeldBack | None = None,
 ) -> FastAPI:
     """The API app for a server bound on `host`; refuses `insecure_local` off loopback."""
     if insecure_local and not is_loopback(host):
@@ -202,6 +220,7 @@ def build_app(
         agents=agents,
         max_body_bytes=max_body_bytes,
         verifier=verifier,
+        held_back=held_back,
     )
 
 
@@ -316,6 +335,11 @@ class ServeOptions:
     migrate: bool = False
     forget_after: float = DEFAULT_FORGET_AFTER
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    replica: str | None = None
+    """This replica's name in a shared store's reports (default: host, PID, a random part)."""
+    waf: str | None = None
+    """Where to run the CRS verdict service for local proxies (`controlplane waf-serve`)."""
+    waf_workers: int = 2
 
 
 @dataclass
@@ -330,21 +354,31 @@ class Running:
     status: LedgerStatus
     local: list[LocalHAProxy] = field(default_factory=list)
     forgetting: asyncio.Task[None] | None = None
+    shared: SharedStatus | None = None
+    """The status of every replica, on a store shared with others (PostgreSQL)."""
+    holding: asyncio.Task[None] | None = None
+    """Holding Envoy groups back on their last-known-good (`LastKnownGood.run`)."""
+    verdicts: VerdictServiceProcess | None = None
 
     async def stop(self, keep_proxies: bool = False) -> None:
         """Stop the API and the xDS server and close the store. The local HAProxies stop too,
         or with `keep_proxies` keep serving, for the next server to adopt them."""
         try:
-            if self.forgetting is not None:
-                self.forgetting.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.forgetting
+            for task in (self.forgetting, self.holding):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self.api.stop()
             await self.xds.stop(grace=0.5)
+            if self.shared is not None:
+                await self.shared.stop()
         finally:
             for local in self.local:
                 let_go = local.manager.detach if keep_proxies else local.manager.stop
                 await asyncio.to_thread(let_go)
+            if self.verdicts is not None:
+                await asyncio.to_thread(self.verdicts.stop)
             self.store.close()
 
 
@@ -354,6 +388,7 @@ async def start_server(options: ServeOptions) -> Running:
     api_host, api_port = parse_listen(options.api)
     xds_host, xds_port = parse_listen(options.xds)
     check_transport(api_host, xds_host, options)
+    check_replica(options.replica)
     xds_credentials = load_xds_tls(options.xds_tls) if options.xds_tls else None
     if options.api_tls is not None:
         check_tls_files(options.api_tls, "--api-tls-cert/--api-tls-key")
@@ -361,9 +396,13 @@ async def start_server(options: ServeOptions) -> Running:
     store = open_store(options.db, options.migrate)
     started: list[LocalHAProxy] = []
     xds: XdsServer | None = None
+    shared: SharedStatus | None = None
+    verdicts: VerdictServiceProcess | None = None
     try:
         if options.config is not None:
             seed(store, options.config, options.targets)
+        if options.waf is not None:
+            verdicts = await start_verdicts(options)
         ledger, index, cache = Ledger(), RevisionIndex(), SnapshotCache()
         xds = XdsServer(cache, XdsReports(ledger), tls=xds_credentials)
         await xds.start(xds_host, xds_port)
@@ -383,12 +422,17 @@ async def start_server(options: ServeOptions) -> Running:
             started.append(LocalHAProxy(manager, group, options.haproxy_bind))
         bundles = GroupBundles()
         planes: list[DataPlane[Any]] = []
+        envoys = EnvoyPlane(cache)
         if "envoy" in options.targets:
-            planes.append(EnvoyPlane(cache))
+            planes.append(envoys)
         if "haproxy" in options.targets:
             planes.append(HAProxyPlane(bundles, started, options.haproxy_threads))
         fleet = Fleet(asyncio.get_running_loop(), planes, index, ledger)
-        status = LedgerStatus(ledger, index)
+        status = LedgerStatus(ledger, index, keep_changed=store.shared)
+        if store.shared:
+            shared = SharedStatus(status, store, options.replica, forget_after=options.forget_after)
+            await shared.start()
+        last_good = LastKnownGood(shared or status, index, store, envoys, fleet.members)
         app = build_app(
             store,
             api_host,
@@ -396,24 +440,47 @@ async def start_server(options: ServeOptions) -> Running:
             insecure_local=options.insecure_local,
             targets=options.targets,
             propagator=fleet,
-            status=status,
+            status=shared or status,
             explainer=PlaneExplainer(planes),
             metrics_sources=[FleetMetrics(ledger, status)],
             agents=[agent_router(bundles, AgentLedger(ledger))],
             max_body_bytes=options.max_body_bytes,
             verifier=FleetVerifier(planes, ledger, started),
+            held_back=last_good,
         )
         api = ApiServer(app, api_host, api_port, options.api_tls)
         await api.start()
         forgetting = asyncio.create_task(forget_gone(ledger, options.forget_after))
+        holding = asyncio.create_task(last_good.run()) if "envoy" in options.targets else None
     except BaseException:
+        if shared is not None:
+            await shared.stop()
         if xds is not None:
             await xds.stop()
         for local in started:
             local.manager.stop()
+        if verdicts is not None:
+            verdicts.stop()
         store.close()
         raise
-    return Running(store, xds, api, fleet, ledger, status, started, forgetting)
+    return Running(
+        store, xds, api, fleet, ledger, status, started, forgetting, shared, holding, verdicts
+    )
+
+
+async def start_verdicts(options: ServeOptions) -> VerdictServiceProcess:
+    """The CRS verdict service for the local proxies, running (its log in the workdir)."""
+    assert options.waf is not None
+    try:
+        split_address(options.waf)
+    except ValueError as exc:
+        raise ServeError(f"--waf {options.waf!r}: {exc}") from None
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    verdicts = VerdictServiceProcess(options.waf, options.waf_workers, options.workdir / "waf.log")
+    try:
+        return await asyncio.to_thread(verdicts.start)
+    except VerdictServiceError as exc:
+        raise ServeError(f"{exc} (see {options.workdir / 'waf.log'})") from None
 
 
 async def forget_gone(ledger: Ledger, after: float) -> None:

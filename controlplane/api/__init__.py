@@ -10,12 +10,13 @@ from .auth import Principal, Token, TokenFileError, TokenSet, is_loopback
 from .diff import DiffExplainer, ModelChange, ModelOnly, model_diff
 from .limits import DEFAULT_MAX_BODY_BYTES
 from .propagation import NullPropagator, Propagator, RecordingPropagator, follow
-from .status import DriftVerifier, InMemoryStatus, NoVerifier, StatusSource
+from .status import DriftVerifier, HeldBack, InMemoryStatus, NoVerifier, StatusSource
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DiffExplainer",
     "DriftVerifier",
+    "HeldBack",
     "InMemoryStatus",
     "MetricsSource",
     "ModelChange",

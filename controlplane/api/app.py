@@ -27,7 +27,14 @@ from .origin import BrowserGuard
 from .propagation import NullPropagator, Propagator, follow
 from .responses import errors
 from .safeguards import connected_by_group
-from .status import DriftVerifier, InMemoryStatus, NoVerifier, StatusSource
+from .status import (
+    DriftVerifier,
+    HeldBack,
+    InMemoryStatus,
+    NothingHeldBack,
+    NoVerifier,
+    StatusSource,
+)
 
 DESCRIPTION = """\
 One declarative load-balancing config, served to Envoy (xDS) and HAProxy.
@@ -58,6 +65,7 @@ def create_app(
     agents: Sequence[APIRouter] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     verifier: DriftVerifier | None = None,
+    held_back: HeldBack | None = None,
 ) -> FastAPI:
     """The API over `store`.
 
@@ -69,7 +77,8 @@ def create_app(
     more routers served under /v1 to the agents of the node group their path names as
     `{group}` (the HAProxy agents' bundle endpoints): tokens with the `agent` scope for that
     group, and no others; `max_body_bytes` is the largest request body read (413 above it);
-    `verifier` compares what each proxy runs with the head (`POST /v1/status:verify`).
+    `verifier` compares what each proxy runs with the head (`POST /v1/status:verify`);
+    `held_back` names the groups served their last-known-good (in `/v1/status`).
     """
     from .writes import ConfigWriter
 
@@ -84,6 +93,7 @@ def create_app(
         metrics=ApiMetrics(),
         metrics_sources=list(metrics_sources),
         verifier=verifier or NoVerifier(),
+        held_back=held_back or NothingHeldBack(),
     )
     publisher = propagator or NullPropagator()
 

@@ -20,7 +20,7 @@ from .diff import DiffExplainer
 from .errors import ApiError, bad_input
 from .metrics import ApiMetrics
 from .offload import offload
-from .status import DriftVerifier, NoVerifier, StatusSource
+from .status import DriftVerifier, HeldBack, NothingHeldBack, NoVerifier, StatusSource
 from .writes import ConfigWriter
 
 log = logging.getLogger("controlplane.api")
@@ -45,6 +45,7 @@ class ApiContext:
     metrics: ApiMetrics
     metrics_sources: list[MetricsSource] = field(default_factory=list)
     verifier: DriftVerifier = field(default_factory=NoVerifier)
+    held_back: HeldBack = field(default_factory=NothingHeldBack)
 
 
 def context(request: Request) -> ApiContext:

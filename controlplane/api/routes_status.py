@@ -34,7 +34,9 @@ def router() -> APIRouter:
         operation_id="get_status",
     )
     async def status(request: Request) -> Response:
-        """Every proxy: kind, group, the revision it runs, its last ACK or NACK, last seen."""
+        """Every proxy: kind, group, the revision it runs, its last ACK or NACK, last seen;
+        `held_back`: the groups whose new proxies are served their last-known-good revision
+        while the group refuses the newest one."""
         ctx = context(request)
         head = await run_in_threadpool(ctx.store.head)
         proxies = await run_in_threadpool(ctx.status.proxies)
@@ -44,6 +46,7 @@ def router() -> APIRouter:
                 "revision": number,
                 "proxies": [_proxy_json(p, number) for p in proxies],
                 "verification": ctx.verifier.last(),
+                "held_back": ctx.held_back.held_back(),
             },
             number,
         )

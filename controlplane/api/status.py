@@ -58,6 +58,21 @@ class NoVerifier:
         return None
 
 
+class HeldBack(Protocol):
+    """The node groups served their last-known-good while they refuse the newest revision."""
+
+    def held_back(self) -> list[dict[str, Any]]:
+        """Each such group: kind, group, the revision it is served and the one it refuses."""
+        ...
+
+
+class NothingHeldBack:
+    """A HeldBack for an API without proxies of its own."""
+
+    def held_back(self) -> list[dict[str, Any]]:
+        return []
+
+
 class InMemoryStatus:
     """A StatusSource kept in memory, fed by calls (tests, an API without proxies)."""
 

@@ -10,6 +10,7 @@ clusters come over ADS.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +45,14 @@ class XdsClientTls:
     key: str
 
 
-def _tls_socket(tls: XdsClientTls, xds_host: str) -> dict[str, Any]:
+def _tls_socket(tls: XdsClientTls, xds_hosts: Sequence[str]) -> dict[str, Any]:
     """An UpstreamTlsContext that presents the node's certificate and accepts only a server
-    certificate from `tls.ca` naming `xds_host` (as a DNS or IP SAN)."""
-    san_type = "IP_ADDRESS" if _is_ip(xds_host) else "DNS"
+    certificate from `tls.ca` naming one of `xds_hosts` (as a DNS or IP SAN); the first one
+    is the SNI when it is a name."""
+    names = [
+        {"san_type": "IP_ADDRESS" if _is_ip(host) else "DNS", "matcher": {"exact": host}}
+        for host in dict.fromkeys(xds_hosts)
+    ]
     context: dict[str, Any] = {
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
         "common_tls_context": {
@@ -57,14 +62,12 @@ def _tls_socket(tls: XdsClientTls, xds_host: str) -> dict[str, Any]:
             ],
             "validation_context": {
                 "trusted_ca": {"filename": tls.ca},
-                "match_typed_subject_alt_names": [
-                    {"san_type": san_type, "matcher": {"exact": xds_host}}
-                ],
+                "match_typed_subject_alt_names": names,
             },
         },
     }
-    if not _is_ip(xds_host):
-        context["sni"] = xds_host
+    if not _is_ip(xds_hosts[0]):
+        context["sni"] = xds_hosts[0]
     return {"name": "envoy.transport_sockets.tls", "typed_config": context}
 
 
@@ -81,8 +84,13 @@ def bootstrap(
     retry_max_s: float = 10.0,
     tls: XdsClientTls | None = None,
     re2_max_program_size: int = RE2_MAX_PROGRAM_SIZE,
+    also_xds: Sequence[tuple[str, int]] = (),
 ) -> dict[str, Any]:
     """An Envoy v3 bootstrap (as a dict) for one node of `group`.
+
+    The xDS server is `xds_host:xds_port`, and with `also_xds` the other replicas of the
+    control plane: endpoints of the same xDS cluster, so a lost stream reconnects to another
+    one (replicas send identical content-hash versions, so nothing changes on the Envoy).
 
     `delta` picks incremental xDS (`DELTA_GRPC`) over state of the world (`GRPC`). A fixed
     `admin_port` is announced in the node's metadata (`ADMIN_METADATA`); 0 lets Envoy choose
@@ -93,9 +101,10 @@ def bootstrap(
     model keeps every regex within the default.
     """
     config_source = {"ads": {}, "resource_api_version": "V3"}
+    servers = list(dict.fromkeys([(xds_host, xds_port), *also_xds]))
     xds_cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
-        "type": "STATIC" if _is_ip(xds_host) else "STRICT_DNS",
+        "type": "STATIC" if all(_is_ip(host) for host, _ in servers) else "STRICT_DNS",
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -111,18 +120,17 @@ def bootstrap(
                     "lb_endpoints": [
                         {
                             "endpoint": {
-                                "address": {
-                                    "socket_address": {"address": xds_host, "port_value": xds_port}
-                                }
+                                "address": {"socket_address": {"address": h, "port_value": p}}
                             }
                         }
+                        for h, p in servers
                     ]
                 }
             ],
         },
     }
     if tls is not None:
-        xds_cluster["transport_socket"] = _tls_socket(tls, xds_host)
+        xds_cluster["transport_socket"] = _tls_socket(tls, [host for host, _ in servers])
     node: dict[str, Any] = {"id": node_id, "cluster": group}
     if admin_port:
         node["metadata"] = {ADMIN_METADATA: f"{admin_host}:{admin_port}"}

@@ -88,6 +88,8 @@ def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Li
         )
     else:
         passthrough_chains(result, listener, clusters)
+    for feature in FEATURES:
+        feature.listener(listener, result)
     return result
 
 

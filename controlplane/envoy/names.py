@@ -24,7 +24,8 @@ def names(config: Config, decision: Decision) -> dict[str, Any]:
             found["filter_chain"] = (
                 sni_chain(tls.index or 0) if tls.kind == "sni_route" else DEFAULT_CHAIN
             )
-    if decision.listener.layer == "L7":
+    refused = any(p.kind == "addresses" and p.detail["refused"] for p in decision.policies)
+    if decision.listener.layer == "L7" and not refused:
         found["route_configuration"] = decision.listener.name
     if decision.virtual_host is not None:
         found["virtual_host"] = decision.virtual_host.name

@@ -3,7 +3,8 @@
 `Fleet` takes each revision through its data planes (`planes`: one per kind of proxy, Envoy
 over xDS and HAProxy through rendered bundles), each compiling every node group once; the
 `RevisionIndex` remembers which version each group got for which revision, the `Ledger` what
-every proxy said, and `LedgerStatus` reads the two together in revision numbers.
+every proxy said, and `LedgerStatus` reads the two together in revision numbers;
+`SharedStatus` answers for the proxies of every replica sharing a store.
 """
 
 from .envoy_plane import EnvoyPlane, XdsReports
@@ -12,6 +13,7 @@ from .ledger import Ledger
 from .planes import DataPlane, PlaneExplainer
 from .revisions import RevisionIndex
 from .rollout import Fleet
+from .shared_status import SharedStatus
 from .status import LedgerStatus
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "LocalHAProxy",
     "PlaneExplainer",
     "RevisionIndex",
+    "SharedStatus",
     "XdsReports",
     "manager_reports",
     "relocate",

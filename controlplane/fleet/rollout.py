@@ -75,7 +75,7 @@ class Fleet:
                 self._pending = (revision, config)
         self.loop.call_soon_threadsafe(self._wake)
 
-    def _members(self, group: str) -> GroupFacts:
+    def members(self, group: str) -> GroupFacts:
         """`group` as the ledger knows it now: its connected proxies, at least 1."""
         count = self.ledger.count(group) if self.ledger is not None else 0
         return GroupFacts(members=max(1, count))
@@ -92,7 +92,7 @@ class Fleet:
         self._feed.take()
         with self._lock:
             used = dict(self._facts)
-        changed = {group for group, facts in used.items() if self._members(group) != facts}
+        changed = {group for group, facts in used.items() if self.members(group) != facts}
         if changed:
             with self._lock:
                 self._regroup |= changed
@@ -125,7 +125,7 @@ class Fleet:
         """Compile `revision` for every group (or the groups `only` names: those whose size
         changed), publish it and deliver it."""
         groups = config.group_names() if only is None else sorted(only)
-        counted = {g: self._members(g) for g in groups if counts_members(config, g)}
+        counted = {g: self.members(g) for g in groups if counts_members(config, g)}
         facts = {g: counted.get(g, GroupFacts()) for g in groups}
         with self._lock:
             if only is None:

@@ -39,6 +39,8 @@ class Standing:
     """Versions it runs entirely (or last ran entirely)."""
     held_parts: tuple[tuple[str, frozenset[str]], ...]
     """Per type, the versions of that type's part it holds (empty unless every type has one)."""
+    matched: frozenset[str]
+    """Versions some of its types match: recording one tells the parts those types hold."""
 
     def runs(self, revision: int) -> bool:
         return not self.down and self.revision is not None and self.revision >= revision
@@ -52,7 +54,7 @@ class Standing:
 
     def may_run(self, published: Published) -> bool:
         """Whether `published`, newly recorded for its group, may be what it runs."""
-        if self.holds & published.versions:
+        if (self.holds | self.matched) & published.versions:
             return True
         if not self.held_parts or len(published.versions) != 1:
             return False
@@ -76,6 +78,7 @@ def standing_of(proxy: ProxyStatus, view: GroupRevisions) -> Standing:
         refusal=_refusal(proxy, view.published),
         holds=holds,
         held_parts=held_parts,
+        matched=frozenset(v for state in proxy.types.values() for v in state.snapshots),
     )
 
 

@@ -76,7 +76,9 @@ def _put(chosen: set[str], node_id: str, member: bool) -> None:
 class LedgerStatus:
     """Each proxy of the ledger with the newest revision it runs and its last refusal."""
 
-    def __init__(self, ledger: Ledger, index: RevisionIndex) -> None:
+    def __init__(self, ledger: Ledger, index: RevisionIndex, keep_changed: bool = False) -> None:
+        """With `keep_changed`, remember which proxies' records may have changed, for
+        `take_changed` (a replica reporting them to the others)."""
         self.ledger = ledger
         self.index = index
         self._lock = threading.RLock()
@@ -87,9 +89,29 @@ class LedgerStatus:
         self._head: Behind | None = None
         self._recorded: deque[tuple[int, GroupKey | None]] = deque()
         self._woken = Wakeups()
+        self._changed: set[str] | None = set() if keep_changed else None
         self._changes = ledger.changes(self._woken.wake)
         self._unseen = set(ledger.each(lambda p: p.node_id))
         self._cancel_index = index.observe(self._on_index)
+
+    @property
+    def wakeups(self) -> Wakeups:
+        """Woken whenever the ledger or the index changed (what a record reads may differ)."""
+        return self._woken
+
+    def take_changed(self) -> dict[str, ProxyRecord | None]:
+        """The records of the proxies whose record may have changed since the last call
+        (None: the ledger forgot the proxy); empty unless made with `keep_changed`."""
+        with self._lock:
+            self._catch_up()
+            if not self._changed:
+                return {}
+            nodes, self._changed = self._changed, set()
+            now = time.time()
+            found = dict(
+                self.ledger.each(lambda p: (p.node_id, record_of(p, self._standing(p), now)), nodes)
+            )
+        return {node_id: found.get(node_id) for node_id in sorted(nodes)}
 
     def close(self) -> None:
         """Stop following the ledger and the index."""
@@ -195,6 +217,8 @@ class LedgerStatus:
 
     def _restand(self, nodes: set[str]) -> None:
         """Compute the standing of `nodes` anew and tell every tracker (lock held)."""
+        if self._changed is not None:
+            self._changed |= nodes
         index = self.index
         fresh = dict(
             self.ledger.each(

@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from ..model import Config, GroupFacts, Listener, check, split_address
 from .bundle import Bundle
 from .features import FEATURES, Part, parts
-from .render_backends import RESOLVERS, BackendSet
+from .render_backends import BackendSet
 from .render_routes import HttpRouting, http_routing
-from .render_text import address
+from .render_text import RESOLVERS, address
 from .render_tls import tls_files
-from .scopes import BackendScope, ListenerScope, MapFiles, route_entries
+from .scopes import BackendScope, BundleFiles, GlobalScope, ListenerScope, MapFiles, route_entries
 from .templating import render_template
 
 
@@ -95,6 +95,7 @@ def render(
     backends = BackendSet({cluster.name: cluster for cluster in part.clusters})
     map_files: dict[str, list[tuple[str, str]]] = {}
     files: dict[str, str] = {}
+    contributed = BundleFiles()
     frontends = []
     sections: list[Part] = []
     for listener in part.listeners:
@@ -105,6 +106,7 @@ def render(
             route_entries(listener, position) if listener.is_l7 else [],
             MapFiles(listener.name),
             facts,
+            contributed,
         )
         crt_list = None
         if listener.protocol == "https":
@@ -133,10 +135,13 @@ def render(
     for section in backend_sections:
         scope_of = BackendScope(section.cluster, section.name, section.primary)
         section.parts = parts(FEATURES, "backend", scope_of)
+    global_parts = parts(FEATURES, "global_section", GlobalScope(part, contributed))
+    files.update(contributed.files)
     cfg, masked = render_template(
         "haproxy.cfg.j2",
         group=group,
         threads=threads,
+        global_parts=global_parts,
         resolvers=RESOLVERS,
         frontends=frontends,
         backends=backend_sections,

@@ -25,7 +25,6 @@ from .features import Part
 from .render_text import Runtime
 
 DEFAULT_TIMEOUT_MS = 15_000
-RESOLVERS = "system"
 
 _RETRY_ON = {
     "connect_failure": ("conn-failure",),

@@ -25,6 +25,9 @@ from collections.abc import Iterable
 
 from ..model.types import HostPort
 
+RESOLVERS = "system"
+"""The resolvers section servers given by host name are found through (`parse-resolv-conf`)."""
+
 _SAFE_WORD = re.compile(r"[A-Za-z0-9!%&()*+,./:;<=>?@\[\]^_`|~-]+", re.ASCII)
 """Printable ASCII that HAProxy reads literally outside quotes: no space, quote, backslash,
 '#', '$' or brace ('{' and '}' alone are ACL delimiters)."""

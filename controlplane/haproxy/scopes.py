@@ -3,11 +3,12 @@ and the features (`controlplane.haproxy.features`) see it."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..model import Cluster, GroupFacts, Listener, Route, RouteId, VirtualHost, route_ids
+from ..model import Cluster, Config, GroupFacts, Listener, Route, RouteId, VirtualHost, route_ids
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,43 @@ class MapFiles:
         return self.name(purpose) in self.entries
 
 
+@dataclass
+class BundleFiles:
+    """Files features contribute to the bundle (pattern files, Lua sources, SPOE
+    configurations), each named `<stem>.<content hash>.<suffix>`, so a changed file changes
+    the configuration text that names it and HAProxy reloads."""
+
+    files: dict[str, str] = field(default_factory=dict)
+
+    def add(self, stem: str, suffix: str, content: str) -> str:
+        """Add a file holding `content`; its name (the same content gets the same name)."""
+        digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+        name = f"{stem}.{digest}.{suffix}"
+        self.files[name] = content
+        return name
+
+
+@dataclass(frozen=True)
+class GlobalScope:
+    """The node group's part of the config being rendered, for the `global` section, and the
+    bundle's files."""
+
+    config: Config
+    files: BundleFiles
+
+
 @dataclass(frozen=True)
 class ListenerScope:
     """One listener being rendered: its routes (declaration order; none for tcp and tls
-    listeners), its map files, and what the render knows of the node group."""
+    listeners), its map files, what the render knows of the node group, and the bundle's
+    files."""
 
     listener: Listener
     index: int
     routes: Sequence[RouteEntry]
     maps: MapFiles
     facts: GroupFacts = field(default_factory=GroupFacts)
+    files: BundleFiles = field(default_factory=BundleFiles)
 
     @property
     def forwarding(self) -> list[RouteEntry]:

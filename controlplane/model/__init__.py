@@ -7,6 +7,7 @@ validated `Config`; `check(config, target)` refuses what one proxy cannot expres
 from .cluster import Cluster, Endpoint, HashCookie, HashOn, HealthCheck
 from .config import Config, NodeGroup, referenced_clusters
 from .errors import ConfigError, Issue, format_path
+from .firewall import AddressRules, Crs, Firewall, effective_firewall
 from .kinds import DEFAULT_GROUP, PROXY_KINDS, ProxyKind
 from .limits import KEYS_KEPT, GroupFacts, HeaderKey, RateLimit, TokenBucket, counts_members
 from .listener import Certificate, Listener, SniRoute
@@ -41,13 +42,16 @@ __all__ = [
     "DEFAULT_GROUP",
     "KEYS_KEPT",
     "PROXY_KINDS",
+    "AddressRules",
     "Certificate",
     "Cluster",
     "Config",
     "ConfigError",
     "ConfigFileError",
+    "Crs",
     "DirectResponse",
     "Endpoint",
+    "Firewall",
     "GroupFacts",
     "HashCookie",
     "HashOn",
@@ -73,6 +77,7 @@ __all__ = [
     "check",
     "counts_members",
     "dump_yaml",
+    "effective_firewall",
     "format_duration",
     "format_path",
     "load_file",

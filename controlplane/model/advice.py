@@ -20,6 +20,7 @@ from typing import Any
 
 from .config import Config
 from .errors import format_path
+from .firewall import Firewall
 from .kinds import DEFAULT_GROUP
 from .listener import Listener
 from .route import Route
@@ -38,6 +39,16 @@ class Need:
     detail: str
     hard: bool = True
     substitute: str | None = None
+
+
+@dataclass(frozen=True)
+class AtL4:
+    """A feature of the listener that an L4 proxy enforces as well (it stays if the listener
+    moves to L4, and costs no L7 parsing where it is)."""
+
+    feature: str
+    where: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class ListenerAdvice:
     could_run_at_l4: bool = False
     suggestion: str = ""
     traps: list[Trap] = field(default_factory=list)
+    at_l4: list[AtL4] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,31 @@ def rate_limits(config: Config, index: int, listener: Listener) -> Iterator[Need
             )
 
 
+def _l7_rule_fields(firewall: Firewall) -> list[str]:
+    sizes = [f"max_sizes.{k}" for k, v in firewall.max_sizes.model_dump().items() if v is not None]
+    named = ("methods", "user_agents", "file_extensions", "protocol", "rules")
+    return [name for name in named if getattr(firewall, name)] + sizes
+
+
+def firewall_rules(config: Config, index: int, listener: Listener) -> Iterator[Need]:
+    """L7 firewall rules and CRS inspection read the request (address rules do not)."""
+    firewalls = [(f"listeners[{index}].firewall", listener.firewall)] + [
+        (f"{where}.firewall", route.firewall) for where, route in _routes(index, listener)
+    ]
+    for where, firewall in firewalls:
+        if firewall is None or not firewall.enabled:
+            continue
+        if firewall.has_l7_rules:
+            yield Need("L7 firewall rules", where, ", ".join(_l7_rule_fields(firewall)))
+        if firewall.crs is not None:
+            crs = firewall.crs
+            yield Need(
+                "CRS inspection",
+                f"{where}.crs",
+                f"paranoia level {crs.paranoia_level} at the verdict service {crs.service}",
+            )
+
+
 DETECTORS: tuple[Detector, ...] = (
     host_routing,
     request_routing,
@@ -223,8 +260,22 @@ DETECTORS: tuple[Detector, ...] = (
     modification,
     per_request_balancing,
     rate_limits,
+    firewall_rules,
 )
-"""Every detector of what needs L7; WAF rules add theirs."""
+"""Every detector of what needs L7."""
+
+
+def address_rules(config: Config, index: int, listener: Listener) -> Iterator[AtL4]:
+    """Address rules refuse connections before a byte is read, at either layer."""
+    rules = listener.addresses
+    if rules is not None:
+        lists = (("allow", rules.allow), ("deny", rules.deny))
+        detail = ", ".join(f"{name} {len(cidrs)} range(s)" for name, cidrs in lists if cidrs)
+        yield AtL4("address rules", f"listeners[{index}].addresses", detail)
+
+
+AT_L4: tuple[Callable[[Config, int, Listener], Iterator[AtL4]], ...] = (address_rules,)
+"""Every detector of a feature an L4 proxy enforces as well."""
 
 
 # -- traps -------------------------------------------------------------------------------------
@@ -365,6 +416,7 @@ def _listener_advice(config: Config, index: int, listener: Listener) -> Listener
         *_source_ip_traps(config, index, listener),
         *(_tier_traps(config, index, listener) if listener.is_l7 else ()),
     ]
+    at_l4 = [found for detector in AT_L4 for found in detector(config, index, listener)]
     if not listener.is_l7:
         sees = "addresses and ports" + (" and the SNI" if listener.protocol == "tls" else "")
         return ListenerAdvice(
@@ -374,6 +426,7 @@ def _listener_advice(config: Config, index: int, listener: Listener) -> Listener
             could_run_at_l4=True,
             suggestion=f"L4 fits: it sees {sees} and nothing in it asks for more",
             traps=traps,
+            at_l4=at_l4,
         )
     needs = [need for detector in DETECTORS for need in detector(config, index, listener)]
     hard = [n for n in needs if n.hard]
@@ -381,7 +434,7 @@ def _listener_advice(config: Config, index: int, listener: Listener) -> Listener
         features = ", ".join(dict.fromkeys(n.feature for n in hard))
         suggestion = f"L7 is needed for: {features}"
         return ListenerAdvice(
-            listener.name, listener.protocol, "L7", needs, False, suggestion, traps
+            listener.name, listener.protocol, "L7", needs, False, suggestion, traps, at_l4
         )
     routes = [r for v in listener.virtual_hosts for r in v.routes]
     cluster = routes[0].backends[0].cluster if routes and routes[0].backends else None
@@ -390,7 +443,9 @@ def _listener_advice(config: Config, index: int, listener: Listener) -> Listener
         f"could run at L4: protocol tcp with default_cluster {cluster} (a tcp cluster over the "
         "same endpoints)" + (f"; instead of {changes}" if changes else "")
     )
-    return ListenerAdvice(listener.name, listener.protocol, "L7", needs, True, suggestion, traps)
+    return ListenerAdvice(
+        listener.name, listener.protocol, "L7", needs, True, suggestion, traps, at_l4
+    )
 
 
 def _group_of(config: Config, name: str) -> str | None:

@@ -5,7 +5,9 @@ listener → (TLS: the certificate, or the SNI route of a passthrough listener) 
 (exact domain, then the longest `*.suffix`, then `*`) → route (the first, in
 `precedence_order`, whose every condition holds; every other route whose path matched is
 listed with why it lost) → action (backends with their shares, a redirect's Location, a
-direct response, 404, a refused upgrade) → the policies that apply (`model.policies`).
+direct response, 404, a refused upgrade, the firewall's 403) → the policies that apply
+(`model.policies`). Address rules (`listener.addresses`) are checked first: a refused
+client's connection closes before anything else is decided.
 
 It is the model's meaning, not either proxy's: the scenario runner checks every request it
 sends through a real Envoy and a real HAProxy against it. The names each compiler gives the
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError
@@ -24,6 +26,8 @@ from pydantic import AfterValidator, Field, ValidationError
 from .cluster import Cluster
 from .config import Config
 from .errors import ConfigError, Issue, issues_from_pydantic
+from .firewall import BLOCKED_BODY, Firewall, effective_firewall
+from .firewall_checks import address_refusal, matched_rules
 from .listener import Listener
 from .policies import AppliedPolicy, applied_policies
 from .precedence import decided_by, precedence_order
@@ -67,7 +71,7 @@ class Request(Model):
     `:authority`), port included as a client sends it; `headers` and `cookies` are sent once
     each (a `cookie` header's cookies join `cookies`); `sni` is the TLS server name of an
     https or tls listener's ClientHello; `client_ip` is the address the proxy sees (or a PROXY
-    protocol header claims).
+    protocol header claims); `body` is what firewall rules on the body and its size read.
     """
 
     listener: Name
@@ -84,6 +88,7 @@ class Request(Model):
     ] = Field(default_factory=dict)
     sni: Annotated[str, Field(max_length=253), AfterValidator(_host_name)] | None = None
     client_ip: Annotated[str, AfterValidator(_ip)] = "127.0.0.1"
+    body: str | None = Field(None, max_length=65536)
 
     @property
     def path_only(self) -> str:
@@ -120,6 +125,23 @@ class Request(Model):
         """The Host compared with domains: without its port, in lower case."""
         host = (self.host or "").lower()
         return re.sub(r":[0-9]+$", "", host)
+
+    def seen_headers(self) -> list[tuple[str, str]]:
+        """The headers a proxy sees, names in lower case: Host, `headers`, the cookies of
+        `cookies` in one `cookie` header when `headers` has none, a `content-length` for
+        `body` when `headers` has none."""
+        seen = [("host", self.host)] if self.host is not None else []
+        seen += [(name, value) for name, value in self.headers.items() if name != "host"]
+        if self.cookies and "cookie" not in self.headers:
+            seen.append(("cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items())))
+        if self.body is not None and "content-length" not in self.headers:
+            seen.append(("content-length", str(len(self.body.encode()))))
+        return seen
+
+    def matched_rules(self, firewall: Firewall) -> list[str]:
+        """The L7 rules of `firewall` this request matches (`firewall_checks`)."""
+        body = (self.body or "").encode()
+        return matched_rules(firewall, self.method, self.path, self.seen_headers(), body)
 
     def upgrade(self) -> str | None:
         """The protocol an upgrade request asks for (`websocket`), or None."""
@@ -233,9 +255,10 @@ class Action:
     - `redirect`: `status` with `location`;
     - `direct_response`: `status`, `body`, `content_type` from the proxy itself;
     - `not_found`: 404, no virtual host or route takes it;
-    - `refused`: 403, an upgrade the route does not allow, or a request without the header
-      its rate limit requires;
-    - `closed`: a tls listener closes a connection no SNI route takes.
+    - `refused`: 403, an upgrade the route does not allow, the firewall blocks it (block
+      mode: L7 rules matched), or a request without the header its rate limit requires;
+    - `closed`: a tls listener closes a connection no SNI route takes, or address rules
+      refuse the client.
     """
 
     kind: Literal["forward", "redirect", "direct_response", "not_found", "refused", "closed"]
@@ -501,6 +524,22 @@ def _location(listener: Listener, route: Route, request: Request) -> str:
     return f"{scheme}://{host}{port}{path}" + (f"?{query}" if query is not None else "")
 
 
+def firewall_action(listener: Listener, route: Route, request: Request) -> Action | None:
+    """The firewall's 403 when its L7 rules match in block mode, else None."""
+    firewall = effective_firewall(listener.firewall, route.firewall)
+    if firewall is None or firewall.mode != "block":
+        return None
+    hits = request.matched_rules(firewall)
+    if not hits:
+        return None
+    return Action(
+        "refused",
+        status=403,
+        body=BLOCKED_BODY,
+        reason=f"the firewall blocks it (rules: {', '.join(hits)})",
+    )
+
+
 def _key_refusal(vhost: VirtualHost, route: Route, request: Request) -> Action | None:
     """403 for a request without the header its route's rate limit requires (`missing:
     deny`)."""
@@ -582,6 +621,11 @@ def decide(config: Config, request: Request) -> Decision:
         if listener.accept_proxy_protocol
         else "the connection",
     )
+    refusal = address_refusal(listener.addresses, request.client_ip)
+    if refusal is not None:
+        action = Action("closed", reason=f"address rules refuse the client: {refusal}")
+        refused = Decision(request, chosen, action)
+        return replace(refused, policies=applied_policies(config, listener, None, refused))
     if not listener.is_l7:
         return _decide_l4(config, listener, chosen, request)
     tls = None
@@ -606,7 +650,11 @@ def decide(config: Config, request: Request) -> Decision:
             reason += " (" + "; ".join(f"{c.route}: {c.why}" for c in candidates) + ")"
         return Decision(request, chosen, Action("not_found", status=404, reason=reason), tls, host)
     route = vhost.routes[route_choice.index]
-    action = _key_refusal(vhost, route, request) or route_action(config, listener, route, request)
+    action = (
+        firewall_action(listener, route, request)
+        or _key_refusal(vhost, route, request)
+        or route_action(config, listener, route, request)
+    )
     decision = Decision(request, chosen, action, tls, host, route_choice)
     return Decision(
         request,

@@ -6,6 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SerializationInfo, field_serializer
 
+from .firewall import AddressRules, Crs, Firewall, effective_firewall
 from .route import VirtualHost
 from .tls import REDACT_KEYS, Pem, redacted
 from .types import BindAddress, Model, Name, ServerName, model_check
@@ -62,6 +63,10 @@ class Listener(Model):
     On L7 listeners `forwarded_for` appends the client address to X-Forwarded-For and
     `request_id` gives each request an `x-request-id` header when it has none; L4
     listeners see no headers and ignore `forwarded_for`.
+
+    `addresses` refuses connections by client address (every protocol); `firewall` checks
+    the requests of every route with L7 rules and CRS inspection (http and https; a route's
+    own `firewall` replaces it). See `controlplane.model.firewall`.
     """
 
     name: Name
@@ -80,6 +85,12 @@ class Listener(Model):
         le=1_000_000,
         description="Client connections the listener holds at once at most; one more is closed "
         "as soon as it is accepted.",
+    )
+    addresses: AddressRules | None = Field(
+        None, description="Which client addresses may connect (any protocol)."
+    )
+    firewall: Firewall | None = Field(
+        None, description="L7 rules and CRS inspection for every route (http, https)."
     )
 
     @model_check
@@ -106,7 +117,37 @@ class Listener(Model):
             raise ValueError("a tls listener needs sni_routes or default_cluster")
         if not l7 and self.request_id:
             raise ValueError("request_id is an HTTP feature; an L4 listener cannot see headers")
+        if not l7 and self.firewall is not None:
+            raise ValueError(
+                "firewall is for http and https listeners; an L4 listener sees no requests "
+                "(use addresses)"
+            )
+        self._one_verdict_service()
         return self
+
+    def _one_verdict_service(self) -> None:
+        firewalls = [self.firewall] + [
+            route.firewall for vhost in self.virtual_hosts for route in vhost.routes
+        ]
+        connections = {fw.crs.connection for fw in firewalls if fw is not None and fw.crs}
+        if len(connections) > 1:
+            raise ValueError(
+                "the crs of a listener and of its routes must share service, failure, timeout "
+                "and max_body_bytes (one verdict service per listener)"
+            )
+
+    def route_firewalls(self) -> list[Firewall | None]:
+        """The firewall that checks each route's requests (`effective_firewall`), in
+        declaration order of virtual hosts and routes."""
+        return [
+            effective_firewall(self.firewall, route.firewall)
+            for vhost in self.virtual_hosts
+            for route in vhost.routes
+        ]
+
+    def verdict_service(self) -> Crs | None:
+        """The crs whose service settings the listener's routes share, if a route has one."""
+        return next((fw.crs for fw in self.route_firewalls() if fw and fw.crs), None)
 
     @property
     def is_l7(self) -> bool:

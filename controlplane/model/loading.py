@@ -45,6 +45,7 @@ def load_text(text: str, source: str = "<config>", files_relative_to: Path | Non
     data = parse_text(text, source)
     if files_relative_to is not None:
         resolve_certificate_files(data, files_relative_to)
+        resolve_address_files(data, files_relative_to)
     return _config_from_data(data)
 
 
@@ -95,6 +96,55 @@ def resolve_certificate_files(data: Any, base: Path) -> None:
                     issues.append(Issue(("listeners", li, "certificates", ci, field), str(exc)))
     if issues:
         raise ConfigError(issues)
+
+
+MAX_ADDRESS_FILE = 8 << 20
+"""The largest file of CIDRs a config file may name (about 300,000 IPv6 ranges)."""
+
+
+def resolve_address_files(data: Any, base: Path) -> None:
+    """Replace each `{file: path}` entry of a listener's `addresses.allow` or `deny` in plain
+    config data by the CIDRs of that file (one a line; blank lines and `#` comments skipped),
+    relative paths taken from `base`. Raises ConfigError naming the entry of every file that
+    cannot be read (regular UTF-8 files of at most MAX_ADDRESS_FILE bytes); the CIDRs are
+    checked by validation, as inline ones are."""
+    issues = []
+    listeners = data.get("listeners") if isinstance(data, dict) else None
+    for li, listener in enumerate(listeners if isinstance(listeners, list) else ()):
+        rules = listener.get("addresses") if isinstance(listener, dict) else None
+        if not isinstance(rules, dict):
+            continue
+        for field in ("allow", "deny"):
+            entries = rules.get(field)
+            if not isinstance(entries, list):
+                continue
+            resolved: list[Any] = []
+            for ei, entry in enumerate(entries):
+                if not (isinstance(entry, dict) and set(entry) == {"file"}):
+                    resolved.append(entry)
+                    continue
+                try:
+                    resolved.extend(_read_cidr_file(base / str(entry["file"])))
+                except ConfigFileError as exc:
+                    issues.append(Issue(("listeners", li, "addresses", field, ei), str(exc)))
+            rules[field] = resolved
+    if issues:
+        raise ConfigError(issues)
+
+
+def _read_cidr_file(path: Path) -> list[str]:
+    try:
+        if not path.is_file():
+            raise ConfigFileError(f"{path.name}: not a regular file")
+        if path.stat().st_size > MAX_ADDRESS_FILE:
+            raise ConfigFileError(f"{path.name}: larger than {MAX_ADDRESS_FILE} bytes")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigFileError(f"{path.name}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"{path.name}: not UTF-8 text") from None
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
 
 
 def dump_yaml(config: Config, redact_keys: bool = False) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
+from .firewall import effective_firewall
+from .firewall_checks import protocol_problem
 from .limits import RateLimit
 from .listener import Listener
 from .route import HeaderMutation, Route
@@ -32,6 +34,9 @@ class AppliedPolicy:
     kind: str
     summary: str
     detail: dict[str, Any] = field(default_factory=dict)
+    may_answer: int | None = None
+    """A status the proxy answers itself instead of the action when a verdict the model cannot
+    foresee says so (the CRS's 403)."""
 
 
 PolicyExplainer = Callable[[Config, Listener, Route | None, "Decision"], Iterator[AppliedPolicy]]
@@ -174,7 +179,70 @@ def rate_limit(
     )
 
 
-POLICIES: tuple[PolicyExplainer, ...] = (rate_limit, client_address, header_mutations, forwarding)
+def firewall(
+    config: Config, listener: Listener, route: Route | None, decision: Decision
+) -> Iterator[AppliedPolicy]:
+    """Address rules (who may connect), and the route's firewall: the L7 rules the request
+    matched, and the CRS inspection whose verdict is the verdict service's."""
+    rules = listener.addresses
+    if rules is not None:
+        refused = decision.action.kind == "closed" and decision.tls is None
+        client = decision.request.client_ip
+        yield _applied(
+            "addresses",
+            f"address rules refuse {client}: the connection closes before a byte is read"
+            if refused
+            else f"address rules let {client} in",
+            client=client,
+            refused=refused,
+            allow=len(rules.allow),
+            deny=len(rules.deny),
+        )
+    if route is None:
+        return
+    checks = effective_firewall(listener.firewall, route.firewall)
+    if checks is None:
+        if (route.firewall or listener.firewall) is not None:
+            yield _applied("firewall", "the firewall is switched off on this route", enabled=False)
+        return
+    hits = decision.request.matched_rules(checks)
+    if checks.has_l7_rules:
+        if not hits:
+            summary = "no L7 rule matches"
+        else:
+            request = decision.request
+            problem = protocol_problem(request.path, request.seen_headers())
+            named = ", ".join(f"protocol ({problem})" if h == "protocol" else h for h in hits)
+            outcome = "blocked: 403" if checks.mode == "block" else "detect: let through"
+            summary = f"L7 rules match: {named} ({outcome})"
+        yield _applied("firewall", summary, mode=checks.mode, matched=hits)
+    crs = checks.crs
+    if crs is not None and not (hits and checks.mode == "block"):
+        blocks = checks.mode == "block" or crs.failure == "closed"
+        yield AppliedPolicy(
+            "crs",
+            f"OWASP CRS at paranoia level {crs.paranoia_level} (anomaly threshold "
+            f"{crs.anomaly_threshold}) inspects it at {crs.service}: the verdict service decides"
+            + (" (detect: let through, x-waf-rules)" if checks.mode == "detect" else ""),
+            {
+                "mode": checks.mode,
+                "paranoia_level": crs.paranoia_level,
+                "anomaly_threshold": crs.anomaly_threshold,
+                "exclusions": list(crs.exclusions),
+                "service": crs.service,
+                "failure": crs.failure,
+            },
+            may_answer=403 if blocks else None,
+        )
+
+
+POLICIES: tuple[PolicyExplainer, ...] = (
+    firewall,
+    rate_limit,
+    client_address,
+    header_mutations,
+    forwarding,
+)
 """Every policy explainer, in the order the proxies apply the policies."""
 
 

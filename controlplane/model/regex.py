@@ -278,6 +278,30 @@ def _ranges(chars: frozenset[int], caseless: bool) -> int:
     return max(1, sum(1 for i, c in enumerate(ordered) if i == 0 or c != ordered[i - 1] + 1))
 
 
+MAX_GROUP_DEPTH = 50
+"""How deeply groups may nest (the parsers here recurse once per level)."""
+
+
+def _group_depth(pattern: str) -> int:
+    depth = deepest = 0
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    return deepest
+
+
 def regex_problem(pattern: str) -> str | None:
     """Why `pattern` is not read alike by both proxies (see the module docstring), or None."""
     for position, char in enumerate(pattern):
@@ -286,6 +310,8 @@ def regex_problem(pattern: str) -> str | None:
                 f"a regex is printable ASCII (U+{ord(char):04X} at position {position}); "
                 r"Envoy (RE2) reads characters and HAProxy (PCRE) bytes"
             )
+    if _group_depth(pattern) > MAX_GROUP_DEPTH:
+        return f"a regex nests groups at most {MAX_GROUP_DEPTH} deep"
     try:
         piece: _Piece | None = _Parser(pattern).alternation()
     except _Unportable as exc:

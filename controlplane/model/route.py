@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from .firewall import Firewall
 from .limits import RateLimit
 from .regex import Regex
 from .types import (
@@ -17,15 +18,13 @@ from .types import (
     HostName,
     MatchName,
     MediaType,
+    Method,
     Model,
     Name,
     ResponseBody,
     UrlPath,
     model_check,
 )
-
-Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
-"""Methods a route can match; CONNECT opens a tunnel rather than asking for a path."""
 
 
 def _one_of(obj: Model, fields: tuple[str, ...]) -> None:
@@ -175,6 +174,11 @@ class Route(Model):
         None,
         description="This route's request rate limit; false: none, whatever its virtual host "
         "sets; unset: its virtual host's.",
+    )
+    firewall: Firewall | None = Field(
+        None,
+        description="This route's firewall, replacing the listener's; {enabled: false} "
+        "switches it off here.",
     )
 
     @model_check

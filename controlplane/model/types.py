@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -119,6 +119,9 @@ def _without_controls(value: str) -> str:
         raise ValueError(problem)
     return value
 
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"]
+"""Methods a route can match; CONNECT opens a tunnel rather than asking for a path."""
 
 # -- names and tokens -----------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+import builtins
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +12,9 @@ from ..model import Config
 
 RevisionListener = Callable[[int], None]
 """Told the number of a new head revision; see `Store.subscribe`."""
+
+ReportsListener = Callable[[], None]
+"""Told that some replica wrote reports; see `Store.subscribe_reports`."""
 
 MAX_NUMBER = 2**63 - 2
 """The largest revision number a store holds (a signed 64-bit integer, with room for `before`)."""
@@ -39,6 +43,19 @@ class Revision(RevisionMeta):
         return RevisionMeta(
             self.number, self.created_at, self.author, self.message, self.content_hash
         )
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one replica last said of one subject: an opaque text the store does not read,
+    when it was written (seconds since the epoch, the database's clock), and whether the
+    replica's lease still holds (`live`)."""
+
+    subject: str
+    replica: str
+    body: str
+    written_at: float
+    live: bool
 
 
 class Conflict(Exception):
@@ -80,6 +97,9 @@ class Store(abc.ABC):
     older one. A commit is all or nothing. Implementations are safe to call from several
     threads.
     """
+
+    shared = False
+    """Whether other processes (control-plane replicas) may write to the store too."""
 
     @abc.abstractmethod
     def head(self) -> Revision | None:
@@ -125,6 +145,36 @@ class Store(abc.ABC):
         unless `replace`, which deletes them first. Any exception, also one raised while
         iterating `revisions`, writes nothing. Listeners are told the new head.
         """
+
+    @abc.abstractmethod
+    def report(
+        self,
+        replica: str,
+        lease: float,
+        bodies: Mapping[str, str | None],
+        fresh: bool = False,
+    ) -> None:
+        """Renew `replica`'s lease for `lease` seconds and write its reports, in one
+        transaction: per subject the new body, or None to remove the replica's report of it;
+        `fresh` removes every other report of the replica first (a replica starting again
+        under the same name knows nothing of what it reported before). Report listeners, on
+        every replica, are told afterwards."""
+
+    @abc.abstractmethod
+    def reports(self) -> builtins.list[Report]:
+        """Every report of every replica known, whether its lease holds or not."""
+
+    @abc.abstractmethod
+    def forget_replicas(self, gone_for: float) -> builtins.list[str]:
+        """Drop the replicas whose lease ran out more than `gone_for` seconds ago, with
+        their reports; their names."""
+
+    @abc.abstractmethod
+    def subscribe_reports(self, listener: ReportsListener) -> Callable[[], None]:
+        """Call `listener()` after reports were written (by any replica sharing the store,
+        including this one), and whenever reports may have been missed (PostgreSQL: after
+        its LISTEN connection reconnected, and at the safety interval); returns an
+        unsubscribe. Calls may be merged; an exception from a listener is logged."""
 
     def close(self) -> None:  # noqa: B027 - optional for implementations holding nothing
         """Release connections; the store is not used afterwards."""

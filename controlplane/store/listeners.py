@@ -53,3 +53,33 @@ class Listeners:
                     listener(number)
                 except Exception:
                     log.exception("a store listener failed on revision %d", number)
+
+
+class Signals:
+    """Who `Store.subscribe_reports`d: each told, with no argument, on every `tell`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Subscribe `listener`; returns the function that unsubscribes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def tell(self) -> None:
+        """Call every listener; one that raises is logged, the others are still told."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener()
+            except Exception:
+                log.exception("a reports listener failed")

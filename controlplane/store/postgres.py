@@ -3,17 +3,20 @@
 Every replica opens the same database. Writers race on the revision number, the table's
 primary key: the one whose INSERT lands first wins, the others raise Conflict exactly as
 SQLite does. A commit sends `NOTIFY controlplane_revisions, '<number>'` in its transaction,
-so every replica's LISTEN connection hears each new head once it is committed.
+so every replica's LISTEN connection hears each new head once it is committed. Reports
+(what each replica says of the subjects it serves, under a lease) are announced the same way
+on their own channel.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import selectors
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -27,6 +30,8 @@ from .base import (
     MAX_NUMBER,
     Conflict,
     NotEmpty,
+    Report,
+    ReportsListener,
     Revision,
     RevisionListener,
     RevisionMeta,
@@ -35,12 +40,16 @@ from .base import (
     StoreError,
 )
 from .content import config_json, text_hash
-from .listeners import Listeners
+from .listeners import Listeners, Signals
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "controlplane_revisions"
 """The NOTIFY channel; the payload is the new head's number, nothing else."""
+REPORTS_CHANNEL = "controlplane_reports"
+"""The NOTIFY channel of written reports; the payload is the writing replica's name."""
+_NOW = "extract(epoch from clock_timestamp())"
+"""The database's clock in seconds since the epoch: one clock for every replica's lease."""
 
 MIGRATION_LOCK = 0x636F6E74726F6C
 """The advisory lock key that serialises migrations of one database (replicas starting at
@@ -137,6 +146,8 @@ class PostgresStore(Store):
     LISTEN connection lives on a thread of its own, so no event loop is needed here.
     """
 
+    shared = True
+
     def __init__(
         self,
         url: str,
@@ -163,6 +174,7 @@ class PostgresStore(Store):
             raise
         self._cached: Revision | None = None
         self._listeners = Listeners()
+        self._signals = Signals()
         self._follower: _Follower | None = None
 
     def head(self) -> Revision | None:
@@ -238,12 +250,80 @@ class PostgresStore(Store):
         once it listens (or after `connect_timeout`, the thread trying on), so every commit
         after `subscribe` returns is heard."""
         unsubscribe = self._listeners.add(listener)
+        self._follow()
+        return unsubscribe
+
+    def report(
+        self,
+        replica: str,
+        lease: float,
+        bodies: Mapping[str, str | None],
+        fresh: bool = False,
+    ) -> None:
+        gone = [(s, replica) for s, b in bodies.items() if b is None]
+        written = [(s, replica, b) for s, b in bodies.items() if b is not None]
+        with self._lock:
+            conn = self._connection()
+            with conn.transaction(), conn.cursor() as cursor:
+                cursor.execute(
+                    f"INSERT INTO replicas (replica, expires_at) VALUES (%s, {_NOW} + %s)"
+                    " ON CONFLICT (replica) DO UPDATE SET expires_at = excluded.expires_at",
+                    (replica, lease),
+                )
+                if fresh:
+                    cursor.execute("DELETE FROM reports WHERE replica = %s", (replica,))
+                if gone:
+                    cursor.executemany(
+                        "DELETE FROM reports WHERE subject = %s AND replica = %s", gone
+                    )
+                if written:
+                    cursor.executemany(
+                        "INSERT INTO reports (subject, replica, body, written_at)"
+                        f" VALUES (%s, %s, %s, {_NOW}) ON CONFLICT (subject, replica)"
+                        " DO UPDATE SET body = excluded.body, written_at = excluded.written_at",
+                        written,
+                    )
+                if gone or written or fresh:
+                    cursor.execute("SELECT pg_notify(%s, %s)", (REPORTS_CHANNEL, replica))
+        self._signals.tell()
+
+    def reports(self) -> builtins.list[Report]:
+        rows = self._read(
+            "SELECT r.subject, r.replica, r.body, r.written_at,"
+            f" coalesce(l.expires_at > {_NOW}, false) FROM reports r"
+            " LEFT JOIN replicas l ON l.replica = r.replica",
+            (),
+        )
+        return [Report(str(s), str(r), str(b), float(w), bool(live)) for s, r, b, w, live in rows]
+
+    def forget_replicas(self, gone_for: float) -> builtins.list[str]:
+        with self._lock:
+            conn = self._connection()
+            with conn.transaction():
+                rows = conn.execute(
+                    f"DELETE FROM replicas WHERE expires_at < {_NOW} - %s RETURNING replica",
+                    (gone_for,),
+                ).fetchall()
+                gone = [str(row[0]) for row in rows]
+                if gone:
+                    conn.execute("DELETE FROM reports WHERE replica = ANY(%s)", (gone,))
+                    conn.execute("SELECT pg_notify(%s, %s)", (REPORTS_CHANNEL, gone[0]))
+        return gone
+
+    def subscribe_reports(self, listener: ReportsListener) -> Callable[[], None]:
+        """As `Store.subscribe_reports`; starts the LISTEN thread as `subscribe` does."""
+        unsubscribe = self._signals.add(listener)
+        self._follow()
+        return unsubscribe
+
+    def _follow(self) -> None:
+        """Start the LISTEN thread unless it runs; return once it listens (or after
+        `connect_timeout`, the thread trying on)."""
         with self._lock:
             if self._follower is None:
-                self._follower = _Follower(self, self._listeners)
+                self._follower = _Follower(self, self._listeners, self._signals)
                 self._follower.start()
         self._follower.wait_listening(self.connect_timeout)
-        return unsubscribe
 
     def load_history(self, revisions: Iterable[Revision], replace: bool = False) -> int | None:
         head: int | None = None
@@ -286,7 +366,7 @@ class PostgresStore(Store):
             self._conn = connect(self.url, "controlplane", connect_timeout=self.connect_timeout)
         return self._conn
 
-    def _read(self, query: str, params: tuple[int, ...]) -> Rows:
+    def _read(self, query: str, params: tuple[int, ...] | tuple[()]) -> Rows:
         """Rows of a read-only query; once more on a new connection if the old one broke."""
         with self._lock:
             conn = self._connection()
@@ -301,10 +381,11 @@ class PostgresStore(Store):
 class _Follower(threading.Thread):
     """Holds a store's LISTEN connection and tells its listeners of each new head."""
 
-    def __init__(self, store: PostgresStore, listeners: Listeners) -> None:
+    def __init__(self, store: PostgresStore, listeners: Listeners, signals: Signals) -> None:
         super().__init__(name="controlplane-listen", daemon=True)
         self._store = store
         self._listeners = listeners
+        self._signals = signals
         self._stopping = threading.Event()
         self._listening = threading.Event()
         self._first = threading.Lock()
@@ -341,6 +422,7 @@ class _Follower(threading.Thread):
                 )
                 with conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {REPORTS_CHANNEL}")
                     self._reread(conn, arming=True)
                     backoff = 0.1
                     self._follow(conn)
@@ -364,8 +446,14 @@ class _Follower(threading.Thread):
                 selector.select(max(0.0, next_reread - time.monotonic()))
                 if self._stopping.is_set():
                     return
+                reports = False
                 for notify in conn.notifies(timeout=0):
-                    self._heard(notify.payload)
+                    if notify.channel == REPORTS_CHANNEL:
+                        reports = True
+                    else:
+                        self._heard(notify.payload)
+                if reports:
+                    self._signals.tell()
                 if time.monotonic() >= next_reread:
                     self._reread(conn, arming=False)
                     next_reread = time.monotonic() + self._store.safety_interval
@@ -389,6 +477,7 @@ class _Follower(threading.Thread):
                 self._listening.set()
         if head:
             self._listeners.announce(head)
+        self._signals.tell()  # reports written while it was not listening may be missed
 
 
 def _meta(row: Row) -> RevisionMeta:

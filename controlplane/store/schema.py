@@ -51,6 +51,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
         """,
     ),
+    Migration(
+        2,
+        "reports",
+        # What each replica reports of the subjects it serves (opaque text), and each
+        # replica's lease; times are seconds since the epoch (the database's clock on
+        # PostgreSQL, so replicas' clocks need not agree).
+        sqlite="""
+            CREATE TABLE replicas (
+                replica    TEXT PRIMARY KEY,
+                expires_at REAL NOT NULL
+            );
+            CREATE TABLE reports (
+                subject    TEXT NOT NULL,
+                replica    TEXT NOT NULL REFERENCES replicas ON DELETE CASCADE,
+                body       TEXT NOT NULL,
+                written_at REAL NOT NULL,
+                PRIMARY KEY (subject, replica)
+            )
+        """,
+        postgres="""
+            CREATE TABLE replicas (
+                replica    TEXT             PRIMARY KEY,
+                expires_at DOUBLE PRECISION NOT NULL
+            );
+            CREATE TABLE reports (
+                subject    TEXT             NOT NULL,
+                replica    TEXT             NOT NULL REFERENCES replicas ON DELETE CASCADE,
+                body       TEXT             NOT NULL,
+                written_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (subject, replica)
+            )
+        """,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

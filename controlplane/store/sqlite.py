@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from .base import (
     MAX_NUMBER,
     Conflict,
     NotEmpty,
+    Report,
+    ReportsListener,
     Revision,
     RevisionListener,
     RevisionMeta,
@@ -21,7 +25,7 @@ from .base import (
     Store,
 )
 from .content import config_json, text_hash
-from .listeners import Listeners
+from .listeners import Listeners, Signals
 
 _META_COLUMNS = "number, created_at, author, message, content_hash"
 
@@ -45,6 +49,7 @@ class SQLiteStore(Store):
         )
         self._lock = threading.RLock()
         self._listeners = Listeners()
+        self._signals = Signals()
         self._cached: Revision | None = None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -78,7 +83,8 @@ class SQLiteStore(Store):
                 if before == 1 and recorded[0] == 0:
                     self._record(schema.MIGRATIONS[0])
                 for step in steps:
-                    self._db.execute(step.sqlite)
+                    for statement in step.sqlite.split(";"):
+                        self._db.execute(statement)
                     self._record(step)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -196,6 +202,78 @@ class SQLiteStore(Store):
         if head is not None:
             self._listeners.announce(head)
         return head
+
+    def report(
+        self,
+        replica: str,
+        lease: float,
+        bodies: Mapping[str, str | None],
+        fresh: bool = False,
+    ) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO replicas (replica, expires_at) VALUES (?, ?) ON CONFLICT"
+                    " (replica) DO UPDATE SET expires_at = excluded.expires_at",
+                    (replica, now + lease),
+                )
+                if fresh:
+                    self._db.execute("DELETE FROM reports WHERE replica = ?", (replica,))
+                for subject, body in bodies.items():
+                    if body is None:
+                        self._db.execute(
+                            "DELETE FROM reports WHERE subject = ? AND replica = ?",
+                            (subject, replica),
+                        )
+                    else:
+                        self._db.execute(
+                            "INSERT INTO reports (subject, replica, body, written_at)"
+                            " VALUES (?, ?, ?, ?) ON CONFLICT (subject, replica) DO UPDATE"
+                            " SET body = excluded.body, written_at = excluded.written_at",
+                            (subject, replica, body, now),
+                        )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self._signals.tell()
+
+    def reports(self) -> builtins.list[Report]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.subject, r.replica, r.body, r.written_at,"
+                " coalesce(l.expires_at, 0) > ? FROM reports r"
+                " LEFT JOIN replicas l ON l.replica = r.replica",
+                (time.time(),),
+            ).fetchall()
+        return [Report(str(s), str(r), str(b), float(w), bool(live)) for s, r, b, w, live in rows]
+
+    def forget_replicas(self, gone_for: float) -> builtins.list[str]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = [
+                    str(row[0])
+                    for row in self._db.execute(
+                        "SELECT replica FROM replicas WHERE expires_at < ?",
+                        (time.time() - gone_for,),
+                    )
+                ]
+                for replica in gone:
+                    self._db.execute("DELETE FROM reports WHERE replica = ?", (replica,))
+                    self._db.execute("DELETE FROM replicas WHERE replica = ?", (replica,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        if gone:
+            self._signals.tell()
+        return gone
+
+    def subscribe_reports(self, listener: ReportsListener) -> Callable[[], None]:
+        return self._signals.add(listener)
 
     def close(self) -> None:
         with self._lock:

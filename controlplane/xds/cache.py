@@ -315,6 +315,7 @@ class SnapshotCache:
 
     def __init__(self) -> None:
         self._snapshots: dict[str, Snapshot] = {}
+        self._held: dict[str, Snapshot] = {}
         self._watches: dict[str, set[_Watch]] = {}
         self._interned: dict[frozenset[str], frozenset[str]] = {}
         self._lock = threading.Lock()
@@ -333,6 +334,24 @@ class SnapshotCache:
     def get(self, group: str) -> Snapshot | None:
         """The current snapshot of `group`, None before the first one is set."""
         return self._snapshots.get(group)
+
+    def hold_back(self, group: str, snapshot: Snapshot | None) -> None:
+        """Streams of `group` that start from now on are served `snapshot` (the last one the
+        group accepted, while its proxies refuse the current one) instead of the current
+        snapshot, until the hold is released (None); then they follow the current snapshot.
+        Streams that started before keep following the current snapshot."""
+        with self._lock:
+            previous = self._held.pop(group, None)
+            if snapshot is not None:
+                self._held[group] = snapshot
+            watches = list(self._watches.get(group, ()))
+        if previous is not None and snapshot is None:
+            _notify(watches)
+
+    def held(self, group: str) -> Snapshot | None:
+        """What new streams of `group` are served instead of its current snapshot (None: the
+        current snapshot, nothing is held back)."""
+        return self._held.get(group)
 
     def groups(self) -> list[str]:
         """Groups that have a snapshot."""

@@ -132,6 +132,7 @@ class DiscoveryStream:
         self._nonces = itertools.count(1)
         self._unwatch: Callable[[], None] | None = None
         self._rewarm: set[str] = set()
+        self._held_back = False
 
     # --- lifecycle ---
 
@@ -150,6 +151,7 @@ class DiscoveryStream:
         if admin is not None:
             self.callbacks.described(self.node_id, admin)
         self._unwatch = self.cache.watch(self.group, self._wake)
+        self._held_back = self.cache.held(self.group) is not None
 
     def close(self) -> None:
         """The stream ended: stop watching and tell the callbacks."""
@@ -278,7 +280,7 @@ class DiscoveryStream:
         """Bring the client to the group's current snapshot as far as the rules allow."""
         if self.node_id is None:
             return
-        snap = self.cache.get(self.group)
+        snap = self._snapshot()
         if snap is None:
             return
         settled = self._referrers_settled(snap)
@@ -287,6 +289,16 @@ class DiscoveryStream:
                 continue
             await self._push(t, self.subs[t], snap, settled)
         self._report_synced(snap)
+
+    def _snapshot(self) -> Snapshot | None:
+        """What this stream is to run: the group's snapshot, or, while the group is held back
+        since before this stream started, its last-known-good (`SnapshotCache.hold_back`)."""
+        if self._held_back:
+            held = self.cache.held(self.group)
+            if held is not None:
+                return held
+            self._held_back = False
+        return self.cache.get(self.group)
 
     async def _push(self, type_url: str, st: _TypeState, snap: Snapshot, settled: bool) -> None:
         raise NotImplementedError

@@ -25,6 +25,8 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
+import socket
 import ssl
 import struct
 import threading
@@ -201,6 +203,25 @@ _QUIET_ERRORS = (
 )
 
 
+def _still_open(writers: Iterable[asyncio.StreamWriter]) -> int:
+    """How many of `writers`' connections their peer has not closed: a proxy that closed one
+    and opened another at once has one open, even before this loop reads the first's EOF."""
+    count = 0
+    for writer in writers:
+        fd = writer.get_extra_info("socket").fileno()
+        if fd < 0:
+            continue
+        with socket.socket(fileno=os.dup(fd)) as peer:
+            try:
+                closed = peer.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                closed = False
+            except OSError:
+                closed = True
+        count += not closed
+    return count
+
+
 async def _start_stream(
     spec: BackendSpec,
 ) -> tuple[Backend, Callable[[], Coroutine[Any, Any, None]]]:
@@ -213,7 +234,7 @@ async def _start_stream(
         task = asyncio.current_task()
         assert task is not None and backend is not None
         connections[task] = writer
-        backend.connections = len(connections)
+        backend.connections = _still_open(connections.values())
         backend.peak_connections = max(backend.peak_connections, backend.connections)
         try:
             await serve(backend, reader, writer)

@@ -167,8 +167,11 @@ class _Connection(HTTPConnection):
         tls: bool,
         sni: str | None,
         proxy_source: str | None = None,
+        source: str | None = None,
     ) -> None:
-        super().__init__(host, port, timeout=timeout)
+        super().__init__(
+            host, port, timeout=timeout, source_address=(source, 0) if source else None
+        )
         self._tls = _client_tls_context(["http/1.1"]) if tls else None
         self._sni = sni
         self._proxy_source = proxy_source
@@ -191,7 +194,8 @@ class HttpSession:
 
     ``host_header`` defaults to ``host:port``; with TLS, ``sni`` defaults to the host part of
     ``host_header`` when one is given (no SNI otherwise). ``proxy_protocol_v1_source``
-    (``ip:port``) opens each connection with a PROXY v1 header claiming that client.
+    (``ip:port``) opens each connection with a PROXY v1 header claiming that client;
+    ``source`` is the local address connections are made from.
     """
 
     def __init__(
@@ -205,12 +209,15 @@ class HttpSession:
         cookies: CookieJar | None = None,
         timeout: float = 5.0,
         proxy_protocol_v1_source: str | None = None,
+        source: str | None = None,
     ) -> None:
         self.host_header = host_header or f"{host}:{port}"
         if tls and sni is None and host_header is not None:
             sni = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else None
         self.cookies = cookies if cookies is not None else CookieJar()
-        self._connection = _Connection(host, port, timeout, tls, sni, proxy_protocol_v1_source)
+        self._connection = _Connection(
+            host, port, timeout, tls, sni, proxy_protocol_v1_source, source
+        )
 
     @property
     def connections_opened(self) -> int:
@@ -415,10 +422,12 @@ def tcp(
     payload: bytes = b"hi",
     proxy_protocol_v1_source: str | None = None,
     timeout: float = 5.0,
+    source: str | None = None,
 ) -> StreamReply:
-    """Connects, optionally sends a PROXY v1 header claiming that source, sends ``payload`` and
-    reads the greeting line and the echo."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    """Connects (from ``source`` when given), optionally sends a PROXY v1 header claiming that
+    source, sends ``payload`` and reads the greeting line and the echo."""
+    local = (source, 0) if source else None
+    with socket.create_connection((host, port), timeout=timeout, source_address=local) as sock:
         if proxy_protocol_v1_source is not None:
             sock.sendall(proxy_v1_header(proxy_protocol_v1_source, (host, port)))
         line, echo = _exchange(sock, payload)
@@ -426,11 +435,17 @@ def tcp(
 
 
 def tls(
-    host: str, port: int, sni: str | None, payload: bytes = b"hi", timeout: float = 5.0
+    host: str,
+    port: int,
+    sni: str | None,
+    payload: bytes = b"hi",
+    timeout: float = 5.0,
+    source: str | None = None,
 ) -> StreamReply:
     """Connects with TLS sending ``sni``, then like ``tcp``; reports the certificate shown."""
+    local = (source, 0) if source else None
     with (
-        socket.create_connection((host, port), timeout=timeout) as raw,
+        socket.create_connection((host, port), timeout=timeout, source_address=local) as raw,
         _client_tls_context().wrap_socket(raw, server_hostname=sni) as sock,
     ):
         cert = peer_cert(sock)

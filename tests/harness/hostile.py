@@ -47,6 +47,27 @@ def full_config(ports: Sequence[int] = (18101, 18102, 18103, 18104, 18105)) -> d
                 "address": f"127.0.0.1:{web}",
                 "protocol": "http",
                 "request_id": True,
+                "addresses": {"allow": ["127.0.0.0/8", "::1"], "deny": ["127.0.0.9"]},
+                "firewall": {
+                    "methods": ["GET", "POST"],
+                    "user_agents": [{"contains": "sqlmap"}, {"regex": "^nikto"}],
+                    "file_extensions": ["exe"],
+                    "rules": [
+                        {
+                            "name": "sqli",
+                            "target": "header",
+                            "field": "x-q",
+                            "transforms": ["url_decode", "lowercase"],
+                            "regex": "union[ ]+select",
+                        },
+                        {"name": "xss", "target": "body", "phrases": ["<script"]},
+                    ],
+                    "crs": {
+                        "paranoia_level": 2,
+                        "exclusions": [942190],
+                        "service": "127.0.0.1:9470",
+                    },
+                },
                 "virtual_hosts": [
                     {
                         "name": "regexes",

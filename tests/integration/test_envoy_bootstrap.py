@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,62 @@ def test_an_mtls_bootstrap_presents_the_node_certificate_and_checks_the_server_n
     }
     assert common["alpn_protocols"] == ["h2"]
     assert context.get("sni") == (None if san_type == "IP_ADDRESS" else xds_host)
+
+
+def test_several_xds_servers_are_endpoints_of_one_xds_cluster(tmp_path: Path) -> None:
+    """`envoy-bootstrap --xds a:18000,b:18000`: the replicas of a control plane, one cluster
+    (Envoy refuses two `grpc_services` without a restart), accepted by the real Envoy."""
+    command = str(Path(sys.executable).with_name("controlplane"))
+    done = subprocess.run(
+        [command, "envoy-bootstrap", "--node-id", "n1", "--group", "edge",
+         "--xds", "127.0.0.1:18000,127.0.0.2:18001, 127.0.0.1:18000"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(done.stdout)
+    [grpc] = config["dynamic_resources"]["ads_config"]["grpc_services"]
+    assert grpc["envoy_grpc"]["cluster_name"] == XDS_CLUSTER
+    (xds,) = config["static_resources"]["clusters"]
+    [locality] = xds["load_assignment"]["endpoints"]
+    addresses = [e["endpoint"]["address"]["socket_address"] for e in locality["lb_endpoints"]]
+    assert addresses == [
+        {"address": "127.0.0.1", "port_value": 18000},
+        {"address": "127.0.0.2", "port_value": 18001},
+    ]
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(done.stdout)
+    result = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_bad_xds_server_among_several_is_one_line_and_exit_2() -> None:
+    command = str(Path(sys.executable).with_name("controlplane"))
+    done = subprocess.run(
+        [command, "envoy-bootstrap", "--node-id", "n1", "--xds", "127.0.0.1:18000,nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "--xds" in done.stderr, done.stderr
+
+
+def test_a_tls_bootstrap_for_several_servers_accepts_a_certificate_naming_any() -> None:
+    tls = XdsClientTls("/ca.pem", "/node.pem", "/node.key")
+    config = bootstrap(
+        "n", "g", "cp-a.internal", 1, 2, tls=tls, also_xds=[("cp-b.internal", 1), ("10.0.0.3", 1)]
+    )
+    (xds,) = config["static_resources"]["clusters"]
+    assert xds["type"] == "STRICT_DNS"
+    context = xds["transport_socket"]["typed_config"]
+    names = context["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
+    assert names == [
+        {"san_type": "DNS", "matcher": {"exact": "cp-a.internal"}},
+        {"san_type": "DNS", "matcher": {"exact": "cp-b.internal"}},
+        {"san_type": "IP_ADDRESS", "matcher": {"exact": "10.0.0.3"}},
+    ]

@@ -25,8 +25,9 @@ def listener_names(scenario: Scenario) -> list[str]:
 
 
 def endpoint_references(scenario: Scenario) -> Iterator[tuple[str, str]]:
-    """(field path, backend name) for every `${backend}` an endpoint address names."""
-    for path, address in _endpoint_addresses(scenario.config):
+    """(field path, backend name) for every `${backend}` an endpoint address or a crs
+    `service` names."""
+    for path, address in [*_endpoint_addresses(scenario.config), *_crs_services(scenario.config)]:
         for match in BACKEND_REFERENCE.finditer(address):
             yield path, match.group(1)
 
@@ -47,6 +48,11 @@ def concrete_data(
                 endpoint["address"] = BACKEND_REFERENCE.sub(
                     lambda m: backend_addresses[m.group(1)], address
                 )
+    for crs in _crs_dicts(data):
+        if isinstance(crs.get("service"), str):
+            crs["service"] = BACKEND_REFERENCE.sub(
+                lambda m: backend_addresses[m.group(1)], crs["service"]
+            )
     for listener in _dicts(data.get("listeners")):
         name = listener.get("name")
         if isinstance(name, str) and name in listener_addresses:
@@ -67,6 +73,32 @@ def concrete_config(
 def _dicts(value: Any) -> Iterator[dict[str, Any]]:
     if isinstance(value, list):
         yield from (item for item in value if isinstance(item, dict))
+
+
+def _firewalls(config: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for li, listener in enumerate(config.get("listeners") or ()):
+        if not isinstance(listener, dict):
+            continue
+        if isinstance(listener.get("firewall"), dict):
+            yield f"config.listeners[{li}].firewall", listener["firewall"]
+        for vi, vhost in enumerate(_dicts(listener.get("virtual_hosts"))):
+            for ri, route in enumerate(_dicts(vhost.get("routes"))):
+                if isinstance(route.get("firewall"), dict):
+                    where = f"config.listeners[{li}].virtual_hosts[{vi}].routes[{ri}].firewall"
+                    yield where, route["firewall"]
+
+
+def _crs_dicts(config: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for _, firewall in _firewalls(config):
+        if isinstance(firewall.get("crs"), dict):
+            yield firewall["crs"]
+
+
+def _crs_services(config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for where, firewall in _firewalls(config):
+        crs = firewall.get("crs")
+        if isinstance(crs, dict) and isinstance(crs.get("service"), str):
+            yield f"{where}.crs.service", crs["service"]
 
 
 def _endpoint_addresses(config: dict[str, Any]) -> Iterator[tuple[str, str]]:

@@ -19,8 +19,34 @@ GATEWAY_ERRORS = frozenset({502, 503, 504})
 RATE_LIMITED = 429
 
 
+def _written(step: Step, raw: str) -> Request:
+    """The request a `raw` step writes: its request line, its headers (a repeated one's values
+    joined by ", ", their HTTP meaning) and its body."""
+    head, _, body = raw.partition("\r\n\r\n")
+    line, *fields = head.split("\r\n")
+    method, target, _ = line.split(" ", 2)
+    headers: dict[str, str] = {}
+    for field in fields:
+        name, _, value = field.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    host = headers.pop("host", None)
+    client = step.source or LOOPBACK
+    return Request(
+        listener=step.listener,
+        host=host,
+        path=target,
+        method=method,
+        headers=headers,
+        client_ip=client,
+        body=body or None,
+    )
+
+
 def request_of(step: Step, listener: ListenerAt) -> Request:
     """The request (or connection) a step sends, as `explain` takes it."""
+    if step.raw is not None:
+        return _written(step, step.raw)
     own_address = f"{LOOPBACK}:{listener.port}"
     headers = {name.lower(): value for name, value in step.headers.items()}
     path, method = step.path, step.method
@@ -34,7 +60,7 @@ def request_of(step: Step, listener: ListenerAt) -> Request:
     sni = step.sni
     if sni is None and step.kind == "http" and listener.protocol == "https" and step.host:
         sni = step.host.rsplit(":", 1)[0]
-    client = step.proxy_protocol.rsplit(":", 1)[0] if step.proxy_protocol else LOOPBACK
+    client = step.proxy_protocol.rsplit(":", 1)[0] if step.proxy_protocol else step.source
     return Request(
         listener=step.listener,
         host=host,
@@ -42,7 +68,8 @@ def request_of(step: Step, listener: ListenerAt) -> Request:
         method=method,
         headers=headers,
         sni=sni,
-        client_ip=client,
+        client_ip=client or LOOPBACK,
+        body=step.body if step.kind == "http" else None,
     )
 
 
@@ -62,9 +89,13 @@ def disagreements(
         for e in share.endpoints
         if e.address in backend_names
     }
+    # a verdict the model cannot foresee (the CRS's) may answer instead of the action
+    may_answer = {p.may_answer for p in decision.policies if p.may_answer is not None}
     found = []
     for number, seen in enumerate(observations):
         problem = None
+        if seen.backend is None and seen.status in may_answer:
+            continue
         if action.kind == "forward":
             if seen.backend is not None and seen.backend not in allowed:
                 problem = (

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from controlplane.model import DEFAULT_GROUP
 from controlplane.model.types import Duration
 
-BackendKind = Literal["http1", "http2", "websocket", "tcp", "tls", "closed", "silent"]
-"""Harness backends, plus two made by the runner: `closed` (a port held but not listening:
-connections are refused) and `silent` (accepts connections and never answers)."""
+BackendKind = Literal["http1", "http2", "websocket", "tcp", "tls", "closed", "silent", "verdicts"]
+"""Harness backends, plus three made by the runner: `closed` (a port held but not listening:
+connections are refused), `silent` (accepts connections and never answers) and `verdicts`
+(the product's CRS verdict service, `controlplane waf-serve`, for a crs `service`)."""
 
 StepKind = Literal["http", "websocket", "grpc", "tcp", "tls"]
 ProxyName = Literal["envoy", "haproxy"]
@@ -190,6 +191,16 @@ class Step(Strict):
         pattern=r"^\d+\.\d+\.\d+\.\d+:\d+$",
         description="Send a PROXY v1 header claiming this client 'ip:port'.",
     )
+    source: str | None = Field(
+        None,
+        pattern=r"^127\.\d+\.\d+\.\d+$",
+        description="Connect from this loopback address (127.0.0.0/8).",
+    )
+    raw: str | None = Field(
+        None,
+        description="An HTTP/1.1 request sent byte for byte as written (http steps): what a "
+        "client library would not send, such as no Host or a repeated Content-Length.",
+    )
     count: int = Field(1, ge=1, le=5000)
     rate: float | None = Field(
         None, gt=0, le=1000, description="Requests per second each client sends, paced, with for."
@@ -217,6 +228,11 @@ class Step(Strict):
             extra = [name for name, used in http_only.items() if used]
             if extra:
                 raise ValueError(f"{', '.join(extra)} not for {self.kind} steps")
+        if self.raw is not None:
+            written = {"method", "path", "host", "headers", "body", "session", "proxy_protocol"}
+            extra = sorted(written & self.model_fields_set)
+            if self.kind != "http" or extra:
+                raise ValueError(f"raw is a whole http request; not with {', '.join(extra)}")
         if self.sni is not None and self.kind not in ("http", "tls"):
             raise ValueError("sni is for http (to https listeners) and tls steps")
         if self.proxy_protocol is not None and self.kind not in ("http", "tcp"):

@@ -14,6 +14,7 @@ from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.backends import BackendKind as HarnessKind
 from tests.harness.ports import free_port
 from tests.harness.target import Target
+from tests.harness.verdicts import VerdictService
 
 from .addressing import concrete_config, listener_names
 from .expectations import mismatches
@@ -137,6 +138,8 @@ def _running_backends(declared: list[BackendDecl]) -> Iterator[dict[str, str]]:
         for decl in declared:
             if decl.kind in ("closed", "silent"):
                 addresses[decl.name] = _reserved_port(sockets, listening=decl.kind == "silent")
+            elif decl.kind == "verdicts":
+                addresses[decl.name] = sockets.enter_context(VerdictService()).address
             else:
                 spec = BackendSpec(
                     name=decl.name,

@@ -91,6 +91,21 @@ def _from_response(response: Response) -> Observation:
     )
 
 
+def _raw(step: Step, listener: ListenerAt) -> Observation:
+    """Sends `step.raw` as it is on a new connection and reads one answer."""
+    assert step.raw is not None
+    source = (step.source, 0) if step.source else None
+    try:
+        with socket.create_connection((LOOPBACK, listener.port), TIMEOUT, source) as sock:
+            sock.sendall(step.raw.encode())
+            raw = http.client.HTTPResponse(sock)
+            raw.begin()
+            response = Response(raw.status, Headers(raw.getheaders()), raw.read())
+    except CLIENT_ERRORS as exc:
+        return Observation(error=_describe(exc))
+    return _from_response(response)
+
+
 def _clients(step: Step, listener: ListenerAt) -> list[Observation]:
     """`step.clients` clients, each on its own connection, sending the step at the same moment;
     at a `rate`, their schedules are spread evenly over one interval."""
@@ -113,6 +128,8 @@ def _clients(step: Step, listener: ListenerAt) -> list[Observation]:
 def _http(step: Step, listener: ListenerAt, offset: float = 0.0) -> list[Observation]:
     """One client's requests: back to back, or paced at `step.rate` from `offset` seconds on
     (a request late on its schedule goes at once; none is skipped)."""
+    if step.raw is not None:
+        return [_raw(step, listener) for _ in range(step.requests_per_client)]
     tls = listener.protocol == "https"
     session = HttpSession(
         LOOPBACK,
@@ -122,6 +139,7 @@ def _http(step: Step, listener: ListenerAt, offset: float = 0.0) -> list[Observa
         sni=step.sni,
         timeout=TIMEOUT,
         proxy_protocol_v1_source=step.proxy_protocol,
+        source=step.source,
     )
     body = step.body.encode() if step.body is not None else None
     observations = []
@@ -186,9 +204,13 @@ def _stream(step: Step, listener: ListenerAt) -> Observation:
     payload = (step.body if step.body is not None else "hi").encode()
     try:
         if step.kind == "tls":
-            reply = clients.tls(LOOPBACK, listener.port, step.sni, payload, TIMEOUT)
+            reply = clients.tls(
+                LOOPBACK, listener.port, step.sni, payload, TIMEOUT, source=step.source
+            )
         else:
-            reply = clients.tcp(LOOPBACK, listener.port, payload, step.proxy_protocol, TIMEOUT)
+            reply = clients.tcp(
+                LOOPBACK, listener.port, payload, step.proxy_protocol, TIMEOUT, source=step.source
+            )
     except CLIENT_ERRORS as exc:
         return Observation(error=_describe(exc))
     if not reply.line:

@@ -313,3 +313,27 @@ def test_advise_explains_l7_asked_of_a_passthrough_listener_and_exits_2(tmp_path
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"{config}: trap l7-asked-of-l4 at listeners[0]: a tls listener")
     assert "Traceback" not in result.stderr
+
+
+def test_explain_lists_the_firewall_rules_a_request_meets() -> None:
+    example = str(ROOT / "examples/firewall.yaml")
+    shop = ["explain", example, "--listener", "shop", "--host", "shop.example.com"]
+    scanner = controlplane(*shop, "--header", "User-Agent=sqlmap/1.7", "--path", "/a.EXE")
+    assert scanner.returncode == 0, scanner.stderr
+    assert (
+        "answer     403 refused: the firewall blocks it (rules: user_agents, file_extensions)"
+        in (scanner.stdout.splitlines())
+    )
+    sqli = controlplane(*shop, "--path", "/products?id=1'%20OR%20'1'='1").stdout.splitlines()
+    assert "policy     firewall: no L7 rule matches" in sqli
+    assert any(line.startswith("policy     crs: OWASP CRS at paranoia level 1") for line in sqli)
+    refused = controlplane(*shop, "--client-ip", "2001:db8::7").stdout.splitlines()
+    assert refused[1] == (
+        "answer     closed: address rules refuse the client: 2001:db8::7 is in deny 2001:db8::/32"
+    )
+
+
+def test_advise_says_address_rules_run_at_l4_and_the_firewall_needs_l7() -> None:
+    lines = controlplane("advise", str(ROOT / "examples/firewall.yaml")).stdout.splitlines()
+    assert "  at L4 too address rules: allow 2 range(s) at listeners[1].addresses" in lines
+    assert lines[0].endswith("L7 firewall rules, CRS inspection")

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
@@ -35,6 +36,10 @@ class Feature:
     def http_filters(self, listener: Listener) -> Iterable[hcm.HttpFilter]:
         """HTTP filters `listener`'s connection manager runs before the router."""
         return ()
+
+    def listener(self, listener: Listener, result: listener_pb2.Listener) -> None:
+        """Change `result`, the Envoy listener built for `listener` (its filter chains, their
+        match), once everything else is built."""
 
     def network_filters(self, listener: Listener) -> Iterable[lc.Filter]:
         """Network filters each filter chain of `listener` runs before its proxying filter."""

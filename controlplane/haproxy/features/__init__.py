@@ -4,11 +4,13 @@ in the order their rules run (see `controlplane.haproxy.features.base` for the p
 from .answers import Answers
 from .base import Feature, Part, Phase, parts
 from .connection_limits import ConnectionLimits
+from .firewall import FirewallFeature
 from .headers import Headers
 from .prefix_rewrite import PrefixRewrite
 from .rate_limits import RateLimits
 
 FEATURES: tuple[Feature, ...] = (
+    FirewallFeature(),
     ConnectionLimits(),
     RateLimits(),
     Answers(),

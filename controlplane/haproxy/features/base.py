@@ -5,6 +5,8 @@ A feature is a `Feature` subclass in a module of its own, registered in `FEATURE
 that name, which returns the values its template reads (or None: nothing to add here), and
 ships the template `templates/features/<name>/<phase>.j2`, which reads them as `data`:
 
+- `global_section` (once per bundle): lines of the `global` section (`lua-load` of a Lua
+  source the feature adds to the bundle's files).
 - `frontend` (every listener): declarations at the head of the frontend, after `bind`:
   a stick table, `maxconn`, `tcp-request connection` rules.
 - `request` (HTTP listeners): `http-request` rules once the route is decided (`txn.route`
@@ -18,7 +20,9 @@ ships the template `templates/features/<name>/<phase>.j2`, which reads them as `
 
 Per-route values go in map files keyed by route id (`scope.maps.add(purpose, route_id,
 value)` returns the map's file name), so rules stay one per listener however many routes use
-the policy. Values reach the text only through the templates, which quote them.
+the policy. Files a feature needs (pattern files for `-f`, Lua sources, SPOE configurations)
+go in the bundle with `scope.files.add(stem, suffix, content)`, which returns a name carrying
+the content's hash. Values reach the text only through the templates, which quote them.
 """
 
 from __future__ import annotations
@@ -26,9 +30,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from ..scopes import BackendScope, ListenerScope
+from ..scopes import BackendScope, GlobalScope, ListenerScope
 
-Phase = Literal["frontend", "request", "response", "sections", "backend"]
+Phase = Literal["global_section", "frontend", "request", "response", "sections", "backend"]
+PHASES: tuple[Phase, ...] = (
+    "global_section",
+    "frontend",
+    "request",
+    "response",
+    "sections",
+    "backend",
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,9 @@ class Feature:
 
     name: ClassVar[str]
     """The feature's templates are `templates/features/<name>/<phase>.j2`."""
+
+    def global_section(self, scope: GlobalScope) -> object | None:
+        return None
 
     def frontend(self, scope: ListenerScope) -> object | None:
         return None
@@ -62,7 +77,9 @@ class Feature:
 
 
 def parts(
-    features: tuple[Feature, ...], phase: Phase, scope: ListenerScope | BackendScope
+    features: tuple[Feature, ...],
+    phase: Phase,
+    scope: GlobalScope | ListenerScope | BackendScope,
 ) -> list[Part]:
     """What `features` add at `phase` for `scope`, in their order."""
     found = []

@@ -9,6 +9,9 @@ report in order.
 
 - While the control plane is unreachable (or answers with an error) the agent retries with a
   bounded exponential backoff with jitter, and the running HAProxy keeps its configuration.
+  Given several servers (the replicas of one control plane, `--server URL1,URL2`), a request
+  that cannot reach one goes to the next at once; the replicas render the same bundle with
+  the same content-hash version, so moving to another one changes nothing on HAProxy.
 - A version HAProxy rejects is not applied again: the agent asks for a version different from
   it. A version that was valid but failed to start or reload is retried with a backoff.
 - A report the server could not be told is sent again once it can (the newest 100 are kept).
@@ -75,6 +78,13 @@ def check_server_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def check_server_urls(text: str) -> list[str]:
+    """The comma-separated URLs of `text` (the replicas of one control plane), each checked
+    as `check_server_url` does."""
+    urls = [check_server_url(item.strip()) for item in text.split(",")]
+    return list(dict.fromkeys(urls))
+
+
 class Backoff:
     """Delays that double from `initial` up to `maximum`, each drawn from [delay/2, delay]."""
 
@@ -101,7 +111,8 @@ class Backoff:
 
 
 class BundleClient:
-    """The agent's side of the HTTP exchange with the control plane."""
+    """The agent's side of the HTTP exchange with the control plane: `server_url` names one
+    server, or several separated by commas, tried in turn while one cannot be reached."""
 
     def __init__(
         self,
@@ -119,7 +130,9 @@ class BundleClient:
         headers = {"User-Agent": f"controlplane-haproxy-agent/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._base = f"{check_server_url(server_url)}{API_PREFIX}/haproxy/{quote(group, safe='')}"
+        path = f"{API_PREFIX}/haproxy/{quote(group, safe='')}"
+        self._bases = [url + path for url in check_server_urls(server_url)]
+        self._current = 0
         self._connect_timeout = connect_timeout
         self._http = httpx.Client(
             headers=headers, timeout=self._timeout(10.0), verify=tls_context(ca)
@@ -176,11 +189,27 @@ class BundleClient:
     def _timeout(self, wait: float) -> httpx.Timeout:
         return httpx.Timeout(10.0 + wait, connect=self._connect_timeout)
 
+    @property
+    def server(self) -> str:
+        """The base URL of the server requests go to now."""
+        return self._bases[self._current]
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._http.request(method, self._base + path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ServerProblem(f"{type(exc).__name__}: {exc}") from None
+        """One request, to the current server, or to the next ones while it cannot be
+        reached (the one that answers becomes the current server)."""
+        problem: Exception | None = None
+        for _ in self._bases:
+            try:
+                return self._http.request(method, self.server + path, **kwargs)
+            except httpx.TransportError as exc:
+                problem = exc
+                if len(self._bases) > 1:
+                    lost = self.server
+                    self._current = (self._current + 1) % len(self._bases)
+                    log.warning("%s: %s; trying %s", lost, type(exc).__name__, self.server)
+            except httpx.HTTPError as exc:
+                raise ServerProblem(f"{type(exc).__name__}: {exc}") from None
+        raise ServerProblem(f"{type(problem).__name__}: {problem}") from None
 
     @staticmethod
     def _expect(response: httpx.Response, status: int) -> None:

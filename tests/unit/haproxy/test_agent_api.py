@@ -19,7 +19,7 @@ from controlplane.fleet import AgentLedger
 from controlplane.fleet.ledger import HAPROXY_TYPE, Ledger
 from controlplane.haproxy.bundle import Bundle
 from controlplane.model import Config, parse_config
-from controlplane.proxies.haproxy.agent import Backoff, check_server_url
+from controlplane.proxies.haproxy.agent import Backoff, check_server_url, check_server_urls
 from tests.harness.feed import publish
 
 
@@ -317,3 +317,12 @@ def test_bad_server_urls_are_refused(url: str) -> None:
 
 def test_server_url_loses_its_trailing_slash() -> None:
     assert check_server_url("http://127.0.0.1:8080/") == "http://127.0.0.1:8080"
+
+
+def test_several_servers_are_the_replicas_tried_in_turn() -> None:
+    assert check_server_urls("http://a:8080/, https://b:8443,http://a:8080") == [
+        "http://a:8080",
+        "https://b:8443",
+    ]
+    with pytest.raises(ValueError, match="--server 'b:1'"):
+        check_server_urls("http://a:8080,b:1")

@@ -9,15 +9,15 @@ import jinja2
 import pytest
 
 from controlplane.haproxy import features, render
-from controlplane.haproxy.features.base import Feature
-from controlplane.haproxy.scopes import BackendScope, ListenerScope
+from controlplane.haproxy.features.base import PHASES, Feature
+from controlplane.haproxy.scopes import BackendScope, GlobalScope, ListenerScope
 from controlplane.haproxy.templating import environment
 from controlplane.model import load_file
 from tests.golden.conftest import GOLDEN_DIR
 
 PROBE_TEMPLATES = {
     f"features/probe/{phase}.j2": f"    # probe {phase} {{{{ data }}}}\n"
-    for phase in ("frontend", "request", "response", "backend")
+    for phase in ("global_section", "frontend", "request", "response", "backend")
 } | {
     "features/probe/sections.j2": "backend probe.{{ data }}\n    stick-table type string size 1k\n"
 }
@@ -28,7 +28,11 @@ class Probe(Feature):
 
     name = "probe"
 
+    def global_section(self, scope: GlobalScope) -> str:
+        return scope.files.add("probe", "lua", f"-- {len(scope.config.listeners)} listeners\n")
+
     def frontend(self, scope: ListenerScope) -> str:
+        scope.files.add(f"{scope.listener.name}.probe", "acl", f"{scope.listener.address}\n")
         return scope.listener.name
 
     def request(self, scope: ListenerScope) -> str | None:
@@ -97,8 +101,33 @@ def test_tcp_listeners_take_frontend_and_sections_phases(probed: None) -> None:
     assert not any(line.startswith(("# probe request", "# probe response")) for line in lines)
 
 
+def test_the_global_phase_lands_in_the_global_section_once(probed: None) -> None:
+    bundle = render.render(load_file(GOLDEN_DIR / "headers.yaml"), "default")
+    lines = lines_of(bundle.cfg)
+    probes = [line for line in lines if line.startswith("# probe global_section")]
+    assert len(probes) == 1
+    assert lines.index("global") < lines.index(probes[0]) < lines.index("defaults")
+
+
+def test_features_add_files_named_by_their_content(probed: None) -> None:
+    config = load_file(GOLDEN_DIR / "headers.yaml")
+    bundle = render.render(config, "default")
+    lua = next(name for name in bundle.files if name.startswith("probe."))
+    assert f"# probe global_section {lua}" in lines_of(bundle.cfg)
+    assert bundle.files[lua] == f"-- {len(config.listeners)} listeners\n"
+    acl = next(name for name in bundle.files if name.startswith("web.probe."))
+    assert bundle.files[acl] == "127.0.0.1:10080\n"
+    moved = config.model_copy(
+        update={"listeners": [config.listeners[0].model_copy(update={"address": "127.0.0.1:1"})]}
+    )
+    other = render.render(moved, "default")
+    assert acl not in other.files
+    assert any(name.startswith("web.probe.") for name in other.files)
+
+
 def test_the_shipped_features_are_registered_in_the_order_their_rules_run() -> None:
     assert [f.name for f in features.FEATURES] == [
+        "firewall",
         "connection_limits",
         "rate_limits",
         "answers",
@@ -110,7 +139,7 @@ def test_the_shipped_features_are_registered_in_the_order_their_rules_run() -> N
 def test_every_shipped_feature_has_a_template_for_each_phase_it_takes_part_in() -> None:
     names = set(environment().list_templates())
     for feature in features.FEATURES:
-        for phase in ("frontend", "request", "response", "sections", "backend"):
+        for phase in PHASES:
             overridden = getattr(type(feature), phase) is not getattr(Feature, phase)
             assert overridden == (f"features/{feature.name}/{phase}.j2" in names), (
                 feature.name,

@@ -224,3 +224,38 @@ def test_trap_a_proxy_protocol_only_one_tier_speaks() -> None:
     ]
     [trap] = advice_for([edge, one_http()], clusters).listeners[1].traps
     assert trap.kind == "proxy-protocol-mismatch"
+
+
+def test_firewall_rules_and_crs_need_l7_and_address_rules_run_at_l4_too() -> None:
+    firewall = {"user_agents": [{"contains": "sqlmap"}], "crs": {"paranoia_level": 2}}
+    web = only(advice_for([one_http(firewall=firewall, addresses={"deny": ["192.0.2.0/24"]})]))
+    assert {"L7 firewall rules", "CRS inspection"} <= features(web)
+    needs = {n.feature: n for n in web.needs}
+    assert needs["L7 firewall rules"].where == "listeners[0].firewall"
+    assert needs["L7 firewall rules"].detail == "user_agents"
+    assert needs["CRS inspection"].where == "listeners[0].firewall.crs"
+    assert [(a.feature, a.where, a.detail) for a in web.at_l4] == [
+        ("address rules", "listeners[0].addresses", "deny 1 range(s)")
+    ]
+
+
+def test_address_rules_alone_leave_a_listener_free_to_run_at_l4() -> None:
+    web = only(advice_for([one_http(addresses={"allow": ["10.0.0.0/8"]})]))
+    assert web.could_run_at_l4 and not features(web)
+    assert [a.feature for a in web.at_l4] == ["address rules"]
+    tcp = {
+        "name": "db",
+        "address": "127.0.0.1:5432",
+        "protocol": "tcp",
+        "default_cluster": "db",
+        "addresses": {"deny": ["10.0.0.0/8", "2001:db8::/32"]},
+    }
+    clusters = [{"name": "db", "protocol": "tcp", "endpoints": [{"address": "127.0.0.1:5433"}]}]
+    db = only(advice_for([tcp], clusters))
+    assert db.layer == "L4" and [a.detail for a in db.at_l4] == ["deny 2 range(s)"]
+
+
+def test_a_route_that_switches_the_firewall_off_needs_nothing_of_it() -> None:
+    route = {"backends": [{"cluster": "app"}], "firewall": {"enabled": False}}
+    web = only(advice_for([one_http(route)]))
+    assert "L7 firewall rules" not in features(web)

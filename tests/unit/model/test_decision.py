@@ -421,3 +421,89 @@ def test_a_bad_request_or_an_unknown_listener_is_refused_with_the_field() -> Non
     assert [str(i) for i in unknown.value.issues] == [
         "listener: no listener named 'nope' (listeners: web)"
     ]
+
+
+def firewalled(firewall: dict[str, Any], **listener: Any) -> Any:
+    routes = [
+        forward("a", name="open", match={"path": {"prefix": "/open"}}, firewall={"enabled": False}),
+        forward(
+            "b",
+            name="watched",
+            match={"path": {"prefix": "/watched"}},
+            firewall={"mode": "detect", "file_extensions": ["exe"]},
+        ),
+        forward("web", name="app"),
+    ]
+    config = http(routes)
+    data = config.model_dump(exclude_defaults=True)
+    data["listeners"][0] |= {"firewall": firewall, **listener}
+    return parse_config(data)
+
+
+def test_address_rules_close_a_refused_client_s_connection_before_anything_else() -> None:
+    config = firewalled({"methods": ["GET"]}, addresses={"deny": ["192.0.2.0/24"]})
+    decision = ask(config, client_ip="192.0.2.7", path="/", host="x")
+    assert decision.action.kind == "closed" and decision.route is None
+    assert (
+        decision.action.reason
+        == "address rules refuse the client: 192.0.2.7 is in deny 192.0.2.0/24"
+    )
+    [policy] = decision.policies
+    assert (policy.kind, policy.detail["refused"]) == ("addresses", True)
+    let_in = ask(config, client_ip="198.51.100.1", host="x")
+    assert let_in.action.kind == "forward"
+    assert let_in.policies[0].summary == "address rules let 198.51.100.1 in"
+
+
+def test_l7_rules_that_match_in_block_mode_answer_403_naming_them() -> None:
+    config = firewalled(
+        {
+            "methods": ["GET"],
+            "protocol": True,
+            "rules": [
+                {
+                    "name": "sqli",
+                    "target": "query",
+                    "transforms": ["url_decode", "lowercase"],
+                    "regex": "union\\s+select",
+                }
+            ],
+        }
+    )
+    decision = ask(config, method="POST", path="/?q=1%20UNION+Select", host="x")
+    assert (decision.action.kind, decision.action.status) == ("refused", 403)
+    assert decision.action.body == "blocked by the firewall\n"
+    assert decision.action.reason == "the firewall blocks it (rules: methods, sqli)"
+    policy = {p.kind: p for p in decision.policies}["firewall"]
+    assert policy.detail == {"mode": "block", "matched": ["methods", "sqli"]}
+    missing_host = ask(config, path="/")
+    assert {p.kind: p for p in missing_host.policies}["firewall"].summary == (
+        "L7 rules match: protocol (no Host header) (blocked: 403)"
+    )
+    assert ask(config, path="/?q=I+love+union+and+selecting", host="x").action.kind == "forward"
+
+
+def test_detect_mode_and_a_switched_off_route_forward_and_say_so() -> None:
+    config = firewalled({"methods": ["GET"]})
+    watched = ask(config, path="/watched/setup.EXE", host="x")
+    assert watched.action.clusters() == ["b"]
+    assert {p.kind: p for p in watched.policies}["firewall"].summary == (
+        "L7 rules match: file_extensions (detect: let through)"
+    )
+    off = ask(config, method="DELETE", path="/open", host="x")
+    assert off.action.clusters() == ["a"]
+    assert {p.kind: p for p in off.policies}["firewall"].summary == (
+        "the firewall is switched off on this route"
+    )
+
+
+def test_crs_inspection_is_the_verdict_service_s_and_may_answer_403() -> None:
+    config = firewalled({"mode": "detect", "crs": {"failure": "open"}})
+    detect = {p.kind: p for p in ask(config, path="/?id=1'", host="x").policies}["crs"]
+    assert detect.may_answer is None and detect.detail["paranoia_level"] == 1
+    blocking = firewalled({"crs": {"paranoia_level": 2}})
+    decision = ask(blocking, path="/?id=1'", host="x")
+    assert decision.action.kind == "forward"
+    crs = {p.kind: p for p in decision.policies}["crs"]
+    assert crs.may_answer == 403
+    assert crs.summary.startswith("OWASP CRS at paranoia level 2 (anomaly threshold 5)")

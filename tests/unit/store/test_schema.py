@@ -138,7 +138,8 @@ def test_a_sqlite_file_from_before_versioning_opens_as_version_1(tmp_path: Path)
         store.close()
     with sqlite3.connect(path) as check:
         assert check.execute("SELECT version, name FROM schema_migrations").fetchall() == [
-            (1, "revisions")
+            (1, "revisions"),
+            (2, "reports"),
         ]
 
 

@@ -1,0 +1,275 @@
+"""Firewall costs on Envoy and HAProxy in one run: requests per second (keep-alive) and new
+connections per second with no policy, with a 10,000-CIDR deny list, with the L7 rules of
+`examples/firewall.yaml` (on the route, and on another route only: kept off this one's
+path), and with CRS at paranoia level 1 (and the verdict service's CPU per request); then the
+corpus's detection and false-positive rates per proxy, for the L7 rules alone, the CRS alone
+and both.
+
+    .venv/bin/python bench/firewall.py [--seconds 3] [--rounds 3] [--workers 1]
+
+Needs wrk. Everything runs on 127.0.0.1: the proxy (Envoy --concurrency 1, HAProxy
+nbthread 1) on CPU 0; wrk and the verdict service (`controlplane waf-serve`) on CPU 1. The
+route answers itself (a direct response), so no backend is measured. Cases are played in
+interleaved rounds and the median is printed; the load average is printed before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ipaddress
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from controlplane.haproxy.bundle import Bundle
+from controlplane.haproxy.render import render
+from controlplane.model import Config, parse_config, parse_text
+from controlplane.proxies.haproxy.manager import HAProxyManager
+from tests.firewall.corpus import EXAMPLE, Rates, corpus, example_config, verdict_of
+from tests.harness.backends import BackendFleet, BackendSpec
+from tests.harness.ports import free_port
+from tests.harness.targets_envoy import EnvoyTarget
+from tests.harness.verdicts import VerdictService
+
+LOOPBACK = "127.0.0.1"
+HOST = "shop.example.com"
+PATH = "/api/v1/products?page=2&sort=price&category=shoes"
+CASES = ("none", "addresses", "l7", "l7-other-route", "crs")
+
+
+def deny_list(count: int) -> list[str]:
+    """`count` distinct ranges of 10.0.0.0/8 and 2001:db8::/32 (none covers loopback)."""
+    rng = random.Random(7)
+    found: set[str] = set()
+    while len(found) < count:
+        if rng.random() < 0.8:
+            length = rng.choice([16, 20, 24, 28, 32])
+            address = ipaddress.IPv4Address(0x0A000000 + rng.getrandbits(24))
+        else:
+            length = rng.choice([48, 56, 64])
+            address = ipaddress.IPv6Address((0x20010DB8 << 96) + rng.getrandbits(96))
+        found.add(str(ipaddress.ip_network(f"{address}/{length}", strict=False)))
+    return sorted(found)
+
+
+def l7_rules() -> dict[str, Any]:
+    """The example's listener firewall without its crs."""
+    data = parse_text(EXAMPLE.read_text(), str(EXAMPLE))
+    firewall = copy.deepcopy(data["listeners"][0]["firewall"])
+    firewall.pop("crs")
+    return dict(firewall)
+
+
+def config(case: str, port: int, verdicts: str) -> Config:
+    route: dict[str, Any] = {
+        "match": {"path": {"prefix": "/api"}},
+        "direct_response": {"status": 200, "body": "ok"},
+    }
+    routes = [route]
+    listener: dict[str, Any] = {
+        "name": "shop",
+        "address": f"{LOOPBACK}:{port}",
+        "protocol": "http",
+        "forwarded_for": False,
+        "virtual_hosts": [{"name": "shop", "domains": ["*"], "routes": routes}],
+    }
+    if case == "addresses":
+        listener["addresses"] = {"deny": deny_list(10_000)}
+    elif case == "l7":
+        listener["firewall"] = l7_rules()
+    elif case == "l7-other-route":
+        routes.append(
+            {
+                "match": {"path": {"prefix": "/admin"}},
+                "direct_response": {"status": 200, "body": "ok"},
+                "firewall": l7_rules(),
+            }
+        )
+    elif case == "crs":
+        # a saturated service queues requests: the timeout must not turn them into 403s
+        listener["firewall"] = {"crs": {"paranoia_level": 1, "service": verdicts, "timeout": "10s"}}
+    return parse_config({"listeners": [listener]})
+
+
+def one_thread(bundle: Bundle) -> Bundle:
+    cfg = bundle.cfg.replace("global\n", "global\n    nbthread 1\n", 1)
+    return Bundle.of(cfg, bundle.map_entries, bundle.files, bundle.servers)
+
+
+def wrk(port: int, seconds: int, close: bool) -> tuple[float, int]:
+    """Requests per second and the number of requests, each on a new connection with
+    `close`."""
+    command = ["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{seconds}s", "-H", f"Host: {HOST}"]
+    if close:
+        command += ["-H", "Connection: close"]
+    out = subprocess.run(
+        [*command, f"http://{LOOPBACK}:{port}{PATH}"], capture_output=True, text=True, check=True
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non_2xx:
+        raise RuntimeError(f"wrk saw {non_2xx.group(1)} error answers:\n{out}")
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    assert rate and total, out
+    return float(rate.group(1)), int(total.group(1))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of processes (clock ticks of /proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Proxy:
+    """One proxy under test: `apply` a config, `name`."""
+
+    def __init__(self, name: str, apply: Callable[[Config], None], stop: Callable[[], None]):
+        self.name, self.apply, self.stop = name, apply, stop
+
+
+def envoy() -> Proxy:
+    target = EnvoyTarget("sotw", concurrency=1)
+    target.start()
+    return Proxy("envoy", lambda c: target.apply(c, "default"), target.stop)
+
+
+def haproxy(workdir: Path) -> Proxy:
+    manager = HAProxyManager(workdir)
+    started = False
+
+    def apply(config: Config) -> None:
+        nonlocal started
+        bundle = one_thread(render(config, "default"))
+        if not started:
+            manager.start(bundle)
+            started = True
+        else:
+            result = manager.apply(bundle)
+            assert result.ok, result.error
+
+    return Proxy("haproxy", apply, manager.stop)
+
+
+def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
+    service_pids = _children(verdicts.pid) if verdicts.pid else []
+    for pid in service_pids:
+        os.sched_setaffinity(pid, {1})
+    workdir = Path(tempfile.mkdtemp(prefix="fwbench-"))
+    proxies = [envoy(), haproxy(workdir)]
+    figures: dict[tuple[str, str, bool], list[float]] = {}
+    crs_cpu: dict[str, list[float]] = {p.name: [] for p in proxies}
+    try:
+        for _ in range(args.rounds):
+            for proxy in proxies:
+                for case in CASES:
+                    port = free_port()
+                    proxy.apply(config(case, port, verdicts.address))
+                    for close in (False, True):
+                        before = cpu_seconds(service_pids)
+                        rate, count = wrk(port, args.seconds, close)
+                        used = cpu_seconds(service_pids) - before
+                        figures.setdefault((proxy.name, case, close), []).append(rate)
+                        how = "new connections" if close else "keep-alive"
+                        print(f"  {proxy.name} {case} {how}: {rate:.0f}/s", file=sys.stderr)
+                        if case == "crs" and not close:
+                            crs_cpu[proxy.name].append(1000 * used / max(count, 1))
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+    print(
+        f"## req/s (wrk -t1 -c50 -d{args.seconds}s, keep-alive) and new connections/s "
+        f"(Connection: close), median of {args.rounds} interleaved rounds"
+    )
+    print(f"{'proxy':<8} {'case':<16} {'req/s':>8} {'vs none':>8} {'conn/s':>8} {'vs none':>8}")
+    for proxy in proxies:
+        base = {close: statistics.median(figures[(proxy.name, "none", close)]) for close in (0, 1)}
+        for case in CASES:
+            kept = statistics.median(figures[(proxy.name, case, False)])
+            new = statistics.median(figures[(proxy.name, case, True)])
+            print(
+                f"{proxy.name:<8} {case:<16} {kept:>8.0f} {kept / base[0] - 1:>+8.1%} "
+                f"{new:>8.0f} {new / base[1] - 1:>+8.1%}"
+            )
+    print()
+    print(f"## verdict service ({args.workers} worker(s), CPU 1): CPU per CRS request")
+    for proxy in proxies:
+        ms = statistics.median(crs_cpu[proxy.name])
+        per_core = 1000 / ms if ms else 0.0
+        print(f"{proxy.name:<8} {ms:.3f} ms CPU per request -> {per_core:.0f} req/s per core")
+
+
+def detection(verdicts: VerdictService) -> None:
+    requests = corpus()
+    print()
+    print(
+        f"## corpus: {sum(r.attack for r in requests)} attacks, "
+        f"{sum(not r.attack for r in requests)} benign requests"
+    )
+    with BackendFleet() as fleet:
+        app = fleet.start(BackendSpec(name="app")).address
+        workdir = Path(tempfile.mkdtemp(prefix="fwcorpus-"))
+        proxies = [envoy(), haproxy(workdir)]
+        try:
+            for layers, crs, rules in (
+                ("L7 rules", False, True),
+                ("CRS PL1", True, False),
+                ("both", True, True),
+            ):
+                for proxy in proxies:
+                    listen = {
+                        "shop": f"{LOOPBACK}:{free_port()}",
+                        "db": f"{LOOPBACK}:{free_port()}",
+                    }
+                    proxy.apply(example_config(listen, app, verdicts.address, crs, rules))
+                    port = int(listen["shop"].rsplit(":", 1)[1])
+                    rates = Rates()
+                    for request in requests:
+                        rates.add(request, verdict_of(port, request))
+                    print(f"{proxy.name:<8} {layers:<9} {rates}")
+        finally:
+            for proxy in proxies:
+                proxy.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {0})
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    began = time.monotonic()
+    with VerdictService(workers=args.workers) as verdicts:
+        throughput(args, verdicts)
+        detection(verdicts)
+    print(
+        f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
+        f"{time.monotonic() - began:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+-- The firewall's shared core: the L7 checks both proxies run, the same code on Envoy
+-- (LuaJIT) and HAProxy (Lua 5.3). Its only input from the model is a policy's data text
+-- (controlplane/firewall/policy.py); a proxy's adapter hands it the request as
+--   {method, target, path, query, headers = {{name, value}, ...}, body = function}
+-- and acts on the names of the rules that matched.
+local M = {}
+
+M.BLOCKED_BODY = "blocked by the firewall\n"
+M.BODY_BYTES = 8192
+
+local function unpct(s)
+  return (string.gsub(s, "%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function split(s, sep)
+  local out, start = {}, 1
+  while true do
+    local i = string.find(s, sep, start, true)
+    if not i then
+      out[#out + 1] = string.sub(s, start)
+      return out
+    end
+    out[#out + 1] = string.sub(s, start, i - 1)
+    start = i + 1
+  end
+end
+
+-- regex programs (controlplane/firewall/nfa.py): a Pike VM, linear in the value's length
+
+local function parse_program(text)
+  local program = {}
+  for _, word in ipairs(split(text, " ")) do
+    local op = string.sub(word, 1, 1)
+    local ins = { op = op }
+    if op == "c" then
+      local set = {}
+      for i = 2, #word, 4 do
+        local lo = tonumber(string.sub(word, i, i + 1), 16)
+        local hi = tonumber(string.sub(word, i + 2, i + 3), 16)
+        for c = lo, hi do set[c] = true end
+      end
+      ins.set = set
+    elseif op == "s" then
+      local a, b = string.match(word, "^s(%d+):(%d+)$")
+      ins.a, ins.b = tonumber(a), tonumber(b)
+    elseif op == "j" then
+      ins.a = tonumber(string.sub(word, 2))
+    elseif op == "a" then
+      ins.k = string.sub(word, 2)
+    end
+    program[#program + 1] = ins
+  end
+  return program
+end
+
+local function is_word(c)
+  return c ~= nil and ((c >= 48 and c <= 57) or (c >= 65 and c <= 90)
+    or (c >= 97 and c <= 122) or c == 95)
+end
+
+local function holds(k, s, i)
+  local n = #s
+  local prev = i > 1 and string.byte(s, i - 1) or nil
+  local cur = i <= n and string.byte(s, i) or nil
+  if k == "A" then return i == 1
+  elseif k == "z" then return i == n + 1
+  elseif k == "Z" then return i == n + 1 or (i == n and cur == 10)
+  elseif k == "^" then return i == 1 or prev == 10
+  elseif k == "$" then return i == n + 1 or cur == 10
+  elseif k == "b" then return is_word(prev) ~= is_word(cur)
+  elseif k == "B" then return is_word(prev) == is_word(cur)
+  end
+  return false
+end
+
+local function search(program, s)
+  local marks, n = {}, #s
+  local function add(list, pc, i)
+    local stack = { pc }
+    while #stack > 0 do
+      local p = stack[#stack]
+      stack[#stack] = nil
+      if marks[p] ~= i then
+        marks[p] = i
+        local ins = program[p]
+        local op = ins.op
+        if op == "m" then return true
+        elseif op == "j" then stack[#stack + 1] = ins.a
+        elseif op == "s" then
+          stack[#stack + 1] = ins.b
+          stack[#stack + 1] = ins.a
+        elseif op == "a" then
+          if holds(ins.k, s, i) then stack[#stack + 1] = p + 1 end
+        else
+          list[#list + 1] = p
+        end
+      end
+    end
+    return false
+  end
+  local current = {}
+  for i = 1, n + 1 do
+    if add(current, 1, i) then return true end
+    if i > n then break end
+    local c = string.byte(s, i)
+    local following = {}
+    for _, p in ipairs(current) do
+      if program[p].set[c] and add(following, p + 1, i + 1) then return true end
+    end
+    current = following
+  end
+  return false
+end
+
+M.search = function(program_text, s) return search(parse_program(program_text), s) end
+
+-- transforms
+
+local function utf8_char(cp)
+  if cp < 0x80 then return string.char(cp) end
+  if cp < 0x800 then
+    return string.char(0xC0 + math.floor(cp / 0x40), 0x80 + cp % 0x40)
+  end
+  if cp < 0x10000 then
+    return string.char(0xE0 + math.floor(cp / 0x1000), 0x80 + math.floor(cp / 0x40) % 0x40,
+      0x80 + cp % 0x40)
+  end
+  return string.char(0xF0 + math.floor(cp / 0x40000), 0x80 + math.floor(cp / 0x1000) % 0x40,
+    0x80 + math.floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
+end
+
+local ENTITIES = { lt = "<", gt = ">", amp = "&", quot = '"', apos = "'", nbsp = "\194\160" }
+
+local function entity(body, semicolon)
+  local cp
+  if string.match(body, "^#[xX]%x+$") then
+    cp = tonumber(string.sub(body, 3), 16)
+  elseif string.match(body, "^#%d+$") then
+    cp = tonumber(string.sub(body, 2))
+  else
+    local named = semicolon == ";" and ENTITIES[string.lower(body)]
+    if named then return named end
+    return nil
+  end
+  if cp == nil or cp < 1 or cp > 0x10FFFF then return nil end
+  return utf8_char(cp)
+end
+
+local TRANSFORMS = {
+  url_decode = function(s) return unpct((string.gsub(s, "%+", " "))) end,
+  lowercase = string.lower,
+  compress_whitespace = function(s) return (string.gsub(s, "[ \t\r\n\f\v]+", " ")) end,
+  html_entity_decode = function(s)
+    return (string.gsub(s, "&(#?%w+)(;?)", function(body, semicolon)
+      local decoded = entity(body, semicolon)
+      if decoded == nil then return nil end
+      return decoded
+    end))
+  end,
+}
+
+-- policies
+
+local function matcher(kind, text)
+  if kind == "x" then
+    local program = parse_program(text)
+    return function(value) return search(program, value) end
+  end
+  return function(value) return string.find(value, text, 1, true) ~= nil end
+end
+
+local function parse_policy(text)
+  local policy = { rules = {} }
+  for _, item in ipairs(split(text, ";")) do
+    local key, value = string.match(item, "^(%w+)=(.*)$")
+    if key == "m" then
+      policy.block = value == "b"
+    elseif key == "me" then
+      policy.methods = {}
+      for _, method in ipairs(split(value, ",")) do policy.methods[method] = true end
+    elseif key == "ua" then
+      policy.user_agents = {}
+      for _, entry in ipairs(split(value, ",")) do
+        local kind = string.sub(entry, 1, 1)
+        policy.user_agents[#policy.user_agents + 1] = matcher(kind, unpct(string.sub(entry, 2)))
+      end
+    elseif key == "ex" then
+      policy.extensions = {}
+      for _, ext in ipairs(split(value, ",")) do policy.extensions[unpct(ext)] = true end
+    elseif key == "su" then policy.max_url = tonumber(value)
+    elseif key == "sh" then policy.max_header = tonumber(value)
+    elseif key == "sb" then policy.max_body = tonumber(value)
+    elseif key == "pr" then policy.protocol = true
+    elseif key == "r" then
+      local parts = split(value, ",")
+      local rule = {
+        name = unpct(parts[1]), on = parts[2], field = unpct(parts[3]), transforms = {},
+        matchers = {},
+      }
+      if parts[4] ~= "" then
+        for _, name in ipairs(split(unpct(parts[4]), "+")) do
+          rule.transforms[#rule.transforms + 1] = TRANSFORMS[name]
+        end
+      end
+      for i = 6, #parts do rule.matchers[#rule.matchers + 1] = matcher(parts[5], unpct(parts[i])) end
+      if rule.on == "body" then policy.reads_body = true end
+      policy.rules[#policy.rules + 1] = rule
+    end
+  end
+  return policy
+end
+
+local cache, cached = {}, 0
+
+function M.policy(text)
+  local policy = cache[text]
+  if policy == nil then
+    if cached >= 1000 then cache, cached = {}, 0 end
+    policy = parse_policy(text)
+    cache[text] = policy
+    cached = cached + 1
+  end
+  return policy
+end
+
+-- a request's values
+
+local function header_values(request, name)
+  local values = {}
+  for _, pair in ipairs(request.headers) do
+    if pair[1] == name then values[#values + 1] = pair[2] end
+  end
+  return values
+end
+
+local function cookie(request, name)
+  for _, line in ipairs(header_values(request, "cookie")) do
+    for _, part in ipairs(split(line, ";")) do
+      local key, value = string.match(part, "^%s*([^=]-)%s*=%s*(.-)%s*$")
+      if key == name then return value end
+    end
+  end
+  return nil
+end
+
+local function values_on(rule, request)
+  if rule.on == "path" then return { request.path } end
+  if rule.on == "query" then return { request.query } end
+  if rule.on == "header" then return header_values(request, string.lower(rule.field)) end
+  if rule.on == "cookie" then return { cookie(request, rule.field) } end
+  return { request.body() }
+end
+
+local function rule_matches(rule, request)
+  for _, value in ipairs(values_on(rule, request)) do
+    for _, transform in ipairs(rule.transforms) do value = transform(value) end
+    for _, match in ipairs(rule.matchers) do
+      if match(value) then return true end
+    end
+  end
+  return false
+end
+
+local function bad_escape(s)
+  return s ~= nil and string.find((string.gsub(s, "%%%x%x", "")), "%", 1, true) ~= nil
+end
+
+local function extension(path)
+  local segment = string.match(unpct(path), "([^/]*)$")
+  local ext = string.match(segment, "%.([^.]*)$")
+  return ext and string.lower(ext)
+end
+
+-- The names of the rules `request` matches, in the policy's order.
+function M.check(policy, request)
+  local hits = {}
+  if policy.methods and not policy.methods[request.method] then hits[#hits + 1] = "methods" end
+  if policy.user_agents then
+    for _, agent in ipairs(header_values(request, "user-agent")) do
+      local lowered, found = string.lower(agent), false
+      for _, match in ipairs(policy.user_agents) do
+        if match(lowered) then found = true end
+      end
+      if found then
+        hits[#hits + 1] = "user_agents"
+        break
+      end
+    end
+  end
+  if policy.extensions then
+    local ext = extension(request.path)
+    if ext and policy.extensions[ext] then hits[#hits + 1] = "file_extensions" end
+  end
+  if policy.max_url and #request.target > policy.max_url then hits[#hits + 1] = "max_sizes.url" end
+  if policy.max_header then
+    for _, pair in ipairs(request.headers) do
+      if #pair[1] + 2 + #pair[2] > policy.max_header then
+        hits[#hits + 1] = "max_sizes.header"
+        break
+      end
+    end
+  end
+  if policy.max_body then
+    for _, length in ipairs(header_values(request, "content-length")) do
+      if (tonumber(length) or 0) > policy.max_body then
+        hits[#hits + 1] = "max_sizes.body"
+        break
+      end
+    end
+  end
+  if policy.protocol then
+    local hosts, lengths = header_values(request, "host"), header_values(request, "content-length")
+    if #hosts ~= 1 or hosts[1] == "" or #lengths > 1 or string.find(lengths[1] or "", ",", 1, true)
+      or bad_escape(request.path) or bad_escape(request.query) then
+      hits[#hits + 1] = "protocol"
+    end
+  end
+  for _, rule in ipairs(policy.rules) do
+    if rule_matches(rule, request) then hits[#hits + 1] = rule.name end
+  end
+  return hits
+end
+
+return M
