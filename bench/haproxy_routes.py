@@ -3,10 +3,13 @@ versus 10,000 routes, the renderer's map design versus a plain ACL chain.
 
     .venv/bin/python bench/haproxy_routes.py [--seconds 5]
 
-Needs haproxy, wrk and nginx (Debian's nginx-light) on PATH or in /usr/sbin. Everything runs
-on 127.0.0.1 with free ports; HAProxy runs one worker with one thread (`nbthread 1`), pinned to
-CPU 0 while nginx and wrk share CPU 1. Cases are played in interleaved rounds and the median
-is printed, since other work on the machine moves single figures by tens of percent.
+Needs haproxy and wrk on PATH or in /usr/sbin (the backend is a second HAProxy answering 200).
+Everything runs
+on 127.0.0.1 with free ports; HAProxy runs one worker with one thread (`nbthread 1`, the
+renderer's default), pinned to CPU 0 while the backend and wrk share CPU 1. Beside requests per
+second, HAProxy's CPU time per request is read from /proc (the worker's user + system time
+over the requests wrk completed): other work on the machine moves the rate by tens of percent,
+the CPU per request far less. Cases are played in interleaved rounds and medians printed.
 """
 
 from __future__ import annotations
@@ -76,12 +79,6 @@ def routes_config(count: int, listen: int, backend: str, conditional: float = 0.
     )
 
 
-def one_thread(bundle: Bundle) -> Bundle:
-    """The bundle with `nbthread 1` in its global section."""
-    cfg = bundle.cfg.replace("global\n", "global\n    nbthread 1\n", 1)
-    return Bundle.of(cfg, bundle.map_entries, bundle.files, bundle.servers)
-
-
 def acl_chain_bundle(count: int, listen: int, backend: str) -> Bundle:
     """The same `count` prefix routes as a plain list of `use_backend ... if` rules."""
     lines = [
@@ -105,33 +102,26 @@ def acl_chain_bundle(count: int, listen: int, backend: str) -> Bundle:
 
 
 @contextmanager
-def nginx(port: int) -> Iterator[None]:
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    with tempfile.TemporaryDirectory(prefix="nginx-") as prefix:
-        conf = Path(prefix) / "nginx.conf"
+def answering(port: int) -> Iterator[None]:
+    """A second HAProxy on `port`, pinned to CPU 1, answering every request 200 itself."""
+    with tempfile.TemporaryDirectory(prefix="hapb-backend-") as prefix:
+        conf = Path(prefix) / "haproxy.cfg"
         conf.write_text(
-            f"""worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {prefix}/body;
-  proxy_temp_path {prefix}/proxy;
-  fastcgi_temp_path {prefix}/fastcgi;
-  uwsgi_temp_path {prefix}/uwsgi;
-  scgi_temp_path {prefix}/scgi;
-  keepalive_requests 1000000;
-  server {{
-    listen {LOOPBACK}:{port};
-    location / {{ return 200 "ok"; }}
-  }}
-}}
+            f"""global
+    nbthread 1
+defaults
+    mode http
+    timeout client 30s
+    timeout connect 5s
+    timeout server 30s
+frontend answer
+    bind {LOOPBACK}:{port}
+    http-request return status 200 content-type text/plain string ok
 """
         )
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
         process = subprocess.Popen(
-            ["taskset", "-c", "1", binary, "-p", prefix, "-c", str(conf)],
+            ["taskset", "-c", "1", binary, "-f", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -156,7 +146,28 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-def wrk(port: int, count: int, seconds: int) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes, from /proc/<pid>/stat."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(manager: HAProxyManager, port: int, count: int, seconds: int) -> tuple[float, float]:
+    """(requests per second, HAProxy's CPU microseconds per request) of one wrk run, the CPU
+    time read from /proc for HAProxy's worker: noise on the machine moves it far less than
+    the rate, which waits for CPU the others take."""
+    workers = [w.pid for w in manager.processes().workers]
+    before = cpu_seconds(workers)
+    rate, requests = wrk(port, count, seconds)
+    return rate, (cpu_seconds(workers) - before) / requests * 1e6
+
+
+def wrk(port: int, count: int, seconds: int) -> tuple[float, int]:
+    """(requests per second, requests) of a wrk run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("{count}", str(count)))
     out = subprocess.run(
@@ -181,8 +192,9 @@ def wrk(port: int, count: int, seconds: int) -> float:
     if non_2xx:
         raise RuntimeError(f"wrk saw {non_2xx.group(1)} error answers:\n{out}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    assert found, out
-    return float(found.group(1))
+    total = re.search(r"(\d+) requests in", out)
+    assert found and total, out
+    return float(found.group(1)), int(total.group(1))
 
 
 def main() -> None:
@@ -199,15 +211,15 @@ def main() -> None:
     try:
         print("## render; manager.apply as a runtime map update and as a validated reload")
         print(f"{'routes':>8} {'render s':>9} {'maps KB':>8} {'runtime s':>10} {'reload s':>9}")
-        manager.start(one_thread(render(routes_config(1, listen, backend), "default")))
+        manager.start(render(routes_config(1, listen, backend), "default"))
         for count in (10, 1_000, 10_000):
             config = routes_config(count, listen, backend)
             began = time.perf_counter()
             bundle = render(config, "default")
             rendered = time.perf_counter() - began
-            runtime = manager.apply(one_thread(bundle))
+            runtime = manager.apply(bundle)
             assert runtime.ok and runtime.mode == "runtime", runtime
-            plain = one_thread(bundle)
+            plain = bundle
             reloaded = Bundle.of(plain.cfg + "# reload\n", plain.map_entries, plain.files)
             reload = manager.apply(reloaded)
             assert reload.ok and reload.mode == "reload", reload
@@ -240,21 +252,25 @@ def main() -> None:
             ("ACL chain, 10,000 routes", 10_000, None),
         ]
         bundles = [
-            one_thread(render(config, "default"))
+            render(config, "default")
             if config is not None
             else acl_chain_bundle(paths, listen, backend)
             for _, paths, config in cases
         ]
-        figures: list[list[float]] = [[] for _ in cases]
-        with nginx(backend_port):
+        figures: list[list[tuple[float, float]]] = [[] for _ in cases]
+        with answering(backend_port):
             for _ in range(args.rounds):
                 for i, (_, paths, _) in enumerate(cases):
                     result = manager.apply(bundles[i])
                     assert result.ok, result.error
-                    figures[i].append(wrk(listen, paths, args.seconds))
+                    figures[i].append(measured(manager, listen, paths, args.seconds))
+        print(f"{'req/s':>8} {'cpu us/req':>10}  case  (each round: req/s, us/req)")
         for (label, _, _), runs in zip(cases, figures, strict=True):
-            shown = " ".join(f"{r:.0f}" for r in runs)
-            print(f"{statistics.median(runs):>10.0f}  {label}  ({shown})")
+            rate = statistics.median(r for r, _ in runs)
+            cpu = statistics.median(c for _, c in runs)
+            shown = ", ".join(f"{r:.0f} {c:.1f}" for r, c in runs)
+            print(f"{rate:>8.0f} {cpu:>10.2f}  {label}  ({shown})")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     finally:
         manager.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,6 +1,7 @@
 """A large write against a real API server, and what the rest of the API sees meanwhile.
 
     .venv/bin/python bench/large_write.py [--megabytes 8] [--rounds 1]
+    .venv/bin/python bench/large_write.py --small-writes 20 [--routes 10000] [--clusters 1000]
 
 Serves the REST API as `controlplane serve` does (uvicorn on the event loop, SQLite store,
 the per-proxy dry-run explainer) and sends a YAML config of about `--megabytes` (one listener,
@@ -8,6 +9,11 @@ one route per cluster, four endpoints per cluster) to `POST /v1/config:validate`
 `PUT /v1/config`. While each request is in flight a second client asks `GET /v1/status` back
 to back; the figures are the write's duration and the status latencies during it. The
 baseline, measured in the same run, is the status latency with no write in flight.
+
+`--small-writes N` instead loads a config of `--routes` routes over `--clusters` clusters
+(four endpoints each) and times N writes of one object each through REST, taking turns: a
+cluster's endpoints patched, a route created, that route deleted; then the same writes
+in-process, split into checking (validation of the whole result) and committing.
 
 `--keep-collector` leaves Python's cyclic garbage collector running during the work the
 server offloads (it pauses it), to show what the pause is worth. `--stages` then times, in
@@ -47,11 +53,16 @@ BYTES_PER_CLUSTER = 257
 def big_config(megabytes: float) -> dict[str, Any]:
     """A valid config of about `megabytes` of YAML."""
     count = int(megabytes * 1_000_000 / BYTES_PER_CLUSTER)
+    return routes_over_clusters(count, count)
+
+
+def routes_over_clusters(count: int, clusters_count: int) -> dict[str, Any]:
+    """One listener, one virtual host of `count` routes spread over `clusters_count` clusters."""
     routes = [
         {
             "name": f"r{i}",
             "match": {"path": {"prefix": f"/svc{i}"}},
-            "backends": [{"cluster": f"c{i}"}],
+            "backends": [{"cluster": f"c{i % clusters_count}"}],
         }
         for i in range(count)
     ]
@@ -60,7 +71,7 @@ def big_config(megabytes: float) -> dict[str, Any]:
             "name": f"c{i}",
             "endpoints": [{"address": f"127.0.0.{1 + j}:{10000 + i % 50000}"} for j in range(4)],
         }
-        for i in range(count)
+        for i in range(clusters_count)
     ]
     listener = {
         "name": "web",
@@ -142,13 +153,100 @@ def stages(text: bytes) -> None:
     )
 
 
+SmallWrite = tuple[str, str, Any]
+
+
+def small_writes(count: int) -> list[SmallWrite]:
+    """`count` writes of one object each: method, URL, JSON body."""
+    routes = "/v1/listeners/web/virtual_hosts/site/routes"
+    writes: list[SmallWrite] = []
+    for n in range(count):
+        if n % 3 == 0:
+            endpoints = [{"address": f"127.0.0.9:{20000 + n}"}]
+            writes.append(("PATCH", f"/v1/clusters/c{n}", {"endpoints": endpoints}))
+        elif n % 3 == 1:
+            route = {"name": f"new{n}", "match": {"path": {"prefix": f"/new{n}"}}}
+            writes.append(("POST", routes, {**route, "backends": [{"cluster": "c1"}]}))
+        else:
+            writes.append(("DELETE", f"{routes}/new{n - 1}", None))
+    return writes
+
+
+def time_small_writes(routes: int, clusters: int, count: int) -> None:
+    """Small writes to a large config through REST, then checking and committing in-process."""
+    from controlplane.api import objects
+    from controlplane.api.writes import ConfigWriter, plain
+    from controlplane.model import PROXY_KINDS
+
+    data = routes_over_clusters(routes, clusters)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(Path(tmp) / "bench.db")
+        thread = LoopThread("bench-api")
+        app = build_app(store, "127.0.0.1", insecure_local=True)
+        server = ApiServer(app, "127.0.0.1", 0)
+        try:
+            thread.run(server.start())
+            with httpx.Client(base_url=server.url, timeout=600) as client:
+                began = time.perf_counter()
+                client.put("/v1/config", json=data).raise_for_status()
+                print(
+                    f"load {routes} routes, {clusters} clusters: "
+                    f"{time.perf_counter() - began:.1f} s"
+                )
+                took: dict[str, list[float]] = {}
+                for method, url, body in small_writes(count):
+                    began = time.perf_counter()
+                    client.request(method, url, json=body).raise_for_status()
+                    took.setdefault(method, []).append(time.perf_counter() - began)
+            print(f"through REST: {milliseconds(took)}")
+        finally:
+            thread.run(server.stop())
+            thread.close()
+        writer = ConfigWriter(store, PROXY_KINDS)
+        kinds = {"PATCH": objects.CLUSTER, "POST": objects.ROUTE, "DELETE": objects.ROUTE}
+        steps: dict[str, list[float]] = {}
+        for method, url, body in small_writes(count):
+            head = store.head()
+            assert head is not None
+            began = time.perf_counter()
+            changed = objects.editable(plain(head.config))
+            kind = kinds[method]
+            parents = ("web", "site") if kind is objects.ROUTE else ()
+            if method == "PATCH":
+                objects.patch(changed, kind, parents, url.rsplit("/", 1)[1], body)
+            elif method == "POST":
+                objects.create(changed, kind, parents, body)
+            else:
+                objects.delete(changed, kind, parents, url.rsplit("/", 1)[1])
+            config = writer.check(changed, head.config)
+            checked = time.perf_counter()
+            store.commit(config, head.number, "bench")
+            steps.setdefault("check", []).append(checked - began)
+            steps.setdefault("commit", []).append(time.perf_counter() - checked)
+        print(f"in-process: {milliseconds(steps)}")
+        store.close()
+
+
+def milliseconds(took: dict[str, list[float]]) -> str:
+    return "; ".join(
+        f"{name} median {statistics.median(xs) * 1000:.1f} ms, max {max(xs) * 1000:.1f} ms"
+        for name, xs in took.items()
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--megabytes", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--stages", action="store_true", help="also time each step in-process")
     parser.add_argument("--keep-collector", action="store_true", help="do not pause the GC")
+    parser.add_argument("--small-writes", type=int, default=0, help="time N one-object writes")
+    parser.add_argument("--routes", type=int, default=10_000)
+    parser.add_argument("--clusters", type=int, default=1_000)
     args = parser.parse_args()
+    if args.small_writes:
+        time_small_writes(args.routes, args.clusters, args.small_writes)
+        return
     if args.keep_collector:
         from controlplane.api import offload
 

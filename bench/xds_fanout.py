@@ -8,8 +8,12 @@ each client ACKed it (first / p50 / last, from the server's ledger), and the ser
 
 The server and the clients run in separate processes so one GIL does not serialise both.
 `--baseline` runs the same load against the server in its per-stream-serialising mode.
+Each run makes `--changes` changes, a row each; *gc ms* is the server's CPU time in garbage
+collection during the change and *full gcs* its full collections. `--keep-collector` runs the
+server without freezing long-lived objects after each snapshot (`xds/collector.py`).
 
-    .venv/bin/python bench/xds_fanout.py --clients 100 1000 5000 --baseline
+    .venv/bin/python bench/xds_fanout.py --clients 100 1000 5000 --baseline --changes 1
+    .venv/bin/python bench/xds_fanout.py --clients 1000 --client-procs 2 --keep-collector
 
 `--serve` runs the whole product instead of the bare xDS server: `controlplane serve` (REST
 API, SQLite store, ledger, status; `--xds-workers N` passed on when given) seeded with the
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -103,7 +108,29 @@ def rss_mb() -> tuple[float, float]:
 # --- server process ---
 
 
-def server_main(conn: Connection, naive: bool, delta: bool) -> None:
+class CollectorClock:
+    """The CPU time this process spent in cyclic garbage collection (in the thread that ran
+    it: wall time would count being descheduled on a loaded machine), and its full ones."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._began = 0.0
+        gc.callbacks.append(self._on)
+
+    def _on(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._began
+            self.full += info["generation"] == 2
+
+
+def server_main(conn: Connection, naive: bool, delta: bool, keep_collector: bool) -> None:
+    if keep_collector:
+        from controlplane.xds import cache
+
+        cache.freeze_long_lived = lambda: None
     asyncio.run(_server(conn, naive, delta))
 
 
@@ -112,6 +139,8 @@ async def _server(conn: Connection, naive: bool, delta: bool) -> None:
     from controlplane.xds import types
     from controlplane.xds.cache import SnapshotCache
     from controlplane.xds.server import XdsServer
+
+    collector = CollectorClock()
 
     cache, ledger = SnapshotCache(), Ledger()
     v1 = build_snapshot()
@@ -133,6 +162,7 @@ async def _server(conn: Connection, naive: bool, delta: bool) -> None:
             changes += 1
             nxt = build_snapshot(changed=changes)
             cpu0, t0 = time.process_time(), time.time()
+            gc0, full0 = collector.seconds, collector.full
             cache.set_snapshot(GROUP, nxt)
             current = nxt
             done = await _wait(ledger, expected, nxt.version, [types.CLUSTER], timeout)
@@ -151,7 +181,16 @@ async def _server(conn: Connection, naive: bool, delta: bool) -> None:
                 and s.sent_at is not None
                 and s.version_sent == nxt.type_version(types.CLUSTER)
             ]
-            conn.send({"ok": done, "acks": acks, "cpu": cpu, "pushed": max(sends, default=0)})
+            conn.send(
+                {
+                    "ok": done,
+                    "acks": acks,
+                    "cpu": cpu,
+                    "pushed": max(sends, default=0),
+                    "gc": collector.seconds - gc0,
+                    "full": collector.full - full0,
+                }
+            )
         elif command == "rss":
             conn.send(rss_mb())
         elif command == "stop":
@@ -354,11 +393,19 @@ def _clients_cpu(clients: list[tuple[Any, Connection]]) -> float:
 
 
 def run_one(
-    n: int, naive: bool, delta: bool, per_channel: int, procs: int, wave: int
-) -> dict[str, Any]:
+    n: int,
+    naive: bool,
+    delta: bool,
+    per_channel: int,
+    procs: int,
+    wave: int,
+    changes: int = 1,
+    keep_collector: bool = False,
+) -> list[dict[str, Any]]:
+    """One server, `n` clients, `changes` one-cluster changes: a row per change."""
     ctx = mp.get_context("spawn")
     server_conn, server_end = ctx.Pipe()
-    server = ctx.Process(target=server_main, args=(server_end, naive, delta))
+    server = ctx.Process(target=server_main, args=(server_end, naive, delta, keep_collector))
     server.start()
     clients: list[tuple[Any, Connection]] = []
     try:
@@ -380,35 +427,48 @@ def run_one(
         synced = server_conn.recv()
         server_conn.send(("rss", None))
         rss_synced = server_conn.recv()
-        client_cpu = _clients_cpu(clients)
-        server_conn.send(("change", (n, 120.0)))
-        change = server_conn.recv()
-        client_cpu = _clients_cpu(clients) - client_cpu
-        server_conn.send(("rss", None))
-        rss_after = server_conn.recv()
+        rows = []
+        for number in range(1, changes + 1):
+            load = os.getloadavg()[0]
+            client_cpu = _clients_cpu(clients)
+            server_conn.send(("change", (n, 120.0)))
+            change = server_conn.recv()
+            client_cpu = _clients_cpu(clients) - client_cpu
+            server_conn.send(("rss", None))
+            rss_after = server_conn.recv()
+            acks = sorted(change["acks"])
+            rows.append(
+                {
+                    "n": n,
+                    "mode": ("naive " if naive else "") + ("delta" if delta else "sotw"),
+                    "change": number,
+                    "synced": synced["ok"],
+                    "sync_s": synced["at"] - t_start,
+                    "changed_ok": change["ok"],
+                    "acked": len(acks),
+                    "first_ms": acks[0] * 1000 if acks else float("nan"),
+                    "p50_ms": statistics.median(acks) * 1000 if acks else float("nan"),
+                    "last_ms": acks[-1] * 1000 if acks else float("nan"),
+                    "cpu_ms": change["cpu"] * 1000,
+                    "us_per_stream": change["cpu"] / n * 1e6,
+                    "gc_ms": change["gc"] * 1000,
+                    "full_gcs": change["full"],
+                    "pushed_ms": change["pushed"] * 1000,
+                    "client_cpu_ms": client_cpu * 1000,
+                    "rss_mb": rss_after[0],
+                    "peak_mb": max(rss_synced[1], rss_after[1]),
+                    "errors": 0,
+                    "load": load,
+                }
+            )
         stats: list[ClientStats] = []
         for _, c in clients:
             c.send("stop")
         for _, c in clients:
             stats.append(c.recv())
-        acks = sorted(change["acks"])
-        return {
-            "n": n,
-            "mode": ("naive " if naive else "") + ("delta" if delta else "sotw"),
-            "synced": synced["ok"],
-            "sync_s": synced["at"] - t_start,
-            "changed_ok": change["ok"],
-            "acked": len(acks),
-            "first_ms": acks[0] * 1000 if acks else float("nan"),
-            "p50_ms": statistics.median(acks) * 1000 if acks else float("nan"),
-            "last_ms": acks[-1] * 1000 if acks else float("nan"),
-            "cpu_ms": change["cpu"] * 1000,
-            "pushed_ms": change["pushed"] * 1000,
-            "client_cpu_ms": client_cpu * 1000,
-            "rss_mb": rss_after[0],
-            "peak_mb": max(rss_synced[1], rss_after[1]),
-            "errors": sum(s.errors for s in stats),
-        }
+        for row in rows:
+            row["errors"] = sum(s.errors for s in stats)
+        return rows
     finally:
         if server.is_alive():
             try:
@@ -496,13 +556,16 @@ def rss_of(pids: list[int]) -> float:
 
 
 @contextlib.contextmanager
-def serving(workdir: str, workers: int | None) -> Iterator[tuple[str, int, int]]:
-    """`controlplane serve` on the bench config: yields (API URL, xDS port, pid)."""
+def serving(
+    workdir: str, workers: int | None, seed: dict[str, Any] | None = None
+) -> Iterator[tuple[str, int, int]]:
+    """`controlplane serve` on `seed` (default: the bench config): yields (API URL, xDS
+    port, pid)."""
     from tests.harness.ports import free_port
 
     config = os.path.join(workdir, "config.json")
     with open(config, "w") as f:
-        json.dump(serve_config(), f)
+        json.dump(seed if seed is not None else serve_config(), f)
     api, xds = free_port(), free_port()
     command = [
         os.path.join(os.path.dirname(sys.executable), "controlplane"),
@@ -680,6 +743,7 @@ COLUMNS: list[tuple[str, str, str]] = [
     # (heading, result key, format)
     ("mode", "mode", "<11"),
     ("clients", "n", ">7"),
+    ("#", "change", ">2"),
     ("sync s", "sync_s", ">7.2f"),
     ("acked", "acked", ">6"),
     ("first ms", "first_ms", ">9.1f"),
@@ -687,6 +751,9 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("last ms", "last_ms", ">8.1f"),
     ("pushed ms", "pushed_ms", ">9.1f"),
     ("srv cpu ms", "cpu_ms", ">10.0f"),
+    ("us/stream", "us_per_stream", ">9.1f"),
+    ("gc ms", "gc_ms", ">6.1f"),
+    ("full gcs", "full_gcs", ">8"),
     ("cli cpu ms", "client_cpu_ms", ">10.0f"),
     ("rss MiB", "rss_mb", ">8.0f"),
     ("peak MiB", "peak_mb", ">9.0f"),
@@ -711,7 +778,12 @@ def main() -> None:
     )
     parser.add_argument("--serve", action="store_true", help="run controlplane serve instead")
     parser.add_argument("--xds-workers", type=int, default=None, help="serve's --xds-workers")
-    parser.add_argument("--changes", type=int, default=10, help="REST writes per run (--serve)")
+    parser.add_argument("--changes", type=int, default=10, help="changes per run")
+    parser.add_argument(
+        "--keep-collector",
+        action="store_true",
+        help="do not freeze long-lived objects after each snapshot (bare server only)",
+    )
     args = parser.parse_args()
     if args.serve:
         print(
@@ -746,13 +818,19 @@ def main() -> None:
     for n in args.clients:
         for _ in range(args.repeat):
             for naive in [False, True] if args.baseline else [False]:
-                load = os.getloadavg()[0]
-                r = run_one(
-                    n, naive, args.delta, args.streams_per_channel, args.client_procs, args.wave
+                rows = run_one(
+                    n,
+                    naive,
+                    args.delta,
+                    args.streams_per_channel,
+                    args.client_procs,
+                    args.wave,
+                    args.changes,
+                    args.keep_collector,
                 )
-                r["load"] = load
-                ok = "" if r["synced"] and r["changed_ok"] else "  (INCOMPLETE)"
-                print(" ".join(f"{r[k]:{f}}" for _, k, f in COLUMNS) + ok, flush=True)
+                for r in rows:
+                    ok = "" if r["synced"] and r["changed_ok"] else "  (INCOMPLETE)"
+                    print(" ".join(f"{r[k]:{f}}" for _, k, f in COLUMNS) + ok, flush=True)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,17 @@ def render_envoy(
     typer.echo(translate(config, group).to_json(), nl=False)
 
 
+ThreadsOption = Annotated[
+    int,
+    typer.Option(
+        "--haproxy-threads",
+        min=1,
+        max=64,
+        help="HAProxy's threads (nbthread in the rendered config).",
+    ),
+]
+
+
 @render_app.command("haproxy")
 def render_haproxy(
     file: Annotated[Path, typer.Argument(help="Config file (YAML or JSON).")],
@@ -134,11 +145,12 @@ def render_haproxy(
         Path, typer.Option("--output", "-o", help="Directory for haproxy.cfg and its files.")
     ],
     group: GroupOption = "default",
+    threads: ThreadsOption = 1,
 ) -> None:
     """Write the haproxy.cfg, map files and certificate files a node group's HAProxies run."""
     from .haproxy.render import render
 
-    bundle = render(load_for_target(file, "haproxy", group), group)
+    bundle = render(load_for_target(file, "haproxy", group), group, threads=threads)
     output.mkdir(parents=True, exist_ok=True)
     (output / "haproxy.cfg").write_text(bundle.cfg)
     for name, text in {**bundle.maps, **bundle.files}.items():
@@ -727,6 +739,7 @@ def serve(
         str | None,
         typer.Option(help="Bind the local HAProxies' listeners on this IP, ports unchanged."),
     ] = None,
+    haproxy_threads: ThreadsOption = 1,
     workdir: Annotated[Path, typer.Option(help="Directory for local HAProxy files.")] = Path("run"),
     xds_tls_cert: Annotated[
         Path | None, typer.Option(help="The xDS server's certificate chain (PEM file).")
@@ -814,6 +827,7 @@ def serve(
         haproxy_groups=tuple(haproxy or ()),
         haproxy_bin=haproxy_bin,
         haproxy_bind=haproxy_bind,
+        haproxy_threads=haproxy_threads,
         workdir=workdir,
         xds_tls=TlsFiles(xds_tls_cert, xds_tls_key, xds_client_ca)
         if xds_tls_cert and xds_tls_key and xds_client_ca

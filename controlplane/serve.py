@@ -327,6 +327,7 @@ class ServeOptions:
     haproxy_groups: tuple[str, ...] = ()
     haproxy_bin: str = "haproxy"
     haproxy_bind: str | None = None
+    haproxy_threads: int = 1
     workdir: Path = Path("run")
     xds_tls: TlsFiles | None = None
     xds_insecure: bool = False
@@ -425,7 +426,7 @@ async def start_server(options: ServeOptions) -> Running:
         if "envoy" in options.targets:
             planes.append(envoys)
         if "haproxy" in options.targets:
-            planes.append(HAProxyPlane(bundles, started))
+            planes.append(HAProxyPlane(bundles, started, options.haproxy_threads))
         fleet = Fleet(asyncio.get_running_loop(), planes, index, ledger)
         status = LedgerStatus(ledger, index, keep_changed=store.shared)
         if store.shared:

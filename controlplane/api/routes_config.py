@@ -177,7 +177,7 @@ def _dry_run(
 ) -> Response:
     old = head.config if head else None
     restore_keys(body, old)
-    config = ctx.writer.check(body)
+    config = ctx.writer.check(body, old)
     ctx.writer.guard(old, config, allow_empty_groups)
     return json_at(
         {

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model import Config, ConfigError, ProxyKind, parse_config, target_issues
+from ..model.parts import PARTS
 from ..store import Conflict, Revision, Store
 from .errors import ApiError, bad_input, invalid, issue_json
+from .objects import editable
 from .safeguards import ConnectedProxies, refuse_emptied_groups
 from .secrets import restore_keys
 
@@ -64,8 +66,9 @@ def head_number(revision: Revision | None) -> int:
 
 
 def plain(config: Config) -> dict[str, Any]:
-    """A config's full plain data, the form changes are applied to."""
-    return config.model_dump(mode="json")
+    """A config's full plain data, made once per part and shared: read it, or change
+    `objects.editable(plain(config))`."""
+    return PARTS.plain(config)
 
 
 def need_config(body: Any) -> dict[str, Any]:
@@ -97,11 +100,14 @@ class ConfigWriter:
         self.connected: ConnectedProxies = connected or (lambda: {})
         self._lock = threading.Lock()
 
-    def check(self, data: Any) -> Config:
-        """The validated config of `data`, or a 422 listing every issue (model, then proxies)."""
+    def check(self, data: Any, like: Config | None = None) -> Config:
+        """The validated config of `data`, or a 422 listing every issue (model, then proxies).
+
+        `like`, the config `data` changes, spares checking again what the change left as it
+        was (`parse_config`); the result is the same."""
         data = need_config(data)
         try:
-            config = parse_config(data)
+            config = parse_config(data, like)
         except ConfigError as exc:
             raise invalid(exc) from None
         issues = [
@@ -140,10 +146,10 @@ class ConfigWriter:
                 number = head_number(head)
                 if precondition is not None and not precondition.holds(number):
                     raise stale(number)
-                data = plain(head.config) if head else plain(Config())
+                data = editable(plain(head.config if head else Config()))
                 change(data)
                 restore_keys(data, head.config if head else None)
-                config = self.check(data)
+                config = self.check(data, head.config if head else None)
                 if head is not None and config == head.config:
                     return WriteResult(number, False, head.config)
                 self.guard(head.config if head else None, config, allow_empty_groups)

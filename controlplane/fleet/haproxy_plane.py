@@ -14,7 +14,7 @@ from typing import Any
 from ..feed.bundles import GroupBundles
 from ..feed.wire import StatusReport
 from ..haproxy.bundle import Bundle
-from ..haproxy.render import render
+from ..haproxy.render import THREADS, render
 from ..model import Config, GroupFacts, ProxyKind, split_address
 from ..proxies.haproxy.manager import HAProxyManager
 from ..proxies.haproxy.outcomes import ApplyResult, HealthEvent
@@ -75,9 +75,15 @@ class HAProxyPlane:
 
     kind: ProxyKind = "haproxy"
 
-    def __init__(self, feed: GroupBundles | None = None, local: Sequence[LocalHAProxy] = ()):
+    def __init__(
+        self,
+        feed: GroupBundles | None = None,
+        local: Sequence[LocalHAProxy] = (),
+        threads: int = THREADS,
+    ):
         self.feed = feed
         self.local = list(local)
+        self.threads = threads
         self._applying = asyncio.Lock()
 
     def groups(self, config: Config) -> list[str]:
@@ -89,11 +95,11 @@ class HAProxyPlane:
 
     def compile(self, config: Config, group: str, facts: GroupFacts = GroupFacts()) -> HAProxyBuild:
         placed = {
-            local.instance_id: render(relocate(config, local.bind_host), group, facts)
+            local.instance_id: render(relocate(config, local.bind_host), group, facts, self.threads)
             for local in self.local
             if local.group == group and local.bind_host is not None
         }
-        return HAProxyBuild(render(config, group, facts), placed)
+        return HAProxyBuild(render(config, group, facts, self.threads), placed)
 
     def publish(
         self, revision: int, builds: Mapping[str, HAProxyBuild], keep: frozenset[str]

@@ -73,8 +73,17 @@ class Frontend:
         return self.listener.name
 
 
-def render(config: Config, group: str, facts: GroupFacts = GroupFacts()) -> Bundle:
-    """The bundle of node group `group`, whose proxies `facts` describes.
+THREADS = 1
+"""HAProxy's threads (`nbthread`) unless told otherwise: one thread serves tens of thousands
+of requests a second, and a bundle must not depend on the machine it was rendered on (every
+replica renders the same bundle, and HAProxy's own default is the number of CPUs it finds)."""
+
+
+def render(
+    config: Config, group: str, facts: GroupFacts = GroupFacts(), threads: int = THREADS
+) -> Bundle:
+    """The bundle of node group `group`, whose proxies `facts` describes, for HAProxies
+    running `threads` threads.
 
     Raises ConfigError when HAProxy cannot express the config (`target_issues(config,
     "haproxy")`) and KeyError for an unknown group.
@@ -131,6 +140,7 @@ def render(config: Config, group: str, facts: GroupFacts = GroupFacts()) -> Bund
     cfg, masked = render_template(
         "haproxy.cfg.j2",
         group=group,
+        threads=threads,
         global_parts=global_parts,
         resolvers=RESOLVERS,
         frontends=frontends,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .types import (
     Address,
@@ -15,6 +15,7 @@ from .types import (
     Model,
     Name,
     duration_field,
+    model_check,
 )
 
 UpstreamProtocol = Literal["http1", "http2", "tcp"]
@@ -55,7 +56,7 @@ class HashOn(Model):
     header: HeaderName | None = None
     cookie: HashCookie | None = None
 
-    @model_validator(mode="after")
+    @model_check
     def _exactly_one(self) -> HashOn:
         chosen = [k for k in ("source_ip", "header", "cookie") if getattr(self, k)]
         if len(chosen) != 1:
@@ -89,7 +90,7 @@ class HealthCheck(Model):
     healthy_threshold: int = Field(2, ge=1, le=100)
     unhealthy_threshold: int = Field(3, ge=1, le=100)
 
-    @model_validator(mode="after")
+    @model_check
     def _statuses(self) -> HealthCheck:
         for status in self.expected_statuses:
             if not 100 <= status <= 599:
@@ -147,7 +148,7 @@ class Cluster(Model):
         "long as its route's timeout allows). HAProxy only.",
     )
 
-    @model_validator(mode="after")
+    @model_check
     def _hashing(self) -> Cluster:
         hashing = self.lb_policy in HASHING_POLICIES
         if hashing and self.hash_on is None:

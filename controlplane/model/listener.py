@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, SerializationInfo, field_serializer, model_validator
+from pydantic import Field, SerializationInfo, field_serializer
 
 from .firewall import AddressRules, Crs, Firewall, effective_firewall
 from .route import VirtualHost
 from .tls import REDACT_KEYS, Pem, redacted
-from .types import BindAddress, Model, Name, ServerName
+from .types import BindAddress, Model, Name, ServerName, model_check
 
 Protocol = Literal["http", "https", "tcp", "tls"]
 L7_PROTOCOLS: frozenset[str] = frozenset({"http", "https"})
@@ -93,7 +93,7 @@ class Listener(Model):
         None, description="L7 rules and CRS inspection for every route (http, https)."
     )
 
-    @model_validator(mode="after")
+    @model_check
     def _fields_fit_protocol(self) -> Listener:
         l7 = self.protocol in L7_PROTOCOLS
         if l7 and not self.virtual_hosts:

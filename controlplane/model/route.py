@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .firewall import Firewall
 from .limits import RateLimit
@@ -27,6 +27,7 @@ from .types import (
     Timeout,
     UrlPath,
     duration_field,
+    model_check,
 )
 
 
@@ -48,7 +49,7 @@ class PathMatch(Model):
     prefix: UrlPath | None = None
     regex: Regex | None = None
 
-    @model_validator(mode="after")
+    @model_check
     def _one(self) -> PathMatch:
         _one_of(self, ("exact", "prefix", "regex"))
         return self
@@ -74,7 +75,7 @@ class ValueMatch(Model):
     regex: Regex | None = None
     present: bool | None = None
 
-    @model_validator(mode="after")
+    @model_check
     def _one(self) -> ValueMatch:
         _one_of(self, ("exact", "regex", "present"))
         return self
@@ -122,7 +123,7 @@ class WeightedBackend(Model):
     request_headers: HeaderMutation = Field(default_factory=HeaderMutation)
     response_headers: HeaderMutation = Field(default_factory=HeaderMutation)
 
-    @model_validator(mode="after")
+    @model_check
     def _hosts(self) -> WeightedBackend:
         _host_rules(self.request_headers, self.response_headers)
         return self
@@ -143,7 +144,7 @@ class OriginMatch(Model):
     exact: Origin | None = None
     regex: Regex | None = None
 
-    @model_validator(mode="after")
+    @model_check
     def _one(self) -> OriginMatch:
         _one_of(self, ("exact", "regex"))
         return self
@@ -174,7 +175,7 @@ class Cors(Model):
     )
     allow_credentials: bool = False
 
-    @model_validator(mode="after")
+    @model_check
     def _whole_seconds(self) -> Cors:
         if self.max_age is not None and self.max_age % 1000:
             raise ValueError("max_age is a whole number of seconds")
@@ -233,7 +234,7 @@ class Redirect(Model):
     prefix_rewrite: UrlPath | None = None
     status: Literal[301, 302, 303, 307, 308] = 302
 
-    @model_validator(mode="after")
+    @model_check
     def _one_path(self) -> Redirect:
         if self.path is not None and self.prefix_rewrite is not None:
             raise ValueError("set at most one of path, prefix_rewrite")
@@ -308,7 +309,7 @@ class Route(Model):
         "switches it off here.",
     )
 
-    @model_validator(mode="after")
+    @model_check
     def _action(self) -> Route:
         _one_of(self, ("backends", "redirect", "direct_response"))
         _host_rules(self.request_headers, self.response_headers)

@@ -9,7 +9,8 @@ from .config import Config
 from .errors import ConfigError, Issue, PathPart
 from .kinds import ProxyKind
 from .limits import RateLimit
-from .route import ValueMatch
+from .parts import PARTS
+from .route import ValueMatch, VirtualHost
 
 TargetRule = Callable[[Config], Iterator[Issue]]
 
@@ -27,11 +28,19 @@ def _value_matches(config: Config) -> Iterator[tuple[tuple[PathPart, ...], str, 
     """Every header, query and cookie condition: its path, its field, the condition."""
     for li, listener in enumerate(config.listeners):
         for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri, route in enumerate(vhost.routes):
+            for ri in PARTS.derived(_conditioned, vhost):
+                route = vhost.routes[ri]
                 for field in ("headers", "query", "cookies"):
                     for mi, item in enumerate(getattr(route.match, field)):
                         path = ("listeners", li, "virtual_hosts", vi, "routes", ri, "match")
                         yield (*path, field, mi), field, item
+
+
+def _conditioned(vhost: VirtualHost) -> tuple[int, ...]:
+    """The positions of the routes with header, query or cookie conditions."""
+    return tuple(
+        i for i, r in enumerate(vhost.routes) if r.match.headers or r.match.query or r.match.cookies
+    )
 
 
 def _envoy_cannot_match_absent_query(config: Config) -> Iterator[Issue]:

@@ -15,15 +15,22 @@ from .config import Config
 from .errors import ConfigError, Issue, PathPart, issues_from_pydantic
 from .kinds import DEFAULT_GROUP
 from .listener import Certificate, Listener, SniRoute
-from .route import Route
+from .parts import PARTS, reuse
+from .route import Route, VirtualHost
 from .tls import certificate_problem
 from .types import split_address
 
 Rule = Callable[[Config], Iterator[Issue]]
 
 
-def parse_config(data: Any) -> Config:
-    """A validated Config from plain data (parsed YAML or JSON), or ConfigError."""
+def parse_config(data: Any, like: Config | None = None) -> Config:
+    """A validated Config from plain data (parsed YAML or JSON), or ConfigError.
+
+    With `like` (the config `data` is a change of), the parts of `data` that are the plain
+    data of parts of `like` are taken as they are (`parts.reuse`): the same result, checked
+    in the time the changed parts take; the whole-config rules run on the whole result."""
+    if like is not None:
+        data = reuse(data, like, PARTS)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -61,8 +68,15 @@ def unique_names(config: Config) -> Iterator[Issue]:
             [v.name for v in listener.virtual_hosts], vhosts_path, "virtual host"
         )
         for vi, vhost in enumerate(listener.virtual_hosts):
+            if PARTS.derived(_route_names_unique, vhost):
+                continue
             routes_path = (*vhosts_path, vi, "routes")
             yield from _duplicates([r.name for r in vhost.routes], routes_path, "route")
+
+
+def _route_names_unique(vhost: VirtualHost) -> bool:
+    names = [r.name for r in vhost.routes if r.name is not None]
+    return len(names) == len(set(names))
 
 
 def unique_domains(config: Config) -> Iterator[Issue]:
@@ -111,9 +125,25 @@ def _cluster_refs(listener: Listener) -> Iterator[tuple[tuple[PathPart, ...], st
                 yield path, mirror.cluster, route
 
 
+def _referenced(listener: Listener) -> set[str]:
+    """The clusters a listener's routes, SNI routes and default send to."""
+    names: set[str] = set().union(*(PARTS.derived(_sent_to, v) for v in listener.virtual_hosts))
+    names.update(s.cluster for s in listener.sni_routes)
+    if listener.default_cluster:
+        names.add(listener.default_cluster)
+    return names
+
+
+def _sent_to(vhost: VirtualHost) -> frozenset[str]:
+    """The clusters a virtual host's routes send to."""
+    return frozenset(b.cluster for r in vhost.routes for b in r.backends or ())
+
+
 def references_resolve(config: Config) -> Iterator[Issue]:
     clusters = {c.name: c for c in config.clusters}
     for li, listener in enumerate(config.listeners):
+        if _referenced(listener) <= clusters.keys():
+            continue  # nothing to report: the walk below names what is missing
         for path, name, _ in _cluster_refs(listener):
             if name not in clusters:
                 yield Issue(("listeners", li, *path), f"no cluster named {name!r}")
@@ -127,7 +157,11 @@ def references_resolve(config: Config) -> Iterator[Issue]:
 def protocols_fit(config: Config) -> Iterator[Issue]:
     """L7 routes need HTTP clusters; L4 listeners need tcp clusters."""
     clusters = {c.name: c for c in config.clusters}
+    tcp = {name for name, c in clusters.items() if c.protocol == "tcp"}
     for li, listener in enumerate(config.listeners):
+        misfits = tcp if listener.is_l7 else clusters.keys() - tcp
+        if misfits.isdisjoint(_referenced(listener)):
+            continue
         for path, name, _ in _cluster_refs(listener):
             cluster = clusters.get(name)
             if cluster is None:
@@ -155,11 +189,17 @@ def l4_hashing_sees_no_http(config: Config) -> Iterator[Issue]:
             )
 
 
+def _split_routes(vhost: VirtualHost) -> tuple[int, ...]:
+    """The positions of the routes that send to more than one backend."""
+    return tuple(i for i, r in enumerate(vhost.routes) if len(r.backends or ()) > 1)
+
+
 def route_backends_agree_on_hashing(config: Config) -> Iterator[Issue]:
     clusters = {c.name: c for c in config.clusters}
     for li, listener in enumerate(config.listeners):
         for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri, route in enumerate(vhost.routes):
+            for ri in PARTS.derived(_split_routes, vhost):
+                route = vhost.routes[ri]
                 keys = {
                     clusters[b.cluster].hash_on
                     for b in route.backends or ()

@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 
 from ..model import Config
+from ..model.parts import PARTS
 
 
 def config_json(config: Config) -> str:
     """The JSON text of a config: every field, in the model's field order, no spaces.
 
     Equal configs give equal text (for one version of the model), so the text's hash
-    identifies the content.
+    identifies the content. It is `config.model_dump_json()`, made from the text of the
+    parts a new revision keeps from the one before (`model.parts`).
     """
-    return config.model_dump_json()
+    return PARTS.json(config)
 
 
 def text_hash(text: str) -> str:

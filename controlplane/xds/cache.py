@@ -21,6 +21,7 @@ from types import MappingProxyType
 from google.protobuf.message import Message
 
 from controlplane.xds import wire
+from controlplane.xds.collector import freeze_long_lived
 from controlplane.xds.types import type_url_of
 
 Interest = frozenset[str] | None
@@ -327,6 +328,7 @@ class SnapshotCache:
             watches = list(self._watches.get(group, ()))
         if previous is not None and previous.version == snapshot.version:
             return
+        freeze_long_lived()  # before the push: its garbage collections skip the snapshot
         _notify(watches)
 
     def get(self, group: str) -> Snapshot | None:

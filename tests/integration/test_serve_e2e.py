@@ -164,6 +164,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             tokens_file=tokens,
             haproxy_groups=("default",),
             haproxy_bind=HAPROXY_HOST,
+            haproxy_threads=2,
             workdir=tmp / "run",
         )
         thread = LoopThread()
@@ -218,6 +219,11 @@ def test_a_route_change_through_the_api_is_served_by_both_proxies(lab: Lab) -> N
         {"backends": [{"cluster": "api"}]},
     )
     lab.wait_served("/api/x", "api")
+
+
+def test_the_local_haproxy_runs_the_threads_serve_was_told(lab: Lab) -> None:
+    (local,) = lab.running.local
+    assert local.manager.runtime.show_info()["Nbthread"] == "2"
 
 
 def test_a_change_envoy_refuses_is_reported_and_the_rest_still_runs(lab: Lab) -> None:

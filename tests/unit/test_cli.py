@@ -162,6 +162,21 @@ def test_render_refuses_an_unknown_group(proxy: str, tmp_path: Path) -> None:
     assert result.stderr.strip() == f"{example}: no node group named 'l9' (groups: l4, l7)"
 
 
+def test_render_haproxy_sets_the_threads_it_is_told(tmp_path: Path) -> None:
+    example = str(ROOT / "examples" / "quickstart.yaml")
+    assert controlplane("render", "haproxy", example, "-o", str(tmp_path / "a")).returncode == 0
+    assert "\n    nbthread 1\n" in (tmp_path / "a" / "haproxy.cfg").read_text()
+    four = controlplane(
+        "render", "haproxy", example, "-o", str(tmp_path / "b"), "--haproxy-threads", "4"
+    )
+    assert four.returncode == 0
+    assert "\n    nbthread 4\n" in (tmp_path / "b" / "haproxy.cfg").read_text()
+    refused = controlplane(
+        "render", "haproxy", example, "-o", str(tmp_path / "c"), "--haproxy-threads", "0"
+    )
+    assert refused.returncode == 2
+
+
 @pytest.mark.parametrize(
     ("args", "problem"),
     [

@@ -1,0 +1,75 @@
+"""Property: a config's parts remembered (`model.parts`) change nothing of what is made or
+checked: the plain data and JSON text are Pydantic's, and a change checked knowing the config
+it changes gives the config, or the issues, a check from scratch gives."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controlplane.model import Config, ConfigError, load_file, parse_config
+from controlplane.model.parts import PARTS
+
+from .test_roundtrip import configs
+
+GOLDEN = sorted((Path(__file__).parents[2] / "golden").glob("*.yaml"))
+
+
+def outcome(data: Any, like: Config | None) -> Config | list[tuple[tuple[Any, ...], str]]:
+    try:
+        return parse_config(data, like)
+    except ConfigError as exc:
+        return [(issue.path, issue.message) for issue in exc.issues]
+
+
+def lists_in(data: Any) -> list[list[Any]]:
+    """Every list of objects in plain data, outermost first."""
+    found: list[list[Any]] = []
+    if isinstance(data, dict):
+        for value in data.values():
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                found.append(value)
+            found += lists_in(value)
+    elif isinstance(data, list):
+        for value in data:
+            found += lists_in(value)
+    return found
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
+def test_plain_data_and_text_are_pydantics(path: Path) -> None:
+    config = load_file(path)
+    assert PARTS.plain(config) == config.model_dump(mode="json")
+    assert PARTS.json(config) == config.model_dump_json()
+
+
+@settings(max_examples=60, deadline=None)
+@given(configs(), st.data())
+def test_a_change_checked_knowing_the_old_config_is_checked_as_from_scratch(
+    data: dict[str, Any], draw: st.DataObject
+) -> None:
+    old = parse_config(data)
+    changed = copy.deepcopy(PARTS.plain(old))
+    lists = lists_in(changed)
+    if lists:
+        items = draw.draw(st.sampled_from(lists))
+        i = draw.draw(st.integers(0, len(items) - 1))
+        action = draw.draw(st.sampled_from(["remove", "duplicate", "move first", "rename"]))
+        if action == "remove":
+            del items[i]
+        elif action == "duplicate":
+            items.insert(i, copy.deepcopy(items[i]))
+        elif action == "move first":
+            items.insert(0, items.pop(i))
+        elif "name" in items[i]:
+            items[i]["name"] = "renamed"
+    new = outcome(changed, old)
+    assert new == outcome(changed, None)
+    if isinstance(new, Config):
+        assert PARTS.plain(new) == new.model_dump(mode="json")
+        assert PARTS.json(new) == new.model_dump_json()
