@@ -310,8 +310,11 @@ def test_killing_the_replica_holding_the_proxies_loses_no_request(lab: Lab) -> N
     finally:
         for load in loads:
             load.stop()
+            print(f"load on port {load.port}: {load.answered}, failed: {load.failures[:3]}")
+        for name, replica_api in lab.apis.items():
+            if name not in lab.killed:
+                print(f"status on {name}: {replica_api.status()}")
     for load in loads:
-        print(f"load on port {load.port}: {load.answered}, {len(load.failures)} failed")
         assert load.failures == []
 
 
