@@ -45,14 +45,24 @@ ENVOY_ID, AGENT_ID = "edge-envoy", "agent-1"
 WAIT = 30.0
 
 
+def cluster_of(address: str) -> str:
+    return "web-" + address.rsplit(":", 1)[1]
+
+
 def config(
-    envoy_port: int, agent_port: int, backend: str, held: int | None = None
+    envoy_port: int,
+    agent_port: int,
+    backend: str,
+    held: int | None = None,
+    others: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One listener per group (the Envoy's `edge`, the agents'), both to cluster `web`;
+    """One listener per group (the Envoy's `edge`, the agents'), both to the cluster of
+    `backend` (a cluster per backend: a change moves the route, not a server, as HAProxy 2.6
+    keeps reusing idle connections to a server's old address after a runtime address change);
     `held` adds an edge listener on that port."""
 
     def listener(name: str, address: str) -> dict[str, Any]:
-        route = {"name": "default", "backends": [{"cluster": "web"}]}
+        route = {"name": "default", "backends": [{"cluster": cluster_of(backend)}]}
         vhost = {"name": "site", "domains": ["*"], "routes": [route]}
         return {"name": name, "address": address, "protocol": "http", "virtual_hosts": [vhost]}
 
@@ -61,7 +71,10 @@ def config(
         edge.append(listener("held", f"{ENVOY_HOST}:{held}"))
     return {
         "listeners": [*edge, listener("agent-web", f"{AGENT_HOST}:{agent_port}")],
-        "clusters": [{"name": "web", "endpoints": [{"address": backend}]}],
+        "clusters": [
+            {"name": cluster_of(address), "endpoints": [{"address": address}]}
+            for address in sorted({backend, *others})
+        ],
         "node_groups": [
             {"name": "edge", "listeners": [str(item["name"]) for item in edge]},
             {"name": "agents", "listeners": ["agent-web"]},
@@ -115,7 +128,8 @@ class Lab:
     killed: list[str] = field(default_factory=list)
 
     def config(self, backend: str, held: int | None = None) -> dict[str, Any]:
-        return config(*self.ports, self.backends[backend], held)
+        others = tuple(self.backends.values())
+        return config(*self.ports, self.backends[backend], held, others)
 
     def holder(self, proxy: str, asked: str | None = None) -> str:
         """The replica holding `proxy` (its stream, its polls), as a live replica says."""
@@ -164,7 +178,9 @@ def lab(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactor
     agent: tuple[HAProxyAgent, threading.Thread] | None = None
     with BackendFleet() as fleet:
         backends = {n: fleet.start(BackendSpec(n)).address for n in ("one", "two")}
-        seed.write_text(yaml.safe_dump(config(envoy_port, agent_port, backends["one"])))
+        everyone = tuple(backends.values())
+        seeded = config(envoy_port, agent_port, backends["one"], others=everyone)
+        seed.write_text(yaml.safe_dump(seeded))
         try:
             for name in ("a", "b"):
                 replica = ServeProcess(tmp, name, db, tokens, seed)
