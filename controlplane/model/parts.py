@@ -13,11 +13,15 @@ from those of the parts it kept.
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import threading
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
@@ -30,6 +34,7 @@ from .types import Model
 
 P = TypeVar("P", bound=Model)
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 ASSEMBLED = (Config, Listener, VirtualHost)
 """The parts made of parts: those holding the lists a write changes one item of. Their plain
@@ -67,7 +72,9 @@ class Parts:
     def __init__(self) -> None:
         self._plain: dict[int, tuple[Model, dict[str, Any]]] = {}
         self._json: dict[int, tuple[Model, str]] = {}
-        self._derived: dict[tuple[Callable[[Any], Any], int], tuple[Model, Any]] = {}
+        self._derived: dict[tuple[Any, int], tuple[Model, Any]] = {}
+        self._lineage: dict[int, tuple[Model, Model]] = {}
+        self._texts: dict[int, tuple[Model, dict[str, Any]]] = {}
         self._recent: list[Model] = []
         self._size = 0
         self._lock = threading.RLock()
@@ -86,14 +93,85 @@ class Parts:
             self._asked(config)
             return found
 
-    def derived(self, compute: Callable[[P], T], part: P) -> T:
-        """`compute(part)`, computed once per part (a part never changes): for what a rule
-        reads of a part, so that checking a changed config looks only at what changed."""
-        key = (compute, id(part))
+    def follows(self, new: Model, old: Model) -> None:
+        """Note that `new` is a change of `old` (a validated config of the one it changes):
+        each part made of parts is matched with the old part of its name, so that the facts
+        of a changed part (`positions`, `tally`) are made from the old part's by looking at
+        the items that changed."""
+        if new is old or not isinstance(new, ASSEMBLED) or type(new) is not type(old):
+            return
+        self._lineage[id(new)] = (new, old)
+        self._lineage.pop(id(old), None)  # one step back at most: no chain of old parts
+        for name in part_fields(type(new)):
+            items, olds = getattr(new, name), getattr(old, name)
+            if not isinstance(items, list | tuple) or not isinstance(olds, list | tuple):
+                continue
+            if not olds or not isinstance(olds[0], ASSEMBLED):
+                continue  # routes and clusters: facts are made of their lists, not in them
+            named = {n: o for o in olds if isinstance(n := getattr(o, "name", None), str)}
+            for item in items:
+                counterpart = named.get(getattr(item, "name", None))  # type: ignore[arg-type]
+                if counterpart is not None:
+                    self.follows(item, counterpart)
+
+    def positions(self, test: Callable[[Any], bool], part: Model, field: str) -> tuple[int, ...]:
+        """The positions of the items of `part`'s list `field` for which `test` holds: computed
+        once per part, and for a part that `follows` another from that one's, testing only the
+        items between the two lists' common start and common end."""
+
+        def full(items: Sequence[Any]) -> tuple[int, ...]:
+            return tuple(i for i, item in enumerate(items) if test(item))
+
+        def update(found: tuple[int, ...], edit: Edit) -> tuple[int, ...]:
+            shift = len(edit.new) - len(edit.old)
+            old_end = len(edit.old) - edit.end
+            return (
+                *(i for i in found if i < edit.start),
+                *(edit.start + i for i, item in enumerate(edit.added) if test(item)),
+                *(i + shift for i in found if i >= old_end),
+            )
+
+        found: tuple[int, ...] = self._fact(("positions", field, test), part, field, full, update)
+        return found
+
+    def tally(self, keys: Callable[[Any], Iterable[K]], part: Model, field: str) -> Mapping[K, int]:
+        """How many times each key comes out of `keys(item)` over the items of `part`'s list
+        `field` (keys counted zero times are absent): computed once per part, as `positions`
+        is. Callers must not change what it returns."""
+
+        def full(items: Sequence[Any]) -> Counter[K]:
+            return Counter(k for item in items for k in keys(item))
+
+        def update(found: Counter[K], edit: Edit) -> Counter[K]:
+            counts = found.copy()
+            counts.subtract(k for item in edit.removed for k in keys(item))
+            counts.update(k for item in edit.added for k in keys(item))
+            for k in [k for item in edit.removed for k in keys(item) if counts[k] <= 0]:
+                counts.pop(k, None)
+            return counts
+
+        found: Counter[K] = self._fact(("tally", field, keys), part, field, full, update)
+        return found
+
+    def _fact(
+        self,
+        kind: tuple[str, str, Callable[..., Any]],
+        part: Model,
+        field: str,
+        full: Callable[[Sequence[Any]], Any],
+        update: Callable[[Any, Edit], Any],
+    ) -> Any:
+        key = (kind, id(part))
         found = self._derived.get(key)
         if found is not None and found[0] is part:
             return found[1]
-        value = compute(part)
+        lineage = self._lineage.get(id(part))
+        if lineage is not None and lineage[0] is part:
+            old = lineage[1]
+            before = self._fact(kind, old, field, full, update)
+            value = update(before, Edit.of(getattr(old, field), getattr(part, field)))
+        else:
+            value = full(getattr(part, field))
         self._derived[key] = (part, value)
         return value
 
@@ -105,7 +183,7 @@ class Parts:
     def _asked(self, config: Model) -> None:
         if not any(c is config for c in self._recent):
             self._recent = [config, *self._recent][:KEPT_CONFIGS]
-        sizes = (len(self._plain), len(self._json), len(self._derived))
+        sizes = (len(self._plain), len(self._json), len(self._derived), len(self._lineage))
         if max(sizes) > 2 * max(self._size, 1000):
             alive: set[int] = set()
             for kept in self._recent:
@@ -113,7 +191,9 @@ class Parts:
             self._size = len(alive)
             self._plain = {k: v for k, v in self._plain.items() if k in alive}
             self._json = {k: v for k, v in self._json.items() if k in alive}
+            self._texts = {k: v for k, v in self._texts.items() if k in alive}
             self._derived = {k: v for k, v in self._derived.items() if k[1] in alive}
+            self._lineage = {k: v for k, v in self._lineage.items() if k in alive}
 
     def _plain_of(self, part: Model) -> dict[str, Any]:
         found = self._plain.get(id(part))
@@ -122,8 +202,9 @@ class Parts:
         if isinstance(part, ASSEMBLED):
             children = part_fields(type(part))
             own = part.model_dump(mode="json", exclude=set(children))
+            before = self._before(part, self._plain)
             data = {
-                name: self._plain_value(getattr(part, name)) if name in children else own[name]
+                name: self._plain_value(part, name, before) if name in children else own[name]
                 for name in type(part).model_fields
             }
         else:
@@ -131,12 +212,41 @@ class Parts:
         self._plain[id(part)] = (part, data)
         return data
 
-    def _plain_value(self, value: Any) -> Any:
+    def _plain_value(
+        self, part: Model, name: str, before: tuple[Model, dict[str, Any]] | None
+    ) -> Any:
+        value = getattr(part, name)
         if isinstance(value, Model):
             return self._plain_of(value)
         if isinstance(value, list | tuple):
-            return [self._plain_of(v) for v in value]
+            return self._items(value, name, before, self._plain_of)
         return value  # None
+
+    def _items(
+        self,
+        items: Sequence[Model],
+        name: str,
+        before: tuple[Model, dict[str, Any]] | None,
+        make: Callable[[Model], T],
+    ) -> list[T]:
+        """`make(item)` for each item of `items`, a list field of a part: for a part that
+        follows another (`before`: the old part and what was made of its lists), the old
+        list's where the two lists are the same objects, made anew only between."""
+        if before is None:
+            return [make(item) for item in items]
+        made: list[T] = before[1][name]
+        edit = Edit.of(getattr(before[0], name), items)
+        return [*made[: edit.start], *map(make, edit.added), *made[len(made) - edit.end :]]
+
+    def _before(
+        self, part: Model, made: dict[int, tuple[Model, dict[str, Any]]]
+    ) -> tuple[Model, dict[str, Any]] | None:
+        """The part `part` follows and what `made` holds of it, when it holds something."""
+        lineage = self._lineage.get(id(part))
+        if lineage is None or lineage[0] is not part:
+            return None
+        found = made.get(id(lineage[1]))
+        return (lineage[1], found[1]) if found is not None and found[0] is lineage[1] else None
 
     def _json_of(self, part: Model) -> str:
         found = self._json.get(id(part))
@@ -148,39 +258,62 @@ class Parts:
             return made
         children = part_fields(type(part))
         own = part.model_dump(mode="json", exclude=set(children))
+        before = self._before(part, self._texts)
+        texts: dict[str, list[str]] = {}
         pieces = ["{"]
         for name in type(part).model_fields:
             pieces += (json.dumps(name), ":")
-            if name in children:
-                self._json_pieces(getattr(part, name), pieces)
-            else:
+            value = getattr(part, name)
+            if name not in children:
                 # What Pydantic writes for JSON-mode data of strings, integers, booleans and
                 # null (the model has no floats, and no control characters but line breaks).
                 pieces.append(json.dumps(own[name], ensure_ascii=False, separators=(",", ":")))
+            elif isinstance(value, Model):
+                pieces.append(self._json_of(value))
+            elif isinstance(value, list | tuple):
+                texts[name] = self._items(value, name, before, self._json_of)
+                pieces += ("[", ",".join(texts[name]), "]")
+            else:
+                pieces.append("null")
             pieces.append(",")
-        _close(pieces, "}")
+        pieces[-1] = "}"
         made = "".join(pieces)  # one copy of the parts' texts, however large
         self._json[id(part)] = (part, made)
+        self._texts[id(part)] = (part, texts)
         return made
 
-    def _json_pieces(self, value: Any, pieces: list[str]) -> None:
-        if isinstance(value, Model):
-            pieces.append(self._json_of(value))
-        elif isinstance(value, list | tuple):
-            pieces.append("[")
-            for item in value:
-                pieces += (self._json_of(item), ",")
-            _close(pieces, "]")
-        else:
-            pieces.append("null")
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """How a list `new` differs from `old`: the items between their common start (`start`
+    items, the same objects) and their common end (`end` items) were replaced."""
+
+    old: Sequence[Any]
+    new: Sequence[Any]
+    start: int
+    end: int
+
+    @classmethod
+    def of(cls, old: Sequence[Any], new: Sequence[Any]) -> Edit:
+        short = min(len(old), len(new))
+        start = _first_different(old, new, short)
+        end = _first_different(reversed(old), reversed(new), short - start)
+        return cls(old, new, start, end)
+
+    @property
+    def removed(self) -> Sequence[Any]:
+        return self.old[self.start : len(self.old) - self.end]
+
+    @property
+    def added(self) -> Sequence[Any]:
+        return self.new[self.start : len(self.new) - self.end]
 
 
-def _close(pieces: list[str], bracket: str) -> None:
-    """End a JSON object or array whose items are each followed by a comma."""
-    if pieces[-1] == ",":
-        pieces[-1] = bracket
-    else:
-        pieces.append(bracket)
+def _first_different(a: Iterable[Any], b: Iterable[Any], most: int) -> int:
+    """The position of the first item of `a` that is not the item of `b` at the same place,
+    at most `most` (an identity scan at C speed)."""
+    first = next(itertools.compress(itertools.count(), map(operator.is_not, a, b)), most)
+    return min(first, most)
 
 
 PARTS = Parts()
@@ -213,23 +346,33 @@ def reuse(data: Any, like: Model, parts: Parts) -> Any:
     for name in part_fields(type(like)):
         value, old = data.get(name), getattr(like, name)
         if isinstance(value, list) and isinstance(old, list | tuple):
-            out[name] = _reuse_list(value, old, parts)
+            out[name] = _reuse_list(value, old, parts, known[name] if known else None)
         elif isinstance(value, dict) and isinstance(old, Model):
             out[name] = reuse(value, old, parts)
     return out
 
 
-def _reuse_list(values: list[Any], olds: Iterable[Any], parts: Parts) -> list[Any]:
+def _reuse_list(
+    values: list[Any], olds: Iterable[Any], parts: Parts, knowns: list[Any] | None = None
+) -> list[Any]:
     """Each value matched with the old part at its place, or one place off (a part inserted
     or removed before it shifts the rest by one). A value that matches none is new, or, when
     the parts are made of parts, checked against the old part of its name (else at its place)
-    for the parts inside it."""
+    for the parts inside it. `knowns`: the plain data of `olds`, when known already."""
     olds = list(olds)
-    knowns = [parts.known(old) for old in olds]
-    out: list[Any] = []
+    if knowns is None:
+        knowns = [parts.known(old) for old in olds]
+    # The values at the start and at the end that are the very data of the old parts there
+    # (the usual case: a write changes one part of a list) are those parts.
+    edit = Edit.of(knowns, values)
+    if edit.start + edit.end == len(values):
+        return [*olds[: edit.start], *olds[len(olds) - edit.end :]]
+    out: list[Any] = olds[: edit.start]
     named: dict[str, Model] | None = None
     shift = 0
     for i, value in enumerate(values):
+        if i < edit.start:
+            continue
         if i + shift < len(olds) and value is knowns[i + shift]:
             out.append(olds[i + shift])  # the very data of the old part: the usual case
             continue

@@ -10,7 +10,7 @@ from .errors import ConfigError, Issue, PathPart
 from .kinds import ProxyKind
 from .limits import RateLimit
 from .parts import PARTS
-from .route import ValueMatch, VirtualHost
+from .route import Route, ValueMatch
 
 TargetRule = Callable[[Config], Iterator[Issue]]
 
@@ -28,7 +28,7 @@ def _value_matches(config: Config) -> Iterator[tuple[tuple[PathPart, ...], str, 
     """Every header, query and cookie condition: its path, its field, the condition."""
     for li, listener in enumerate(config.listeners):
         for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri in PARTS.derived(_conditioned, vhost):
+            for ri in PARTS.positions(_conditioned, vhost, "routes"):
                 route = vhost.routes[ri]
                 for field in ("headers", "query", "cookies"):
                     for mi, item in enumerate(getattr(route.match, field)):
@@ -36,11 +36,9 @@ def _value_matches(config: Config) -> Iterator[tuple[tuple[PathPart, ...], str, 
                         yield (*path, field, mi), field, item
 
 
-def _conditioned(vhost: VirtualHost) -> tuple[int, ...]:
-    """The positions of the routes with header, query or cookie conditions."""
-    return tuple(
-        i for i, r in enumerate(vhost.routes) if r.match.headers or r.match.query or r.match.cookies
-    )
+def _conditioned(route: Route) -> bool:
+    """Whether the route has header, query or cookie conditions."""
+    return bool(route.match.headers or route.match.query or route.match.cookies)
 
 
 def _envoy_cannot_match_absent_query(config: Config) -> Iterator[Issue]:
@@ -65,13 +63,16 @@ def _haproxy_names_fit_fetch_arguments(config: Config) -> Iterator[Issue]:
 def _haproxy_cannot_mirror(config: Config) -> Iterator[Issue]:
     for li, listener in enumerate(config.listeners):
         for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri, route in enumerate(vhost.routes):
-                if route.mirrors:
-                    yield Issue(
-                        ("listeners", li, "virtual_hosts", vi, "routes", ri, "mirrors"),
-                        "haproxy 2.6 cannot mirror requests (it has no request mirroring; "
-                        "serve mirrored routes with envoy)",
-                    )
+            for ri in PARTS.positions(_mirrors, vhost, "routes"):
+                yield Issue(
+                    ("listeners", li, "virtual_hosts", vi, "routes", ri, "mirrors"),
+                    "haproxy 2.6 cannot mirror requests (it has no request mirroring; "
+                    "serve mirrored routes with envoy)",
+                )
+
+
+def _mirrors(route: Route) -> bool:
+    return bool(route.mirrors)
 
 
 def _envoy_has_no_queue_timeout(config: Config) -> Iterator[Issue]:
@@ -91,9 +92,15 @@ def rate_limits(config: Config) -> Iterator[tuple[tuple[PathPart, ...], RateLimi
             path: tuple[PathPart, ...] = ("listeners", li, "virtual_hosts", vi)
             if vhost.rate_limit is not None:
                 yield (*path, "rate_limit"), vhost.rate_limit
-            for ri, route in enumerate(vhost.routes):
-                if isinstance(route.rate_limit, RateLimit):
-                    yield (*path, "routes", ri, "rate_limit"), route.rate_limit
+            for ri in PARTS.positions(_limited, vhost, "routes"):
+                limit = vhost.routes[ri].rate_limit
+                assert isinstance(limit, RateLimit)
+                yield (*path, "routes", ri, "rate_limit"), limit
+
+
+def _limited(route: Route) -> bool:
+    """Whether the route sets a rate limit of its own."""
+    return isinstance(route.rate_limit, RateLimit)
 
 
 MAX_HAPROXY_REFILL_MS = 24 * 86_400_000

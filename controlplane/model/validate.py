@@ -16,7 +16,7 @@ from .errors import ConfigError, Issue, PathPart, issues_from_pydantic
 from .kinds import DEFAULT_GROUP
 from .listener import Certificate, Listener, SniRoute
 from .parts import PARTS, reuse
-from .route import Route, VirtualHost
+from .route import Route
 from .tls import certificate_problem
 from .types import split_address
 
@@ -35,6 +35,8 @@ def parse_config(data: Any, like: Config | None = None) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(issues_from_pydantic(exc)) from None
+    if like is not None:
+        PARTS.follows(config, like)
     issues = validate_config(config)
     if issues:
         raise ConfigError(issues)
@@ -68,15 +70,14 @@ def unique_names(config: Config) -> Iterator[Issue]:
             [v.name for v in listener.virtual_hosts], vhosts_path, "virtual host"
         )
         for vi, vhost in enumerate(listener.virtual_hosts):
-            if PARTS.derived(_route_names_unique, vhost):
+            if max(PARTS.tally(_route_name, vhost, "routes").values(), default=0) <= 1:
                 continue
             routes_path = (*vhosts_path, vi, "routes")
             yield from _duplicates([r.name for r in vhost.routes], routes_path, "route")
 
 
-def _route_names_unique(vhost: VirtualHost) -> bool:
-    names = [r.name for r in vhost.routes if r.name is not None]
-    return len(names) == len(set(names))
+def _route_name(route: Route) -> tuple[str, ...]:
+    return (route.name,) if route.name is not None else ()
 
 
 def unique_domains(config: Config) -> Iterator[Issue]:
@@ -127,16 +128,16 @@ def _cluster_refs(listener: Listener) -> Iterator[tuple[tuple[PathPart, ...], st
 
 def _referenced(listener: Listener) -> set[str]:
     """The clusters a listener's routes, SNI routes and default send to."""
-    names: set[str] = set().union(*(PARTS.derived(_sent_to, v) for v in listener.virtual_hosts))
+    names = {n for v in listener.virtual_hosts for n in PARTS.tally(_sent_to, v, "routes")}
     names.update(s.cluster for s in listener.sni_routes)
     if listener.default_cluster:
         names.add(listener.default_cluster)
     return names
 
 
-def _sent_to(vhost: VirtualHost) -> frozenset[str]:
-    """The clusters a virtual host's routes send to."""
-    return frozenset(b.cluster for r in vhost.routes for b in r.backends or ())
+def _sent_to(route: Route) -> Iterator[str]:
+    """The clusters a route sends to."""
+    return (b.cluster for b in route.backends or ())
 
 
 def references_resolve(config: Config) -> Iterator[Issue]:
@@ -189,16 +190,16 @@ def l4_hashing_sees_no_http(config: Config) -> Iterator[Issue]:
             )
 
 
-def _split_routes(vhost: VirtualHost) -> tuple[int, ...]:
-    """The positions of the routes that send to more than one backend."""
-    return tuple(i for i, r in enumerate(vhost.routes) if len(r.backends or ()) > 1)
+def _split(route: Route) -> bool:
+    """Whether the route sends to more than one backend."""
+    return len(route.backends or ()) > 1
 
 
 def route_backends_agree_on_hashing(config: Config) -> Iterator[Issue]:
     clusters = {c.name: c for c in config.clusters}
     for li, listener in enumerate(config.listeners):
         for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri in PARTS.derived(_split_routes, vhost):
+            for ri in PARTS.positions(_split, vhost, "routes"):
                 route = vhost.routes[ri]
                 keys = {
                     clusters[b.cluster].hash_on
@@ -212,14 +213,17 @@ def route_backends_agree_on_hashing(config: Config) -> Iterator[Issue]:
                     )
 
 
+def _mutates_per_backend(route: Route) -> bool:
+    return route.mutates_per_backend
+
+
 def route_backends_distinct(config: Config) -> Iterator[Issue]:
     """A route whose backends change headers of their own names each cluster once (the
     changes are the backend's, found by cluster)."""
     for li, listener in enumerate(config.listeners):
         for vi, vhost in enumerate(listener.virtual_hosts):
-            for ri, route in enumerate(vhost.routes):
-                if not route.mutates_per_backend:
-                    continue
+            for ri in PARTS.positions(_mutates_per_backend, vhost, "routes"):
+                route = vhost.routes[ri]
                 seen: set[str] = set()
                 for bi, backend in enumerate(route.backends or ()):
                     if backend.cluster in seen:

@@ -73,3 +73,41 @@ def test_a_change_checked_knowing_the_old_config_is_checked_as_from_scratch(
     if isinstance(new, Config):
         assert PARTS.plain(new) == new.model_dump(mode="json")
         assert PARTS.json(new) == new.model_dump_json()
+
+
+def change_once(data: dict[str, Any], draw: st.DataObject) -> None:
+    """One change of a list of objects somewhere in `data`, as a write makes it."""
+    lists = lists_in(data)
+    if not lists:
+        return
+    items = draw.draw(st.sampled_from(lists))
+    i = draw.draw(st.integers(0, len(items) - 1))
+    action = draw.draw(st.sampled_from(["remove", "duplicate", "move last", "rename"]))
+    if action == "remove":
+        del items[i]
+    elif action == "duplicate":
+        items.insert(i, copy.deepcopy(items[i]))
+    elif action == "move last":
+        items.append(items.pop(i))
+    elif "name" in items[i]:
+        items[i] = {**items[i], "name": f"renamed{i}"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(configs(), st.data())
+def test_a_chain_of_changes_each_checked_knowing_the_one_before_is_checked_as_from_scratch(
+    data: dict[str, Any], draw: st.DataObject
+) -> None:
+    """What the whole-config rules read of a changed part is made from what they read of the
+    part it changes (`Parts.follows`): after several changes in a row, the same issues and
+    the same plain data and text as from scratch."""
+    head = parse_config(data)
+    for _ in range(4):
+        changed = copy.deepcopy(PARTS.plain(head))
+        change_once(changed, draw)
+        new = outcome(changed, head)
+        assert new == outcome(changed, None)
+        if isinstance(new, Config):
+            assert PARTS.plain(new) == new.model_dump(mode="json")
+            assert PARTS.json(new) == new.model_dump_json()
+            head = new
