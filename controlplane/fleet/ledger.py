@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -42,7 +42,7 @@ class Nack:
     at: float
 
 
-@dataclass
+@dataclass(slots=True)
 class TypeStatus:
     """One resource type as one proxy holds it.
 
@@ -75,7 +75,41 @@ class Event:
     version: str
 
 
-@dataclass
+class History:
+    """The last `EVENTS_KEPT` protocol events of one proxy, oldest first: per event its time,
+    and what happened (type, action, version) as one tuple shared by every proxy it happened
+    to (`Ledger._what`): ten thousand streams sent one version hold one record of it, and
+    eight bytes each for when."""
+
+    __slots__ = ("_at", "_next", "_what")
+
+    def __init__(self, events: Iterable[Event] = ()) -> None:
+        self._at = array("d")
+        self._what: list[tuple[str, str, str]] = []
+        self._next = 0
+        for event in events:
+            self.add(event.at, (event.type_url, event.action, event.version))
+
+    def add(self, at: float, what: tuple[str, str, str]) -> None:
+        """Record that `what` happened at `at`, forgetting the oldest event when full."""
+        if len(self._what) < EVENTS_KEPT:
+            self._at.append(at)
+            self._what.append(what)
+            return
+        self._at[self._next], self._what[self._next] = at, what
+        self._next = (self._next + 1) % EVENTS_KEPT
+
+    def __len__(self) -> int:
+        return len(self._what)
+
+    def __iter__(self) -> Iterator[Event]:
+        count = len(self._what)
+        for k in range(count):
+            i = (self._next + k) % count
+            yield Event(self._at[i], *self._what[i])
+
+
+@dataclass(slots=True)
 class ProxyStatus:
     """One proxy: who it is, since when, and what it runs per resource type.
 
@@ -96,7 +130,7 @@ class ProxyStatus:
     streams: int = 0
     types: dict[str, TypeStatus] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
-    events: deque[Event] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    events: History = field(default_factory=History)
     health: Health | None = None
     failure: Nack | None = None
     ran: tuple[str, ...] = ()
@@ -130,7 +164,7 @@ class ProxyStatus:
             self,
             types={t: replace(s) for t, s in self.types.items()},
             detail=dict(self.detail),
-            events=deque(self.events, maxlen=EVENTS_KEPT),
+            events=History(self.events),
         )
 
 
@@ -338,8 +372,7 @@ class Ledger:
                 self._ran_entirely(p, version)
             else:
                 s.last_nack = Nack(version, error or "", now)
-            event = Event(now, HAPROXY_TYPE, "ack" if ok else "nack", version)
-            p.events.append(event)
+            event = self._event(p, now, HAPROXY_TYPE, "ack" if ok else "nack", version)
             observers, applied = self._observers, dict(p.detail)
             due = self._changed(node_id)
         self._notify(due)
@@ -366,8 +399,7 @@ class Ledger:
                     s.version_acked, s.acked_at = version, health.at
                     s.snapshots = self._one(version)
                 self._ran_entirely(p, version)
-            event = Event(health.at, HAPROXY_TYPE, health.state, version or "")
-            p.events.append(event)
+            event = self._event(p, health.at, HAPROXY_TYPE, health.state, version or "")
             observers = self._observers
             due = self._changed(node_id)
         self._notify(due)
@@ -380,8 +412,7 @@ class Ledger:
         with self._lock:
             p = self._member(node_id, group, kind, now)
             p.failure = Nack(version, error, now)
-            event = Event(now, COMPILE_TYPE, "nack", version)
-            p.events.append(event)
+            event = self._event(p, now, COMPILE_TYPE, "nack", version)
             observers = self._observers
             due = self._changed(node_id)
         self._notify(due)
@@ -503,6 +534,14 @@ class Ledger:
         other processes arrive as a copy per stream."""
         return self._shared.setdefault(value, value)
 
+    def _event(self, p: ProxyStatus, at: float, type_url: str, action: str, version: str) -> Event:
+        """Add an event to the history of `p` (lock held), what happened shared between the
+        proxies it happened to; the event, for the observers."""
+        what = (self._str(type_url), action, self._str(version))
+        shared: tuple[str, str, str] = self._shared.setdefault(what, what)
+        p.events.add(at, shared)
+        return Event(at, *shared)
+
     def _one(self, version: str) -> tuple[str, ...]:
         return self._tuple((version,))
 
@@ -574,8 +613,7 @@ class Ledger:
             else:
                 s.last_nack = Nack(version, error, now)
                 due = self._changed(node_id)
-            event = Event(now, type_url, action, version)
-            p.events.append(event)
+            event = self._event(p, now, type_url, action, version)
             observers, group, kind = self._observers, p.group, p.kind
         self._notify(due)
         self._tell(observers, node_id, group, kind, event, {})

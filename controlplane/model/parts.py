@@ -75,6 +75,7 @@ class Parts:
         self._derived: dict[tuple[Any, int], tuple[Model, Any]] = {}
         self._lineage: dict[int, tuple[Model, Model]] = {}
         self._texts: dict[int, tuple[Model, dict[str, Any]]] = {}
+        self._pieces: dict[int, tuple[Model, list[str]]] = {}
         self._recent: list[Model] = []
         self._size = 0
         self._lock = threading.RLock()
@@ -192,6 +193,7 @@ class Parts:
             self._plain = {k: v for k, v in self._plain.items() if k in alive}
             self._json = {k: v for k, v in self._json.items() if k in alive}
             self._texts = {k: v for k, v in self._texts.items() if k in alive}
+            self._pieces = {k: v for k, v in self._pieces.items() if k in alive}
             self._derived = {k: v for k, v in self._derived.items() if k[1] in alive}
             self._lineage = {k: v for k, v in self._lineage.items() if k in alive}
 
@@ -252,14 +254,24 @@ class Parts:
         found = self._json.get(id(part))
         if found is not None and found[0] is part:
             return found[1]
-        if not isinstance(part, ASSEMBLED):
+        if isinstance(part, ASSEMBLED):
+            made = "".join(self._pieces_of(part))  # one copy of the parts' texts, however large
+        else:
             made = part.model_dump_json()
-            self._json[id(part)] = (part, made)
-            return made
+        self._json[id(part)] = (part, made)
+        return made
+
+    def _pieces_of(self, part: Model) -> list[str]:
+        """The pieces of text whose concatenation is the JSON text of `part`, a part made of
+        parts: its own fields' and, in place, its parts' texts (a part made of parts in
+        pieces), so that the text of a whole config is joined once."""
+        found = self._pieces.get(id(part))
+        if found is not None and found[0] is part:
+            return found[1]
         children = part_fields(type(part))
         own = part.model_dump(mode="json", exclude=set(children))
         before = self._before(part, self._texts)
-        texts: dict[str, list[str]] = {}
+        texts: dict[str, list[Any]] = {}
         pieces = ["{"]
         for name in type(part).model_fields:
             pieces += (json.dumps(name), ":")
@@ -268,19 +280,30 @@ class Parts:
                 # What Pydantic writes for JSON-mode data of strings, integers, booleans and
                 # null (the model has no floats, and no control characters but line breaks).
                 pieces.append(json.dumps(own[name], ensure_ascii=False, separators=(",", ":")))
+            elif isinstance(value, ASSEMBLED):
+                pieces += self._pieces_of(value)
             elif isinstance(value, Model):
                 pieces.append(self._json_of(value))
             elif isinstance(value, list | tuple):
-                texts[name] = self._items(value, name, before, self._json_of)
-                pieces += ("[", ",".join(texts[name]), "]")
+                pieces.append("[")
+                if value and isinstance(value[0], ASSEMBLED):
+                    assembled = texts[name] = self._items(value, name, before, self._pieces_of)
+                    for item in assembled:
+                        pieces += item
+                        pieces.append(",")
+                else:
+                    leaves = texts[name] = self._items(value, name, before, self._json_of)
+                    pieces += itertools.chain.from_iterable(zip(leaves, itertools.repeat(",")))
+                if value:
+                    pieces.pop()  # the last comma
+                pieces.append("]")
             else:
                 pieces.append("null")
             pieces.append(",")
         pieces[-1] = "}"
-        made = "".join(pieces)  # one copy of the parts' texts, however large
-        self._json[id(part)] = (part, made)
+        self._pieces[id(part)] = (part, pieces)
         self._texts[id(part)] = (part, texts)
-        return made
+        return pieces
 
 
 @dataclass(frozen=True, slots=True)

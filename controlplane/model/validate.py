@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .cluster import Cluster
 from .config import Config
 from .errors import ConfigError, Issue, PathPart, issues_from_pydantic
 from .kinds import DEFAULT_GROUP
@@ -269,8 +270,13 @@ def certificates_load(config: Config) -> Iterator[Issue]:
                 yield Issue(("listeners", li, "certificates", ci), problem)
 
 
+def _repeats_an_endpoint(cluster: Cluster) -> bool:
+    return len({e.address for e in cluster.endpoints}) < len(cluster.endpoints)
+
+
 def endpoints_distinct(config: Config) -> Iterator[Issue]:
-    for ci, cluster in enumerate(config.clusters):
+    for ci in PARTS.positions(_repeats_an_endpoint, config, "clusters"):
+        cluster = config.clusters[ci]
         seen: set[str] = set()
         for ei, endpoint in enumerate(cluster.endpoints):
             if endpoint.address in seen:
