@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.fleet.ledger import HAPROXY_TYPE, Ledger
+from controlplane.fleet.ledger import EVENTS_KEPT, HAPROXY_TYPE, Ledger
 from controlplane.xds import types
 
 
@@ -88,3 +88,20 @@ def test_copies_are_independent() -> None:
     ledger.acked("e1", types.CLUSTER, "c1")
     assert copy.types[types.CLUSTER].version_acked is None
     assert len(copy.events) == 1
+
+
+def test_history_keeps_the_last_events_oldest_first_one_record_per_version() -> None:
+    """Each proxy keeps its last EVENTS_KEPT events; what happened (type, action, version) is
+    one record shared by every proxy it happened to, each proxy keeping only when."""
+    ledger = Ledger()
+    for node in ("e1", "e2"):
+        ledger.connect(node, "g")
+    for n in range(EVENTS_KEPT + 3):
+        for node in ("e1", "e2"):
+            ledger.sent(node, types.CLUSTER, "".join(["c", str(n)]))  # a copy per stream
+    first, second = ledger.get("e1"), ledger.get("e2")
+    assert first is not None and second is not None
+    events = list(first.events)
+    assert [e.version for e in events] == [f"c{n}" for n in range(3, EVENTS_KEPT + 3)]
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    assert all(a.version is b.version for a, b in zip(events, second.events, strict=True))
