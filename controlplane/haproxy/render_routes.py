@@ -1,6 +1,7 @@
 """Route tables of one HTTP listener: which route takes a request, decided with map lookups.
 
-Terms: a request's *key* is its virtual host's name followed by its path (`site/api/x`).
+Terms: a request's *key* is its virtual host's name followed by its path (`site/api/x`), or
+its path alone where the listener's one virtual host takes every request (`/api/x`).
 A *decision point* is where a path can land: an exact path of a host (`site/healthz`, found
 with `map_str`) or a prefix of a host (`site/api/`, found with `map_beg`, which HAProxy keeps
 in a prefix tree and answers with the longest key; the request key gets a `/` appended, so
@@ -61,6 +62,12 @@ class Hosts:
     exact_map: str | None
     wildcard_map: str | None
     catch_all: str | None
+
+    @property
+    def fixed(self) -> bool:
+        """Every request goes to the catch-all virtual host (the listener has no other): the
+        request key is its path alone, with no virtual host to find per request."""
+        return self.exact_map is None and self.wildcard_map is None and self.catch_all is not None
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,8 @@ class _Builder:
     def decisions(self, routing: HttpRouting) -> None:
         decision_number = 0
         shapes: dict[tuple[str, ...], dict[str, str]] = {}
-        for vhost, ordered in self.ordered():
+        for vhost_name, ordered in self.ordered():
+            vhost = "" if routing.hosts.fixed else vhost_name  # the key's virtual host part
             exact_groups: dict[str, list[RouteEntry]] = defaultdict(list)
             prefix_groups: dict[str, list[RouteEntry]] = defaultdict(list)
             regex_routes: list[RouteEntry] = []

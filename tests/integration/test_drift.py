@@ -108,15 +108,14 @@ def test_a_map_entry_changed_through_the_runtime_api_is_drift(fleet: Fleet) -> N
     manager = fleet.running.local[0].manager
     [ref] = [m for m in manager.runtime.show_maps() if m.file.endswith("web.prefix.map")]
     entries = dict((e.key, e.value) for e in manager.runtime.show_map(f"#{ref.id}"))
-    intended = entries["site/api/"]
-    manager.runtime.set_map(f"#{ref.id}", "site/api/", intended.replace("api", "web"))
+    intended = entries["/api/"]
+    manager.runtime.set_map(f"#{ref.id}", "/api/", intended.replace("api", "web"))
     try:
         checks = fleet.verify()
         haproxy = checks["local-haproxy-default"]
         print(haproxy)
         assert haproxy["differences"] == [
-            f"map web.prefix.map: site/api/ = {intended.replace('api', 'web')!r}, "
-            f"intended {intended!r}"
+            f"map web.prefix.map: /api/ = {intended.replace('api', 'web')!r}, intended {intended!r}"
         ]
         assert checks["drift-envoy"]["differences"] == []
         shown = fleet.api.get("/v1/status").json()["verification"]
@@ -135,7 +134,7 @@ def test_a_map_entry_changed_through_the_runtime_api_is_drift(fleet: Fleet) -> N
         assert "haproxy local-haproxy-default (default): DRIFT, 1 differences" in cli.stdout
         assert "envoy drift-envoy (default): runs what was intended" in cli.stdout
     finally:
-        manager.runtime.set_map(f"#{ref.id}", "site/api/", intended)
+        manager.runtime.set_map(f"#{ref.id}", "/api/", intended)
     assert fleet.verify()["local-haproxy-default"]["differences"] == []
 
 

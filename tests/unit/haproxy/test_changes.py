@@ -86,14 +86,14 @@ def test_map_content_change_is_runtime() -> None:
     assert update == MapUpdate(
         "web.prefix.map", rendered(prefix="/v2").map_entries["web.prefix.map"]
     )
-    assert ("site/v2/", "D2|0|site/_0|app:t30s") in update.entries
+    assert ("/v2/", "D2|0|site/_0|app:t30s") in update.entries
     assert "web.prefix.map" in plan.reason
 
 
 def test_other_config_change_needs_reload_and_says_where() -> None:
     plan = plan_change(rendered(), rendered(route_timeout="45s"))
     assert plan.reload
-    assert "line 63" in plan.reason and "for routes with t45s" in plan.reason
+    assert "line 62" in plan.reason and "for routes with t45s" in plan.reason
 
 
 def test_added_server_needs_reload() -> None:

@@ -43,8 +43,18 @@ def test_prefix_keys_end_with_a_slash_so_prefixes_match_whole_elements() -> None
             {"backends": [{"cluster": "b"}]},
         ]
     )
-    assert set(entries(bundle, "prefix")) == {"site/api/", "site/"}
+    assert set(entries(bundle, "prefix")) == {"/api/", "/"}
     assert "concat(/),map_beg(web.prefix.map)" in bundle.cfg
+
+
+def test_the_key_is_the_path_alone_where_one_virtual_host_takes_every_request() -> None:
+    routes = [{"match": {"path": {"prefix": "/api"}}, "backends": [{"cluster": "a"}]}]
+    alone = bundle_for(routes)
+    assert "txn.vh" not in alone.cfg and "txn.key" not in alone.cfg
+    assert "path,concat(/),map_beg(web.prefix.map)" in alone.cfg
+    named = bundle_for(routes, domains=["example.com"])
+    assert set(entries(named, "prefix")) == {"site/api/"}
+    assert "var(txn.key),concat(/),map_beg(web.prefix.map)" in named.cfg
 
 
 def test_a_conditional_prefix_falls_back_to_shorter_prefixes_in_its_chain() -> None:
@@ -58,7 +68,7 @@ def test_a_conditional_prefix_falls_back_to_shorter_prefixes_in_its_chain() -> N
             },
         ]
     )
-    api = entries(bundle, "prefix")["site/api/"]
+    api = entries(bundle, "prefix")["/api/"]
     assert api.endswith("|1|site/root|a")  # rank 1: after the header route
     point = api.split("|")[0]
     assert entries(bundle, "match1") == {f"{point}|31=": "0|site/beta|b"}
@@ -71,8 +81,8 @@ def test_a_point_led_by_a_route_without_conditions_carries_route_and_backend() -
             {"name": "moved", "match": {"path": {"exact": "/old"}}, "redirect": {"path": "/new"}},
         ]
     )
-    assert entries(bundle, "prefix") == {"site/api/": "D2|0|site/api|b"}
-    assert entries(bundle, "exact") == {"site/old": "D1|0|site/moved|"}
+    assert entries(bundle, "prefix") == {"/api/": "D2|0|site/api|b"}
+    assert entries(bundle, "exact") == {"/old": "D1|0|site/moved|"}
     assert "web.backend0.map" not in bundle.maps
     assert "txn.rank" not in bundle.cfg  # no conditions anywhere: no rules for them
 
@@ -92,7 +102,7 @@ def test_method_beats_headers_and_ranks_follow_precedence() -> None:
             },
         ]
     )
-    point = entries(bundle, "prefix")["site/x/"]
+    point = entries(bundle, "prefix")["/x/"]
     values = {**entries(bundle, "match1"), **entries(bundle, "match2")}
     assert values == {f"{point}|POST": "0|site/post|b", f"{point}|1": "1|site/hdr|a"}
     assert "|" not in point  # no route without conditions in the chain
@@ -114,7 +124,7 @@ def test_exact_path_chain_includes_matching_regex_and_prefixes() -> None:
             {"name": "pre", "match": {"path": {"prefix": "/a"}}, "backends": [{"cluster": "c"}]},
         ]
     )
-    assert entries(bundle, "exact")["site/a/1"] == "D1|1|site/rx|b"
+    assert entries(bundle, "exact")["/a/1"] == "D1|1|site/rx|b"
     assert "{ path -m reg '^(?:/a/[0-9])$' }" in bundle.cfg
 
 
@@ -131,7 +141,7 @@ def test_unsatisfiable_routes_are_left_out() -> None:
         ]
     )
     assert "web.match1.map" not in bundle.maps
-    assert entries(bundle, "prefix") == {"site/": "D1|1|site/_1|b"}
+    assert entries(bundle, "prefix") == {"/": "D1|1|site/_1|b"}
 
 
 def test_weights_become_thresholds_of_one_draw() -> None:
