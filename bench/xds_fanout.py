@@ -325,8 +325,8 @@ async def _clients(
                 ack = ack_prefix[resp.type_url] + text_field(nonce_field, resp.nonce)
                 if not delta:
                     ack += text_field(1, resp.version_info)
+                last_ack[i] = time.time()  # when it is sent (the write may resume us late)
                 await call.write(ack)
-                last_ack[i] = time.time()
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as err:
