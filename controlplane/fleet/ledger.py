@@ -83,12 +83,16 @@ class History:
 
     __slots__ = ("_at", "_next", "_what")
 
-    def __init__(self, events: Iterable[Event] = ()) -> None:
+    def __init__(self) -> None:
         self._at = array("d")
         self._what: list[tuple[str, str, str]] = []
         self._next = 0
-        for event in events:
-            self.add(event.at, (event.type_url, event.action, event.version))
+
+    def copy(self) -> History:
+        """An independent copy (what happened stays shared)."""
+        made = History()
+        made._at, made._what, made._next = array("d", self._at), list(self._what), self._next
+        return made
 
     def add(self, at: float, what: tuple[str, str, str]) -> None:
         """Record that `what` happened at `at`, forgetting the oldest event when full."""
@@ -164,7 +168,7 @@ class ProxyStatus:
             self,
             types={t: replace(s) for t, s in self.types.items()},
             detail=dict(self.detail),
-            events=History(self.events),
+            events=self.events.copy(),
         )
 
 
