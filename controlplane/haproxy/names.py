@@ -9,6 +9,7 @@ from typing import Any
 from ..model import Config, Route
 from ..model.decision import Decision, path_takes
 from .render_backends import backend_name, variant_of
+from .render_routes import key_host
 from .scopes import MapFiles, route_key
 
 
@@ -33,7 +34,8 @@ def names(config: Config, decision: Decision) -> dict[str, Any]:
         vhost = listener.virtual_hosts[host.index]
         route = vhost.routes[rid.index]
         found["route"] = route_key(rid)
-        found["decision_point"] = _decision_point(maps, vhost.name, vhost.routes, decision)
+        key = key_host(listener, vhost.name)
+        found["decision_point"] = _decision_point(maps, key, vhost.routes, decision)
     backends = []
     for share in decision.action.backends:
         cluster = config.cluster(share.cluster)
@@ -49,7 +51,8 @@ def _decision_point(
     maps: MapFiles, vhost: str, routes: Sequence[Route], decision: Decision
 ) -> dict[str, str]:
     """Where the route tables look the request up (see `render_routes`): its exact path, the
-    regex rule of the route, or the longest prefix above its path."""
+    regex rule of the route, or the longest prefix above its path; `vhost` is what the
+    virtual host's keys start with (`key_host`)."""
     path = decision.request.path_only
     if any(r.match.path.exact == path for r in routes):
         return {"map": maps.name("exact"), "key": vhost + path}

@@ -45,7 +45,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ..model import Route, ordered_routes
+from ..model import Listener, Route, ordered_routes
 from .render_backends import BackendSet
 from .render_conditions import Condition, RegexFact, RegexFacts, acl_terms, condition
 from .render_text import Raw
@@ -117,6 +117,13 @@ class HttpRouting:
     forwarding: bool = False
     weights_map: str | None = None
     steps: list[Step] = field(default_factory=list)
+
+
+def key_host(listener: Listener, vhost: str) -> str:
+    """What a request key of `vhost` starts with: its name, or nothing where the listener's
+    one virtual host takes every request (`Hosts.fixed`: every domain is `*`)."""
+    domains = [d for v in listener.virtual_hosts for d in v.domains]
+    return "" if domains and all(d == "*" for d in domains) else vhost
 
 
 def _element_prefix_of(prefix: str, path: str) -> bool:
@@ -194,7 +201,7 @@ class _Builder:
         decision_number = 0
         shapes: dict[tuple[str, ...], dict[str, str]] = {}
         for vhost_name, ordered in self.ordered():
-            vhost = "" if routing.hosts.fixed else vhost_name  # the key's virtual host part
+            vhost = key_host(self.scope.listener, vhost_name)
             exact_groups: dict[str, list[RouteEntry]] = defaultdict(list)
             prefix_groups: dict[str, list[RouteEntry]] = defaultdict(list)
             regex_routes: list[RouteEntry] = []
