@@ -183,7 +183,9 @@ class Parts:
 
     def _asked(self, config: Model) -> None:
         if not any(c is config for c in self._recent):
+            left = self._recent[KEPT_CONFIGS - 1 :]
             self._recent = [config, *self._recent][:KEPT_CONFIGS]
+            self._forget_assembled(left)
         sizes = (len(self._plain), len(self._json), len(self._derived), len(self._lineage))
         if max(sizes) > 2 * max(self._size, 1000):
             alive: set[int] = set()
@@ -196,6 +198,25 @@ class Parts:
             self._pieces = {k: v for k, v in self._pieces.items() if k in alive}
             self._derived = {k: v for k, v in self._derived.items() if k[1] in alive}
             self._lineage = {k: v for k, v in self._lineage.items() if k in alive}
+
+    def _forget_assembled(self, configs: list[Model]) -> None:
+        """Drop at once what was made of the parts made of parts of `configs` (no longer
+        recent) and not of a recent config: the text of a whole config and of its large lists
+        is megabytes, to be kept for the recent configs only; the parts they hold are dropped
+        by the walk of `_asked` now and then."""
+        if not configs:
+            return
+        kept: set[int] = set()
+        for config in self._recent:
+            _walk_assembled(config, kept)
+        gone: set[int] = set()
+        for config in configs:
+            _walk_assembled(config, gone)
+        gone -= kept
+        for made in (self._plain, self._json, self._texts, self._pieces, self._lineage):
+            for key in gone:
+                made.pop(key, None)
+        self._derived = {k: v for k, v in self._derived.items() if k[1] not in gone}
 
     def _plain_of(self, part: Model) -> dict[str, Any]:
         found = self._plain.get(id(part))
@@ -341,6 +362,19 @@ def _first_different(a: Iterable[Any], b: Iterable[Any], most: int) -> int:
 
 PARTS = Parts()
 """The parts of the configs this process reads and writes."""
+
+
+def _walk_assembled(part: Model, found: set[int]) -> None:
+    """The ids of `part` and of the parts made of parts below it."""
+    if not isinstance(part, ASSEMBLED):
+        return
+    found.add(id(part))
+    for name in part_fields(type(part)):
+        value = getattr(part, name)
+        for child in value if isinstance(value, list | tuple) else (value,):
+            if not isinstance(child, ASSEMBLED):
+                break  # a list of routes or clusters holds no part made of parts
+            _walk_assembled(child, found)
 
 
 def _walk(part: Model, found: set[int]) -> None:

@@ -5,6 +5,8 @@ it changes gives the config, or the issues, a check from scratch gives."""
 from __future__ import annotations
 
 import copy
+import gc
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controlplane.model import Config, ConfigError, load_file, parse_config
-from controlplane.model.parts import PARTS
+from controlplane.model.parts import KEPT_CONFIGS, PARTS
 
 from .test_roundtrip import configs
 
@@ -111,3 +113,45 @@ def test_a_chain_of_changes_each_checked_knowing_the_one_before_is_checked_as_fr
             assert PARTS.plain(new) == new.model_dump(mode="json")
             assert PARTS.json(new) == new.model_dump_json()
             head = new
+
+
+def test_what_was_made_of_a_config_no_longer_recent_is_let_go() -> None:
+    """The text of a large config is megabytes: what was made of a config that is neither the
+    last nor the one before (its whole text, its virtual hosts' lists) is dropped at once,
+    not kept until the parts made since outnumber those of the recent configs."""
+    answer = {"direct_response": {"status": 204}}
+    routes = [
+        {"name": f"r{i}", "match": {"path": {"prefix": f"/r{i}"}}, **answer} for i in range(3)
+    ]
+    data = {
+        "listeners": [
+            {
+                "name": "web",
+                "address": "127.0.0.1:8080",
+                "protocol": "http",
+                "virtual_hosts": [{"name": "site", "domains": ["*"], "routes": routes}],
+            }
+        ]
+    }
+    head = parse_config(data)
+    PARTS.json(head)
+    first = weakref.ref(head.listeners[0].virtual_hosts[0])
+    for n in range(KEPT_CONFIGS + 1):
+        changed = objects_changed(PARTS.plain(head), n)
+        head = parse_config(changed, head)
+        assert PARTS.json(head) == head.model_dump_json()
+    gc.collect()
+    assert first() is None
+
+
+def objects_changed(data: dict[str, Any], n: int) -> dict[str, Any]:
+    """`data` with one more route, the lists on the way copied (as a write makes it)."""
+    [listener] = data["listeners"]
+    [vhost] = listener["virtual_hosts"]
+    route = {
+        "name": f"new{n}",
+        "match": {"path": {"prefix": f"/new{n}"}},
+        "direct_response": {"status": 204},
+    }
+    vhost = {**vhost, "routes": [*vhost["routes"], route]}
+    return {**data, "listeners": [{**listener, "virtual_hosts": [vhost]}]}
