@@ -12,8 +12,9 @@ pickled tuple; both ends are this package, started by the same user):
     out: ("listening", port) | ("failed", reason)
          ("reports", [(callback, args), ...])    `StreamCallbacks` calls, in the order made
 
-The end of its input (the main process gone) stops it as ("stop", 0) does. Its log goes to
-its standard error, which it shares with the main process.
+The end of its input (the main process gone) stops it as ("stop", 0) does; signals other
+than SIGKILL do not. Its log goes to its standard error, which it shares with the main
+process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import struct
 import sys
 import threading
@@ -244,7 +246,11 @@ async def run(inbox: IO[bytes], out: IO[bytes]) -> None:
 
 def main() -> None:
     """The worker's entry point: frames in on fd 0, out on fd 1; anything printed goes to
-    the standard error instead of into the protocol."""
+    the standard error instead of into the protocol. SIGINT and SIGTERM are ignored (a
+    Ctrl-C or a service manager signals the whole process group): a worker stops when the
+    main process says so or is gone."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )

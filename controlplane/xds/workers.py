@@ -126,16 +126,26 @@ class XdsWorkers:
         self._loop = asyncio.get_running_loop()
         self._host = host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # Bound, never listening: it keeps the port this server's while workers come and go,
-        # and takes no connection (the kernel spreads them over listening sockets only).
+        # First a plain bind, which fails when anyone listens on the port (also with
+        # SO_REUSEPORT: the workers must not share a port with another server). Then a
+        # socket bound with SO_REUSEPORT, never listening: it keeps the port this server's
+        # while workers come and go, and takes no connection (the kernel spreads them over
+        # listening sockets only).
+        probe = socket.socket(family, socket.SOCK_STREAM)
         reserved = socket.socket(family, socket.SOCK_STREAM)
         try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = int(probe.getsockname()[1])
+            probe.close()
             reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             reserved.bind((host, port))
         except OSError as exc:
             reserved.close()
             raise WorkerFailed(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-        self._reserved, self.port = reserved, int(reserved.getsockname()[1])
+        finally:
+            probe.close()
+        self._reserved, self.port = reserved, port
         try:
             for index in range(self.count):
                 self._spawn(index)

@@ -363,6 +363,11 @@ def test_plain_text_workers_on_loopback_serve_and_all_stop_with_serve(tmp_path: 
                 reply = next(stub.StreamAggregatedResources(iter([request]), timeout=10))
             assert [r.type_url for r in reply.resources] == [types.LISTENER]
             assert reply.version_info == running.xds.cache.get("g0").type_version(types.LISTENER)
+
+            # Another server cannot join the port (SO_REUSEPORT would let it).
+            second = replace(options, db=tmp_path / "second.db", xds=target)
+            with pytest.raises(OSError, match=f"cannot listen on {target}"):
+                thread.run(start_server(second))
         finally:
             thread.run(running.stop())
         assert worker_pids() == others
