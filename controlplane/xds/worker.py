@@ -177,18 +177,24 @@ class PipeReports:
         self._report("synced", node_id, type_url, snapshot)
 
 
-def apply(cache: SnapshotCache, group: str, served: Served | None, held: Served | None) -> None:
-    """Make `cache` serve for `group` what the main process's cache serves (a version it
-    serves already is kept as it is)."""
-    current, holding = cache.get(group), cache.held(group)
+def built(served: Served | None, current: Snapshot | None) -> Snapshot | None:
+    """The snapshot `served` describes: `current` when it is that version already."""
     if served is None:
+        return None
+    if current is not None and current.version == served.version:
+        return current
+    return served.snapshot()
+
+
+def apply(
+    cache: SnapshotCache, group: str, snapshot: Snapshot | None, held: Snapshot | None
+) -> None:
+    """Make `cache` serve for `group` what the main process's cache serves."""
+    if snapshot is None:
         cache.clear(group)
-    elif current is None or current.version != served.version:
-        cache.set_snapshot(group, served.snapshot())
-    if held is None:
-        cache.hold_back(group, None)
-    elif holding is None or holding.version != held.version:
-        cache.hold_back(group, held.snapshot())
+    else:
+        cache.set_snapshot(group, snapshot)
+    cache.hold_back(group, held)
 
 
 async def run(inbox: IO[bytes], out: IO[bytes]) -> None:
@@ -215,7 +221,12 @@ async def run(inbox: IO[bytes], out: IO[bytes]) -> None:
         grace = 0.0
         while (message := read_frame(inbox)) is not None:
             if message[0] == "group":
-                apply(cache, *message[1:])
+                # Built here, set on the loop: its streams are woken there without a thread
+                # handoff each.
+                _, group, served, held = message
+                snapshot = built(served, cache.get(group))
+                holding = built(held, cache.held(group))
+                loop.call_soon_threadsafe(apply, cache, group, snapshot, holding)
             elif message[0] == "serve":
                 loop.call_soon_threadsafe(serving.set)
             elif message[0] == "stop":
