@@ -10,7 +10,7 @@ import json
 import os
 import ssl
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 
@@ -801,6 +801,13 @@ def serve(
             "streams (default: the cores this process may run on; 1: in this process).",
         ),
     ] = None,
+    targets: Annotated[
+        str,
+        typer.Option(
+            help="The proxies this server feeds, comma-separated: envoy, haproxy. Writes are "
+            "refused only for what these cannot express; nothing is compiled for the others."
+        ),
+    ] = ",".join(PROXY_KINDS),
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies.
 
@@ -824,10 +831,16 @@ def serve(
         problems.append("--xds-tls-cert, --xds-tls-key and --xds-client-ca go together")
     if bool(api_tls_cert) != bool(api_tls_key):
         problems.append("--api-tls-cert and --api-tls-key go together")
+    fed = tuple(dict.fromkeys(t.strip() for t in targets.split(",")))
+    if not fed or any(t not in PROXY_KINDS for t in fed):
+        problems.append(f"--targets: choose among {', '.join(PROXY_KINDS)}, comma-separated")
+    elif haproxy and "haproxy" not in fed:
+        problems.append("--haproxy runs a local HAProxy: --targets must include haproxy")
     if problems:
         fail(problems)
 
     options = ServeOptions(
+        targets=cast(tuple[ProxyKind, ...], fed),
         db=db,
         config=config,
         api=api,

@@ -115,6 +115,7 @@ class Selection:
         "_keep_memo",
         "_sotw_body",
         "_sotw_shared",
+        "_version_map",
         "entries",
         "type_url",
         "version",
@@ -129,13 +130,21 @@ class Selection:
         self._sotw_shared: bytes | None = None
         self._keep_memo: dict[tuple[str, Interest], Selection] = {}
         self._delta_memo: dict[str, DeltaBody] = {}
+        self._version_map: Mapping[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    @property
+    def version_map(self) -> Mapping[str, str]:
+        """Name → resource version, read-only: made once and shared by every stream."""
+        if self._version_map is None:
+            self._version_map = MappingProxyType({n: e.version for n, e in self.entries.items()})
+        return self._version_map
+
     def versions(self) -> dict[str, str]:
-        """Name → resource version."""
-        return {name: e.version for name, e in self.entries.items()}
+        """Name → resource version, a copy of its own."""
+        return dict(self.version_map)
 
     def sotw_body(self) -> bytes:
         """A DiscoveryResponse without nonce: version_info, resources, type_url."""
@@ -239,7 +248,7 @@ class Snapshot(Mapping[str, Mapping[str, Message]]):
         resources: Mapping[str, Mapping[str, Message] | Iterable[Message]],
         version: str | None = None,
     ) -> None:
-        self._entries: dict[str, dict[str, Entry]] = {}
+        entries: dict[str, dict[str, Entry]] = {}
         for type_url, items in resources.items():
             named = items.items() if isinstance(items, Mapping) else _named(items)
             by_name: dict[str, Entry] = {}
@@ -247,7 +256,11 @@ class Snapshot(Mapping[str, Mapping[str, Message]]):
                 if type_url_of(message) != type_url:
                     raise ValueError(f"{name}: a {type_url_of(message)} filed under {type_url}")
                 by_name[name] = Entry(type_url, name, message)
-            self._entries[type_url] = by_name
+            entries[type_url] = by_name
+        self._seal(entries, version)
+
+    def _seal(self, entries: dict[str, dict[str, Entry]], version: str | None) -> None:
+        self._entries = entries
         self._type_versions = {
             t: pairs_hash((n, e.version) for n, e in by_name.items())
             for t, by_name in self._entries.items()
@@ -263,16 +276,14 @@ class Snapshot(Mapping[str, Mapping[str, Message]]):
     ) -> Snapshot:
         """A snapshot from resources already serialised (`payloads()` of another snapshot):
         the same bytes, so the same versions, without serialising anything again."""
-        snapshot = cls({})
-        snapshot._entries = {
-            type_url: {name: Entry(type_url, name, None, data) for name, data in items.items()}
-            for type_url, items in payloads.items()
-        }
-        snapshot._type_versions = {
-            t: pairs_hash((n, e.version) for n, e in by_name.items())
-            for t, by_name in snapshot._entries.items()
-        }
-        snapshot.version = version or pairs_hash(snapshot._type_versions.items())
+        snapshot = cls.__new__(cls)
+        snapshot._seal(
+            {
+                type_url: {name: Entry(type_url, name, None, data) for name, data in items.items()}
+                for type_url, items in payloads.items()
+            },
+            version,
+        )
         return snapshot
 
     def payloads(self) -> dict[str, dict[str, bytes]]:
