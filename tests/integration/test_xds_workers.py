@@ -29,6 +29,8 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 
 from controlplane.serve import Running, ServeError, ServeOptions, TlsFiles, start_server
 from controlplane.xds import types
+from controlplane.xds.cache import Snapshot, SnapshotCache
+from controlplane.xds.callbacks import NoCallbacks
 from controlplane.xds.identity import node_uri
 from controlplane.xds.workers import XdsWorkers
 from tests.harness.backends import BackendFleet, BackendSpec
@@ -37,6 +39,7 @@ from tests.harness.envoy import EnvoyProcess, wait_for
 from tests.harness.loop_thread import LoopThread
 from tests.harness.pki import Issued, TestPki
 from tests.harness.ports import free_port
+from tests.harness.xds_resources import http_snapshot
 
 pytestmark = [pytest.mark.envoy, pytest.mark.timeout(240)]
 
@@ -384,4 +387,47 @@ def test_plain_text_workers_on_loopback_serve_and_all_stop_with_serve(tmp_path: 
             taken.close()
         assert worker_pids() == others
     finally:
+        thread.close()
+
+
+def test_workers_serve_new_streams_what_the_cache_holds_back(tmp_path: Path) -> None:
+    """A group held on its last-known-good (`SnapshotCache.hold_back`, as `serve` does after a
+    NACK) is held in every worker too, and released in every worker."""
+    good = http_snapshot(9000, {"a": 8001}, [("/", "a")])
+    bad = http_snapshot(9000, {"a": 8001}, [("/", "a")], bad_regex="(")
+    cache = SnapshotCache()
+    cache.set_snapshot("g", good)
+    thread = LoopThread()
+    workers = XdsWorkers(cache, NoCallbacks(), 2)
+    try:
+        port = thread.run(workers.start("127.0.0.1", 0))
+
+        def routes_version(node_id: str) -> str:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel)
+                request = discovery_pb2.DiscoveryRequest(
+                    node=base_pb2.Node(id=node_id, cluster="g"),
+                    type_url=types.ROUTE,
+                    resource_names=["routes"],
+                )
+                reply = next(stub.StreamAggregatedResources(iter([request]), timeout=10))
+                return str(reply.version_info)
+
+        def served_everywhere(snapshot: Snapshot, what: str) -> None:
+            # New connections go to either worker: each must serve it.
+            wanted = snapshot.type_version(types.ROUTE)
+            for attempt in range(ATTEMPTS):
+                node = f"{what}-{attempt}"
+                wait_for(
+                    f"{node} to be served it", lambda n=node: routes_version(n) == wanted, WAIT
+                )
+
+        cache.set_snapshot("g", bad)
+        served_everywhere(bad, "current")
+        cache.hold_back("g", good)
+        served_everywhere(good, "held")
+        cache.hold_back("g", None)
+        served_everywhere(bad, "released")
+    finally:
+        thread.run(workers.stop())
         thread.close()
