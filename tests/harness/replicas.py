@@ -18,16 +18,24 @@ from .ports import free_port
 
 
 class ServeProcess:
-    """One replica: `serve --db DB` on free API and xDS ports, its log in `workdir`."""
+    """One replica: `serve --db DB` on free API and xDS ports, its log in `workdir`; `extra`
+    are more `serve` options."""
 
     def __init__(
-        self, workdir: Path, name: str, db: str, tokens: Path, config: Path | None = None
+        self,
+        workdir: Path,
+        name: str,
+        db: str,
+        tokens: Path,
+        config: Path | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir / name
         self.name = name
         self.db = db
         self.tokens = tokens
         self.config = config
+        self.extra = extra
         self.api_port = free_port()
         self.xds_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -60,6 +68,7 @@ class ServeProcess:
         ]  # fmt: skip
         if self.config is not None:
             command += ["--config", str(self.config)]
+        command += self.extra
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
