@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,7 @@ from .ports import free_port
 
 
 class ServeProcess:
-    """One replica: `serve --db DB` on free API and xDS ports, its log in `workdir`; `extra`
-    are more `serve` options."""
+    """One replica: `serve --db DB` on free API and xDS ports, its log in `workdir`."""
 
     def __init__(
         self,
@@ -28,14 +28,15 @@ class ServeProcess:
         db: str,
         tokens: Path,
         config: Path | None = None,
-        extra: tuple[str, ...] = (),
+        options: Sequence[str] = (),
     ) -> None:
+        """`options`: more of serve's command-line options."""
+        self.options = tuple(options)
         self.workdir = workdir / name
         self.name = name
         self.db = db
         self.tokens = tokens
         self.config = config
-        self.extra = extra
         self.api_port = free_port()
         self.xds_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -68,7 +69,7 @@ class ServeProcess:
         ]  # fmt: skip
         if self.config is not None:
             command += ["--config", str(self.config)]
-        command += self.extra
+        command += self.options
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
