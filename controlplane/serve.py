@@ -433,11 +433,11 @@ async def start_server(options: ServeOptions) -> Running:
             planes.append(envoys)
         if "haproxy" in options.targets:
             planes.append(HAProxyPlane(bundles, started, options.haproxy_threads))
-        fleet = Fleet(asyncio.get_running_loop(), planes, index, ledger)
         status = LedgerStatus(ledger, index, keep_changed=store.shared)
         if store.shared:
             shared = SharedStatus(status, store, options.replica, forget_after=options.forget_after)
             await shared.start()
+        fleet = Fleet(asyncio.get_running_loop(), planes, index, ledger, shared=shared)
         last_good = LastKnownGood(shared or status, index, store, envoys, fleet.members)
         app = build_app(
             store,
