@@ -1,7 +1,7 @@
 """Rate limits on both proxies in one run: how accurate they are, and what a limit that never
 triggers costs.
 
-    .venv/bin/python bench/rate_limits.py [--seconds 10] [--rounds 3]
+    .venv/bin/python bench/rate_limits.py [--seconds 10] [--rounds 3] [--cost-only]
 
 Accuracy: keys limited to `rate` per second are sent 1x, 2x and 10x their rate for `seconds`
 (10 periods by default) by `wrk` pacing each connection (its `delay` hook), with 1 key
@@ -14,7 +14,9 @@ was sent when that is less.
 
 Cost: requests per second, unpaced (`wrk -c 50`), through a route without a limit and the same
 route with a limit that never triggers (1,000,000/s per x-user), with 1 key and 1,000 keys;
-interleaved rounds, the median printed.
+beside it the proxy's CPU time per request (its process's user + system time from /proc
+over the run, divided by the requests answered: what the limit costs the proxy, whatever else
+the shared cores run); interleaved rounds, the medians printed, with the load average.
 
 Envoy runs one worker, HAProxy one thread; the backend is an HAProxy answering 200 itself.
 Needs haproxy and wrk. Everything listens on 127.0.0.1. Nothing is asserted.
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controlplane.bench.lab import HOST, BenchError, _XdsThread, free_port
 from controlplane.bench.load import parse_wrk, wrk_binary
+from controlplane.bench.procfs import cpu_seconds, load_average
 from controlplane.fleet import EnvoyPlane
 from controlplane.haproxy.render import render
 from controlplane.model import Config, parse_config
@@ -108,8 +111,10 @@ def bench_config() -> tuple[Config, dict[str, int]]:
 
 
 @contextlib.contextmanager
-def running(workdir: Path, config: Config) -> Iterator[None]:
-    """The backend and HAProxy (managed, one thread each) and an Envoy fed over xDS."""
+def running(workdir: Path, config: Config) -> Iterator[dict[str, int]]:
+    """The backend and HAProxy (managed, one thread each) and an Envoy fed over xDS; yields
+    the pid of each proxy's process that serves (HAProxy's worker)."""
+    pids: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
         for group in ("backend", "haproxy"):
             manager = HAProxyManager(workdir / group, threads=1, supervise_every=None)
@@ -117,6 +122,7 @@ def running(workdir: Path, config: Config) -> Iterator[None]:
             result = manager.start(render(config, group))
             if not result.ok:
                 raise BenchError(f"HAProxy ({group}) did not start: {result.error}")
+            pids[group] = int(manager.runtime.show_info()["Pid"])
         cache = SnapshotCache()
         plane = EnvoyPlane(cache)
         plane.publish(1, {"envoy": plane.compile(config, "envoy")}, frozenset())
@@ -125,7 +131,9 @@ def running(workdir: Path, config: Config) -> Iterator[None]:
         envoy = EnvoyProcess(workdir / "envoy", "bench-envoy", "envoy", xds.port, concurrency=1)
         stack.callback(envoy.stop)
         envoy.start()
-        yield
+        assert envoy.process is not None
+        pids["envoy"] = envoy.process.pid
+        yield pids
 
 
 @dataclass(frozen=True)
@@ -202,28 +210,36 @@ def _accuracy_line(row: dict[str, Any]) -> str:
     )
 
 
-def cost(ports: dict[str, int], seconds: int, rounds: int, workdir: Path) -> dict[str, Any]:
-    cases = [("none", 1), ("never", 1), ("never", 1_000)]
-    rates: dict[tuple[str, str, int], list[float]] = {}
+def cost(
+    ports: dict[str, int], pids: dict[str, int], seconds: int, rounds: int, workdir: Path
+) -> dict[str, Any]:
+    cases = {"none": ("none", 1), "never_1_key": ("never", 1), "never_1000_keys": ("never", 1000)}
+    rates: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
         for proxy in PROXIES:
-            for name, keys in cases:
+            for case, (name, keys) in cases.items():
                 script = UNPACED.format(keys=keys)
+                before = cpu_seconds(pids[proxy])
                 sent = run_wrk(ports[f"{proxy}-{name}"], script, CONNECTIONS, seconds, workdir)
+                used = cpu_seconds(pids[proxy]) - before
                 rate = sent.requests / sent.seconds if sent.seconds else 0.0
-                rates.setdefault((proxy, name, keys), []).append(rate)
+                rates.setdefault((proxy, case), []).append(rate)
+                cpu.setdefault((proxy, case), []).append(1e6 * used / max(1, sent.requests))
     result: dict[str, Any] = {}
     for proxy in PROXIES:
-        base = statistics.median(rates[(proxy, "none", 1)])
-        one = statistics.median(rates[(proxy, "never", 1)])
-        many = statistics.median(rates[(proxy, "never", 1_000)])
-        result[proxy] = {"none": base, "never_1_key": one, "never_1000_keys": many}
-        print(
-            f"{proxy:8} req/s without a limit {base:>8.0f}; with one that never triggers: "
-            f"1 key {one:>8.0f} ({one / base - 1:+.1%}), 1,000 keys {many:>8.0f} "
-            f"({many / base - 1:+.1%})",
-            flush=True,
-        )
+        medians = {
+            case: (statistics.median(rates[(proxy, case)]), statistics.median(cpu[(proxy, case)]))
+            for case in cases
+        }
+        result[proxy] = {case: {"rps": r, "cpu_us": c} for case, (r, c) in medians.items()}
+        base_rate, base_cpu = medians["none"]
+        shown = [f"{proxy:8} no limit {base_rate:>7.0f} req/s {base_cpu:>6.1f} us CPU/req"]
+        for case, label in (("never_1_key", "1 key"), ("never_1000_keys", "1,000 keys")):
+            r, c = medians[case]
+            rate_change, cpu_change = r / base_rate - 1, c / base_cpu - 1
+            shown.append(f"{label} {r:>7.0f} ({rate_change:+.1%}) {c:>6.1f} us ({cpu_change:+.1%})")
+        print("; ".join(shown), flush=True)
     return result
 
 
@@ -232,17 +248,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of each accuracy run")
     parser.add_argument("--cost-seconds", type=int, default=5, help="length of each cost run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of cost runs")
+    parser.add_argument("--cost-only", action="store_true", help="skip the accuracy runs")
     args = parser.parse_args()
     config, ports = bench_config()
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-rl-") as tmp, running(Path(tmp), config):
-            print(f"accuracy over {args.seconds} s (tolerance: [rate x T, rate x T + burst])")
-            accuracy(ports, args.seconds, Path(tmp))
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-rl-") as tmp,
+            running(Path(tmp), config) as pids,
+        ):
+            print("load average {:.2f} {:.2f} {:.2f}".format(*load_average()))
+            if not args.cost_only:
+                print(f"accuracy over {args.seconds} s (tolerance: [rate x T, rate x T + burst])")
+                accuracy(ports, args.seconds, Path(tmp))
             print(
                 f"\ncost ({CONNECTIONS} connections, {args.cost_seconds} s, median of "
-                f"{args.rounds} rounds)"
+                f"{args.rounds} rounds; CPU per request of the proxy's process)"
             )
-            cost(ports, args.cost_seconds, args.rounds, Path(tmp))
+            cost(ports, pids, args.cost_seconds, args.rounds, Path(tmp))
+            print("load average {:.2f} {:.2f} {:.2f}".format(*load_average()))
     except BenchError as exc:
         raise SystemExit(f"bench rate_limits: {exc}") from None
 

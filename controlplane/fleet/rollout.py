@@ -8,7 +8,9 @@ Each group is compiled with its `GroupFacts`, read from the ledger: the number o
 proxies (of every kind, at least 1) when its routes run a `scope: group` limit, else the
 default. When that number changes (a proxy connects, disconnects or is forgotten: the ledger's
 change feed tells), the newest revision is compiled again for that group only and published
-as another version of the same revision, through the same coalescing as writes.
+as another version of the same revision, through the same coalescing as writes. Replicas
+sharing a store count every replica's proxies instead (`SharedMembers`: the shared status,
+which tells after each read of the reports).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from ..model import Config, GroupFacts, ProxyKind, counts_members
 from .ledger import Ledger
@@ -28,6 +30,18 @@ log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.005
 """Writes that arrive within this window of each other are pushed once, as the newest."""
+
+
+class SharedMembers(Protocol):
+    """Group sizes across the replicas sharing a store (`SharedStatus`)."""
+
+    def members(self, group: str) -> int:
+        """The connected proxies of `group`, of every kind, on every replica."""
+        ...
+
+    def on_read(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on the event loop whenever `members` may have changed."""
+        ...
 
 
 class Fleet:
@@ -50,6 +64,7 @@ class Fleet:
         ledger: Ledger | None = None,
         *,
         coalesce: float = COALESCE_SECONDS,
+        shared: SharedMembers | None = None,
     ) -> None:
         self.loop = loop
         self.planes = tuple(planes)
@@ -67,6 +82,9 @@ class Fleet:
         """The head's groups whose compile reads their membership, and the facts it read."""
         self._regroup: set[str] = set()
         self._feed = ledger.changes(self._ledger_changed) if ledger is not None else None
+        self.shared = shared
+        if shared is not None:
+            shared.on_read(self._check_members)
 
     def publish(self, revision: int, config: Config) -> None:
         """Take `revision` to the proxies soon (returns at once)."""
@@ -76,8 +94,12 @@ class Fleet:
         self.loop.call_soon_threadsafe(self._wake)
 
     def members(self, group: str) -> GroupFacts:
-        """`group` as the ledger knows it now: its connected proxies, at least 1."""
-        count = self.ledger.count(group) if self.ledger is not None else 0
+        """`group` as the ledger (or the shared status) knows it now: its connected proxies,
+        at least 1."""
+        if self.shared is not None:
+            count = self.shared.members(group)
+        else:
+            count = self.ledger.count(group) if self.ledger is not None else 0
         return GroupFacts(members=max(1, count))
 
     def _ledger_changed(self) -> None:
@@ -87,9 +109,8 @@ class Fleet:
 
     def _check_members(self) -> None:
         """Recompile the head's groups whose size changed since they were compiled (loop)."""
-        if self._feed is None:
-            return
-        self._feed.take()
+        if self._feed is not None:
+            self._feed.take()
         with self._lock:
             used = dict(self._facts)
         changed = {group for group, facts in used.items() if self.members(group) != facts}

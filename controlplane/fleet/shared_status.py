@@ -8,6 +8,9 @@ by several replicas (an Envoy that moved) is the one a live replica holds connec
 newest report. Reports of a replica whose lease ran out read as disconnected; those of a
 replica gone for `forget_after` are dropped. Waits are woken by the reports' notifications
 (LISTEN/NOTIFY on PostgreSQL) and by the local revision index, never by polling.
+
+The same reports give a group's size across replicas (`members`), which `scope: group` limits
+are divided by: the fleet compiles again when a read of the reports changes it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -71,6 +74,7 @@ class SharedStatus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poke: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._readers: list[Callable[[], None]] = []
         self._unsubscribe = store.subscribe_reports(self._on_reports)
         self._cancel_index = local.index.observe(lambda _revision, _key: self._woken.wake())
 
@@ -154,6 +158,27 @@ class SharedStatus:
         records.sort(key=lambda r: (r.group, r.kind, r.id))
         return WaitResult(revision, all(r.runs(revision) for r in records), records)
 
+    def members(self, group: str) -> int:
+        """The connected proxies of `group` (of every kind) on every replica: this replica's
+        as its ledger knows them now, the others' as they reported them."""
+        here = {p.node_id for p in self.local.ledger.proxies(group)}
+        now = time.time()
+        there = {
+            r.id
+            for (_, name), records in self._groups.items()
+            if name == group
+            for r in records.values()
+            if r.detail.get("replica") != self.replica and r.id not in here
+            if _as_of(r, now).connected
+        }
+        return len(here) + len(there)
+
+    def on_read(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` (on the event loop) after each read of the reports, when `members`
+        may have changed; returns the function that stops it."""
+        self._readers.append(callback)
+        return lambda: self._readers.remove(callback)
+
     # --- keeping up ---
 
     def _on_reports(self) -> None:
@@ -180,6 +205,8 @@ class SharedStatus:
         reports = await asyncio.to_thread(self.store.reports)
         self._groups = _merged(reports)
         self._woken.wake()
+        for callback in list(self._readers):
+            callback()
 
     async def _reporting(self) -> None:
         """Report each change of what this replica's proxies run, and renew the lease."""

@@ -106,12 +106,15 @@ class Limits:
     """A backend's connection limits: `maxconn` of each server (the cluster's limit shared
     among its endpoints, rounded up), and for HTTP the queue: at most `max_pending` requests
     wait, each at most `queue_timeout`. A tcp backend queues nothing: a connection beyond the
-    limit is closed at once, as Envoy's tcp proxy does."""
+    limit is closed at once, as Envoy's tcp proxy does. Over HTTP/2, a request beyond
+    `max_requests` in progress gets 503 at once, as on Envoy, instead of waiting in the queue
+    (None: HTTP/1, where requests wait for one of the connections)."""
 
     maxconn: int
     total: int
     max_pending: int
     queue_timeout: str
+    max_requests: int | None = None
 
 
 @dataclass
@@ -241,6 +244,7 @@ def _limits(cluster: Cluster, variant: Variant) -> Limits:
         total=total,
         max_pending=cluster.max_pending_requests,
         queue_timeout=server_timeout(queue),
+        max_requests=cluster.max_requests if cluster.protocol == "http2" else None,
     )
 
 

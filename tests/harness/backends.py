@@ -10,7 +10,7 @@ Every backend answers with its name, so a client behind a proxy can tell which b
 - ``websocket``: an ``http1`` backend that also accepts WebSocket upgrades and answers each text
   message ``m`` with ``"<name>:m"``.
 - ``http2``: a gRPC server (h2c) whose every unary method answers the name as raw bytes, with
-  trailing metadata ``x-backend: <name>``.
+  trailing metadata ``x-backend: <name>``, after ``delay`` seconds (32 calls at once at most).
 - ``tcp``: writes ``<name>\\n`` (``<name> proxy=<ip:port>\\n`` behind PROXY protocol) on connect,
   then echoes what it receives.
 - ``tls``: ``tcp`` behind TLS with one of the certificates in ``tests/certs``.
@@ -30,6 +30,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -65,8 +66,8 @@ class BackendSpec:
 
     ``cert`` names a certificate in tests/certs: required for ``tls``; on ``http1`` and
     ``websocket`` it makes the backend speak HTTPS. ``headers`` are extra response headers of
-    ``http1``/``websocket``; ``delay`` the seconds an ``http1`` backend takes to answer.
-    ``port`` pins the port (to restart a stopped backend where it was); ``None`` lets the
+    ``http1``/``websocket``; ``delay`` the seconds an ``http1`` or ``http2`` backend takes to
+    answer. ``port`` pins the port (to restart a stopped backend where it was); ``None`` lets the
     operating system pick a free one.
     """
 
@@ -470,6 +471,8 @@ class _NameEveryMethod(grpc.GenericRpcHandler):
         def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
             if self.backend is not None:
                 self.backend.received += 1
+                if self.backend.spec.delay:
+                    time.sleep(self.backend.spec.delay)
             context.set_trailing_metadata((("x-backend", self._name),))
             return self._name.encode()
 
@@ -479,7 +482,7 @@ class _NameEveryMethod(grpc.GenericRpcHandler):
 def _start_grpc(spec: BackendSpec) -> tuple[Backend, Callable[[], None]]:
     handler = _NameEveryMethod(spec.name)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"grpc-{spec.name}"),
+        futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix=f"grpc-{spec.name}"),
         handlers=[handler],
         options=[("grpc.so_reuseport", 0)],
     )

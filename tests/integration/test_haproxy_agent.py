@@ -222,9 +222,12 @@ def test_traffic_follows_published_route_changes(stack: Stack) -> None:
 
 
 @pytest.mark.haproxy
-def test_an_endpoint_that_moves_reaches_haproxy_through_the_runtime_api(stack: Stack) -> None:
-    """The runtime table travels with the bundle: the agent's HAProxy takes a new endpoint
-    address without a reload."""
+def test_an_endpoint_that_moves_reaches_haproxy_by_a_reload_that_retires_the_old_workers(
+    stack: Stack,
+) -> None:
+    """The runtime table travels with the bundle: the agent's HAProxy reloads for a new
+    endpoint address (its idle connections to the old one would be reused after `set server
+    addr`) and ACKs once the previous workers, which still reach the old address, are gone."""
     first = stack.publish(1, "alpha")
     stack.wait_for_ack(first)
     stack.wait_for_backend("a")
@@ -235,10 +238,11 @@ def test_an_endpoint_that_moves_reaches_haproxy_through_the_runtime_api(stack: S
     current = stack.source.current("default")
     assert current is not None
     proxy = stack.wait_for_ack(current.bundle.version)
-    assert proxy.detail["mode"] == "runtime", proxy.detail
-    assert f"alpha/ep1 addr {stack.fleet['b'].address}" in proxy.detail["reason"]
+    assert proxy.detail["mode"] == "reload", proxy.detail
+    assert f"-> {stack.fleet['b'].address}" in proxy.detail["reason"]
+    assert "previous workers gone" in proxy.detail["reason"]
     stack.wait_for_backend("b")
-    assert stack.agent.manager.reload_count() == reloads
+    assert stack.agent.manager.reload_count() == reloads + 1
 
 
 @pytest.mark.haproxy

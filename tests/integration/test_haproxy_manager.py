@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from controlplane.haproxy.bundle import Bundle, Server
+from controlplane.haproxy.render import render
 from controlplane.haproxy.templating import MASK
-from controlplane.model import split_address
+from controlplane.model import parse_config, split_address
 from controlplane.proxies.haproxy.manager import HAProxyManager
 from controlplane.proxies.haproxy.outcomes import ApplyResult, HealthEvent
 from tests.harness.backends import BackendFleet, BackendSpec
@@ -186,7 +187,7 @@ def test_hitless_reloads_under_load(fleet: BackendFleet, instance: Instance) -> 
     assert counts["new"] > 0 and counts["keep-alive"] > 0
 
 
-def test_weight_and_address_changes_go_through_runtime(
+def test_weight_changes_go_through_runtime_and_address_changes_reload(
     fleet: BackendFleet, instance: Instance
 ) -> None:
     manager = instance.manager
@@ -200,18 +201,81 @@ def test_weight_and_address_changes_go_through_runtime(
     assert (result.ok, result.mode) == (True, "runtime"), result
     assert "be/s2 weight 0" in result.reason
     assert instance.backends_seen(10) == Counter({"a": 10})
+    assert manager.reload_count() == reloads
 
     moved = handmade(instance.port, servers(fleet, ("s1", "c", 1), ("s2", "b", 0)))
     result = manager.apply(moved)
-    assert (result.ok, result.mode) == (True, "runtime"), result
+    assert (result.ok, result.mode) == (True, "reload"), result
+    assert "previous workers gone" in result.reason
     assert instance.backends_seen(10) == Counter({"c": 10})
     state = {s.server: s for s in manager.runtime.show_servers_state("be")}
     assert (state["s1"].address, state["s1"].port) == (LOOPBACK, fleet["c"].port)
 
     assert manager.apply(moved).mode == "unchanged"
-    assert manager.reload_count() == reloads
+    assert manager.reload_count() == reloads + 1
     assert (manager.workdir / "haproxy.cfg").read_text() == moved.cfg
-    assert [r.mode for r in instance.results] == ["start", "runtime", "runtime", "unchanged"]
+    assert [r.mode for r in instance.results] == ["start", "runtime", "reload", "unchanged"]
+
+
+def test_a_moved_endpoint_takes_no_request_after_the_change_under_keep_alive_load(
+    fleet: BackendFleet, instance: Instance
+) -> None:
+    """20 keep-alive clients send steadily while the only endpoint of a rendered cluster moves
+    from backend a to b (`http-reuse always`, whose idle connections HAProxy 2.6 would keep
+    using at the old address after `set server addr`): once the apply returns, every request
+    reaches b, and no request fails at any time."""
+
+    def bundle(backend: str) -> Bundle:
+        route = {"name": "default", "backends": [{"cluster": "web"}]}
+        vhost = {"name": "site", "domains": ["*"], "routes": [route]}
+        listener = {"name": "web", "address": f"{LOOPBACK}:{instance.port}", "protocol": "http"}
+        cluster = {"name": "web", "endpoints": [{"address": fleet[backend].address}]}
+        model = {"listeners": [{**listener, "virtual_hosts": [vhost]}], "clusters": [cluster]}
+        return render(parse_config(model), "default")
+
+    before, after = bundle("a"), bundle("b")
+    assert instance.manager.start(before).ok
+    stop = threading.Event()
+    seen: list[tuple[float, str]] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        session = HttpSession(LOOPBACK, instance.port)
+        try:
+            while not stop.is_set():
+                try:
+                    response = session.request("/")
+                    outcome = str(response.backend) if response.status == 200 else "failed"
+                except Exception as exc:
+                    outcome = f"failed: {exc!r}"
+                with lock:
+                    seen.append((time.monotonic(), outcome))
+                stop.wait(0.01)
+        finally:
+            session.close()
+
+    clients = [threading.Thread(target=client) for _ in range(20)]
+    for thread in clients:
+        thread.start()
+    try:
+        while sum(1 for _, backend in seen if backend == "a") < 200:
+            stop.wait(0.05)
+        result = instance.manager.apply(after)
+        applied = time.monotonic()
+        while sum(1 for at, _ in seen if at > applied) < 1000:
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(10)
+    assert result.ok, result
+    before_change = Counter(b for at, b in seen if at <= applied)
+    after_change = Counter(b for at, b in seen if at > applied)
+    print(f"\naddress change under load: {result.reason}; before {dict(before_change)}, ", end="")
+    print(f"after {dict(after_change)}, apply {result.duration * 1000:.0f} ms")
+    assert [b for b in before_change if b not in ("a", "b")] == []
+    assert set(after_change) == {"b"}
+    assert result.mode == "reload"
 
 
 def test_runtime_refusal_falls_back_to_reload(fleet: BackendFleet, instance: Instance) -> None:
@@ -340,7 +404,7 @@ def test_a_new_manager_adopts_a_detached_haproxy_without_a_reload(
     """The data plane outlives its manager: a detached HAProxy keeps serving, and the next
     manager of the workdir takes it over; the same bundle then changes nothing."""
     first = instance.manager
-    bundle = handmade(instance.port, servers(fleet, ("s1", "a", 1)))
+    bundle = handmade(instance.port, servers(fleet, ("s1", "a", 1), ("s2", "b", 0)))
     assert first.start(bundle).ok
     master = first.processes().master.pid
     first.detach()
@@ -352,7 +416,7 @@ def test_a_new_manager_adopts_a_detached_haproxy_without_a_reload(
         assert second.processes().master.pid == master
         assert second.apply(bundle).mode == "unchanged"
         assert second.reload_count() == 0
-        changed = handmade(instance.port, servers(fleet, ("s1", "b", 1)))
+        changed = handmade(instance.port, servers(fleet, ("s1", "a", 0), ("s2", "b", 1)))
         assert second.apply(changed).mode == "runtime"
         assert instance.backends_seen(3) == Counter({"b": 3})
     finally:

@@ -57,9 +57,8 @@ def config(
     others: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One listener per group (the Envoy's `edge`, the agents'), both to the cluster of
-    `backend` (a cluster per backend: a change moves the route, not a server, as HAProxy 2.6
-    keeps reusing idle connections to a server's old address after a runtime address change);
-    `held` adds an edge listener on that port."""
+    `backend` (a cluster per backend: a change moves the route); `held` adds an edge listener
+    on that port."""
 
     def listener(name: str, address: str) -> dict[str, Any]:
         route = {"name": "default", "backends": [{"cluster": cluster_of(backend)}]}

@@ -40,7 +40,9 @@ class BackendDecl(Strict):
     headers: dict[str, str] = Field(
         default_factory=dict, description="Extra response headers of an http1/websocket backend."
     )
-    delay: Duration | None = Field(None, description="How long an http1 backend takes to answer.")
+    delay: Duration | None = Field(
+        None, description="How long an http1 or http2 backend takes to answer."
+    )
 
     @model_validator(mode="after")
     def _fits_kind(self) -> BackendDecl:
@@ -52,8 +54,8 @@ class BackendDecl(Strict):
             raise ValueError("cert is for tls backends")
         if self.headers and self.kind not in ("http1", "websocket"):
             raise ValueError("headers are for http1 and websocket backends")
-        if self.delay is not None and self.kind != "http1":
-            raise ValueError("delay is for http1 backends")
+        if self.delay is not None and self.kind not in ("http1", "http2"):
+            raise ValueError("delay is for http1 and http2 backends")
         return self
 
 
@@ -270,8 +272,10 @@ class Step(Strict):
             raise ValueError("rate and for go together")
         if self.rate is not None and "count" in self.model_fields_set:
             raise ValueError("set count, or rate and for")
-        if (self.rate is not None or self.clients > 1) and self.kind != "http":
-            raise ValueError("rate, for and clients are for http steps")
+        if self.rate is not None and self.kind != "http":
+            raise ValueError("rate and for are for http steps")
+        if self.clients > 1 and self.kind not in ("http", "grpc"):
+            raise ValueError("clients are for http and grpc steps")
         if self.within is not None and (self.rate is not None or self.clients > 1):
             raise ValueError("within repeats a step; a timed or concurrent step is played once")
         return self

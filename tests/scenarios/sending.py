@@ -9,6 +9,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +66,11 @@ class ListenerAt:
 def send(step: Step, listener: ListenerAt) -> list[Observation]:
     """Sends the step's requests; one observation per request, in order (client by client)."""
     if step.kind == "http":
-        return _clients(step, listener) if step.clients > 1 else _http(step, listener)
+        return _clients(step, listener, _http) if step.clients > 1 else _http(step, listener)
     if step.kind == "websocket":
         return [_websocket(step, listener) for _ in range(step.count)]
     if step.kind == "grpc":
-        return _grpc(step, listener)
+        return _clients(step, listener, _grpc) if step.clients > 1 else _grpc(step, listener)
     with contextlib.ExitStack() as held:
         return [
             _stream(step, listener, held if step.hold_open else None) for _ in range(step.count)
@@ -110,16 +111,19 @@ def _raw(step: Step, listener: ListenerAt) -> Observation:
     return _from_response(response)
 
 
-def _clients(step: Step, listener: ListenerAt) -> list[Observation]:
-    """`step.clients` clients, each on its own connection, sending the step at the same moment;
-    at a `rate`, their schedules are spread evenly over one interval."""
+def _clients(
+    step: Step, listener: ListenerAt, one: Callable[[Step, ListenerAt, float], list[Observation]]
+) -> list[Observation]:
+    """`step.clients` clients, each on its own connection, sending the step (`one` client's
+    requests) at the same moment; at a `rate`, their schedules are spread evenly over one
+    interval."""
     results: list[list[Observation]] = [[] for _ in range(step.clients)]
     start = threading.Barrier(step.clients)
 
     def client(index: int) -> None:
         start.wait()
         offset = index / step.clients / step.rate if step.rate is not None else 0.0
-        results[index] = _http(step, listener, offset)
+        results[index] = one(step, listener, offset)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(step.clients)]
     for thread in threads:
@@ -177,9 +181,10 @@ def _websocket(step: Step, listener: ListenerAt) -> Observation:
     )
 
 
-def _grpc(step: Step, listener: ListenerAt) -> list[Observation]:
+def _grpc(step: Step, listener: ListenerAt, offset: float = 0.0) -> list[Observation]:
+    """One client's calls: over one channel when all must succeed, else each on its own."""
     method = clients.DEFAULT_GRPC_METHOD if step.path == "/" else step.path
-    if step.expect.error is None:
+    if step.expect.error is None and step.expect.admitted is None:
         try:
             names = clients.grpc_names_over_one_channel(
                 LOOPBACK, listener.port, step.count, method, step.host, TIMEOUT

@@ -28,7 +28,9 @@ A valid one is moved into place file by file with atomic renames, then either pu
 runtime API, when the change is runtime-updatable (see
 `controlplane.proxies.haproxy.reload_plan`), or loaded by a reload through the master CLI,
 confirmed by `show proc` (the reload counter grew, a new worker serves the runtime API, the
-previous workers are leaving). Since files are written
+previous workers are leaving). A reload that moves or removes servers (`ChangePlan.retire`)
+is done once the previous workers have exited (up to `timeout`; the result's reason says how
+long it took), so that no request reaches an old address after it. Since files are written
 in both cases, a later reload or restart runs exactly what the runtime API was told. If a
 runtime update fails midway, the manager reloads instead.
 
@@ -420,6 +422,8 @@ class HAProxyManager:
             self._current = None
             return self._result(bundle, False, "reload", reason, str(exc), began=began)
         self._running(bundle)
+        if plan.retire:
+            reason += "; " + self._retire_old_workers()
         return self._result(bundle, True, "reload", reason, began=began)
 
     def _validate_and_install(self, bundle: Bundle) -> tuple[str, str] | None:
@@ -463,12 +467,7 @@ class HAProxyManager:
 
     def _apply_runtime(self, plan: ChangePlan) -> None:
         for update in plan.servers:
-            if update.address is not None and update.port is not None:
-                self.runtime.set_server_addr(
-                    update.backend, update.server, update.address, update.port
-                )
-            if update.weight is not None:
-                self.runtime.set_server_weight(update.backend, update.server, update.weight)
+            self.runtime.set_server_weight(update.backend, update.server, update.weight)
         if not plan.maps:
             return
         loaded = self.runtime.show_maps()
@@ -506,6 +505,24 @@ class HAProxyManager:
         except (OSError, CommandError, ValueError) as exc:
             raise HAProxyError(f"master CLI: {exc}") from exc
         self._wait_for_worker(previous=before)
+
+    def _retire_old_workers(self) -> str:
+        """Wait (up to `timeout`) until the workers that ran before the last reload have exited:
+        each answers at most one last request per client connection it holds, from the old
+        configuration. Says how it went."""
+        began = time.monotonic()
+        deadline = began + self.timeout
+        leaving: tuple[int, ...] = ()
+        while time.monotonic() < deadline:
+            try:
+                leaving = tuple(w.pid for w in self.master.show_proc().old_workers)
+            except (OSError, CommandError, ValueError):
+                pass
+            else:
+                if not any(_alive(pid) for pid in leaving):
+                    return f"previous workers gone after {time.monotonic() - began:.2f}s"
+            time.sleep(0.01)
+        return f"previous workers {list(leaving)} still serving after {self.timeout:g}s"
 
     def _wait_for_worker(self, previous: ProcessList | None) -> None:
         """Wait until a new worker serves the runtime API and the previous ones are leaving."""

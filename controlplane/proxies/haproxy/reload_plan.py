@@ -6,14 +6,21 @@ The bundles say it themselves (see `controlplane.haproxy.bundle`). A change is
 - the skeletons are equal: the configurations are the same once every value of the runtime
   table (server addresses and weights) is masked;
 - the files are equal, and the bundles name the same map files (their entries may differ);
-- the runtime tables hold the same servers, by backend and name, in the same order;
-- every server whose address changed has an IP address before and after, since the runtime
-  API takes no host names (weights are 0 to 256 in every bundle).
+- the runtime tables hold the same servers, by backend and name, in the same order, at the
+  same addresses (weights are 0 to 256 in every bundle).
 
-Such a change is applied with `set server B/S addr A port P`, `set server B/S weight W` and an
-atomic replacement of each changed map (`prepare map` / `add map @V` / `commit map @V`).
-Everything else (a server added or removed, a header rule, a timeout, a map file added or
-removed) needs a reload.
+Such a change is applied with `set server B/S weight W` and an atomic replacement of each
+changed map (`prepare map` / `add map @V` / `commit map @V`). Everything else (a server added,
+removed or moved to another address, a header rule, a timeout, a map file added or removed)
+needs a reload.
+
+A server's address is not changed at runtime: after `set server B/S addr`, HAProxy 2.6 keeps
+handing requests to the idle connections it holds to the old address (`http-reuse always`
+takes any of them; `set server ... state maint` and `ready` do not close them), so under steady
+load the old address keeps most of the traffic. A reload gives the new worker empty pools; its
+plan says `retire` (also when servers are removed): the previous workers, which answer at most
+one last request on each client connection they hold (`option idle-close-on-response`), are
+waited for (see the manager).
 """
 
 from dataclasses import dataclass
@@ -25,13 +32,11 @@ _SHOWN = 5
 
 @dataclass(frozen=True)
 class ServerUpdate:
-    """New address and/or weight for one server; a field is None when it did not change."""
+    """New weight for one server."""
 
     backend: str
     server: str
-    address: str | None = None
-    port: int | None = None
-    weight: int | None = None
+    weight: int
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,16 @@ class MapUpdate:
 
 @dataclass(frozen=True)
 class ChangePlan:
-    """How to move a running HAProxy from one bundle to another, and why."""
+    """How to move a running HAProxy from one bundle to another, and why.
+
+    `retire`: the reload moves or removes servers, so it is done only once the previous workers,
+    which still reach the old addresses, have exited."""
 
     reload: bool
     reason: str
     servers: tuple[ServerUpdate, ...] = ()
     maps: tuple[MapUpdate, ...] = ()
+    retire: bool = False
 
 
 def _first_difference(old: str, new: str) -> str:
@@ -64,39 +73,47 @@ def _layout(table: ServerTable) -> list[tuple[str, list[str]]]:
     return [(backend, [s.name for s in servers]) for backend, servers in table.items()]
 
 
+def _left(old: ServerTable, new: ServerTable) -> list[str]:
+    """The servers of `old` that `new` moves to another address or removes."""
+    kept = {(backend, s.name): s.address for backend, servers in new.items() for s in servers}
+    return [
+        f"{backend}/{s.name} {s.address} -> {kept.get((backend, s.name), 'removed')}"
+        for backend, servers in old.items()
+        for s in servers
+        if kept.get((backend, s.name)) != s.address
+    ]
+
+
 def plan_change(old: Bundle, new: Bundle) -> ChangePlan:
     """Decide between runtime updates and a reload for going from `old` to `new`."""
+    left = _left(old.servers, new.servers)
+    retire = bool(left)
     if old.skeleton != new.skeleton:
-        return ChangePlan(True, f"configuration changed ({_first_difference(old.cfg, new.cfg)})")
+        reason = f"configuration changed ({_first_difference(old.cfg, new.cfg)})"
+        return ChangePlan(True, reason, retire=retire)
     if old.files != new.files:
-        return ChangePlan(True, "certificate or crt-list files changed")
+        return ChangePlan(True, "certificate or crt-list files changed", retire=retire)
     if set(old.map_entries) != set(new.map_entries):
         added = sorted(set(new.map_entries) - set(old.map_entries))
         removed = sorted(set(old.map_entries) - set(new.map_entries))
-        return ChangePlan(True, f"map files changed (added {added}, removed {removed})")
+        reason = f"map files changed (added {added}, removed {removed})"
+        return ChangePlan(True, reason, retire=retire)
     if _layout(old.servers) != _layout(new.servers):
-        return ChangePlan(True, "servers added, removed or renamed")
-
-    updates: list[ServerUpdate] = []
-    for backend, servers in new.servers.items():
-        for before, server in zip(old.servers[backend], servers, strict=True):
-            label = f"{backend}/{server.name}"
-            address: str | None = None
-            port: int | None = None
-            weight: int | None = None
-            if (server.host, server.port) != (before.host, before.port):
-                if not (server.has_ip and before.has_ip):
-                    return ChangePlan(
-                        True,
-                        f"server {label} address {before.address} -> {server.address} "
-                        "is not an IP:port change",
-                    )
-                address, port = server.host, server.port
-            if server.weight != before.weight:
-                weight = server.weight
-            if address is not None or weight is not None:
-                updates.append(ServerUpdate(backend, server.name, address, port, weight))
-
+        return ChangePlan(True, "servers added, removed or renamed", retire=retire)
+    if left:
+        more = f" and {len(left) - _SHOWN} more" if len(left) > _SHOWN else ""
+        return ChangePlan(
+            True,
+            f"{len(left)} server(s) moved ({', '.join(left[:_SHOWN])}{more}): a reload, so that"
+            " no idle connection to an old address is reused",
+            retire=True,
+        )
+    updates = [
+        ServerUpdate(backend, server.name, server.weight)
+        for backend, servers in new.servers.items()
+        for before, server in zip(old.servers[backend], servers, strict=True)
+        if server.weight != before.weight
+    ]
     maps = tuple(
         MapUpdate(name, entries)
         for name, entries in sorted(new.map_entries.items())
@@ -106,18 +123,9 @@ def plan_change(old: Bundle, new: Bundle) -> ChangePlan:
         return ChangePlan(False, "no change")
     parts = []
     if updates:
-        shown = ", ".join(_describe(u) for u in updates[:_SHOWN])
+        shown = ", ".join(f"{u.backend}/{u.server} weight {u.weight}" for u in updates[:_SHOWN])
         more = f" and {len(updates) - _SHOWN} more" if len(updates) > _SHOWN else ""
         parts.append(f"{len(updates)} server(s): {shown}{more}")
     if maps:
         parts.append("map contents: " + ", ".join(m.name for m in maps))
     return ChangePlan(False, "runtime update of " + "; ".join(parts), tuple(updates), maps)
-
-
-def _describe(update: ServerUpdate) -> str:
-    changes = []
-    if update.address is not None:
-        changes.append(f"addr {update.address}:{update.port}")
-    if update.weight is not None:
-        changes.append(f"weight {update.weight}")
-    return f"{update.backend}/{update.server} " + " ".join(changes)

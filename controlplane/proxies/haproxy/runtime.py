@@ -1,7 +1,7 @@
 """Clients for HAProxy's two control sockets: the runtime API and the master CLI.
 
 The runtime API (a worker's `stats socket ... level admin`) changes what the current worker
-runs without a reload: server addresses, weights and states, and map contents. The master CLI
+runs without a reload: server weights and states, and map contents. The master CLI
 (`haproxy -W -S <socket>`) supervises processes: `show proc` lists the master and its workers,
 `reload` re-executes the master with the configuration on disk.
 
@@ -190,7 +190,6 @@ _PATTERN_LINE = re.compile(
     r"^(\d+) \(([^)]*)\) .*curr_ver=(\d+) next_ver=(\d+) entry_cnt=(\d+)\s*$"
 )
 _NEW_VERSION = re.compile(r"New version created:\s*(\d+)")
-_ADDR_ACCEPTED = ("IP changed from", "no need to change the addr")
 
 
 def _parse_pattern_files(text: str) -> list[PatternFile]:
@@ -266,13 +265,6 @@ class RuntimeAPI:
                 )
             )
         return states
-
-    def set_server_addr(self, backend: str, server: str, address: str, port: int) -> None:
-        """Point a server at another IP address and port."""
-        command = f"set server {backend}/{server} addr {address} port {port}"
-        answer = self.command(command).strip()
-        if not answer.startswith(_ADDR_ACCEPTED):
-            raise CommandError(command, answer)
 
     def set_server_weight(self, backend: str, server: str, weight: int) -> None:
         """Set a server's absolute weight (0-256)."""

@@ -56,27 +56,32 @@ def test_the_runtime_table_holds_every_backend_of_a_cluster() -> None:
     )
 
 
-def test_address_and_port_change_is_runtime_in_every_backend_of_the_cluster() -> None:
+def test_an_address_change_reloads_and_retires_the_old_workers() -> None:
+    """HAProxy 2.6 keeps reusing idle connections to a server's old address after
+    `set server addr`: a moved server is a reload, done once the old workers are gone."""
     plan = plan_change(rendered(), rendered(endpoints=("127.0.0.1:9001", "127.0.0.2:9102")))
-    assert not plan.reload
-    assert plan.servers == (
-        ServerUpdate("app", "ep2", "127.0.0.2", 9102, None),
-        ServerUpdate("app:t30s", "ep2", "127.0.0.2", 9102, None),
-    )
-    assert "app/ep2 addr 127.0.0.2:9102" in plan.reason
+    assert (plan.reload, plan.retire, plan.servers) == (True, True, ())
+    assert "app/ep2 127.0.0.1:9002 -> 127.0.0.2:9102" in plan.reason
+    assert "app:t30s/ep2 127.0.0.1:9002 -> 127.0.0.2:9102" in plan.reason
 
 
 def test_weight_change_is_runtime() -> None:
     plan = plan_change(rendered(), rendered(weights=(1, 7)))
-    assert not plan.reload
-    assert ServerUpdate("app", "ep2", None, None, 7) in plan.servers
+    assert (plan.reload, plan.retire) == (False, False)
+    assert ServerUpdate("app", "ep2", 7) in plan.servers
+    assert "app/ep2 weight 7" in plan.reason
 
 
-def test_address_and_weight_together_and_ipv6() -> None:
-    plan = plan_change(
-        rendered(), rendered(endpoints=("[::1]:9005", "127.0.0.1:9002"), weights=(3, 1))
+def test_a_removed_server_retires_the_old_workers_and_an_added_one_does_not() -> None:
+    three = rendered(
+        endpoints=("127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"), weights=(1, 1, 1)
     )
-    assert ServerUpdate("app", "ep1", "::1", 9005, 3) in plan.servers
+    assert (plan_change(rendered(), three).reload, plan_change(rendered(), three).retire) == (
+        True,
+        False,
+    )
+    removed = plan_change(three, rendered())
+    assert (removed.reload, removed.retire) == (True, True)
 
 
 def test_map_content_change_is_runtime() -> None:
@@ -96,20 +101,13 @@ def test_other_config_change_needs_reload_and_says_where() -> None:
     assert "line 62" in plan.reason and "for routes with t45s" in plan.reason
 
 
-def test_added_server_needs_reload() -> None:
-    three = rendered(
-        endpoints=("127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"), weights=(1, 1, 1)
-    )
-    assert plan_change(rendered(), three).reload
-
-
 def test_host_name_address_needs_reload() -> None:
     names = rendered(endpoints=("a.internal:9001", "127.0.0.1:9002"))
     assert plan_change(rendered(), names).reload
     other = rendered(endpoints=("b.internal:9001", "127.0.0.1:9002"))
     plan = plan_change(names, other)
-    assert plan.reload
-    assert "app/ep1 address a.internal:9001 -> b.internal:9001" in plan.reason
+    assert (plan.reload, plan.retire) == (True, True)
+    assert "app/ep1 a.internal:9001 -> b.internal:9001" in plan.reason
 
 
 def test_added_map_file_needs_reload() -> None:
