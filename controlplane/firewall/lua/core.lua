@@ -78,46 +78,100 @@ local function holds(k, s, i)
   return false
 end
 
+-- The bytes a match can begin with (nil when the program can match the empty value): a
+-- search skips, without running the machine, the positions where no thread is alive and the
+-- byte cannot begin a match.
+local function first_bytes(program)
+  local first, marks, stack = {}, {}, { 1 }
+  while #stack > 0 do
+    local p = stack[#stack]
+    stack[#stack] = nil
+    if not marks[p] then
+      marks[p] = true
+      local ins = program[p]
+      if ins.op == "m" then return nil
+      elseif ins.op == "j" then stack[#stack + 1] = ins.a
+      elseif ins.op == "s" then
+        stack[#stack + 1] = ins.a
+        stack[#stack + 1] = ins.b
+      elseif ins.op == "a" then stack[#stack + 1] = p + 1
+      else
+        for c in pairs(ins.set) do first[c] = true end
+      end
+    end
+  end
+  return first
+end
+
+local function compile(text)
+  local program = parse_program(text)
+  program.first = first_bytes(program)
+  program.anchored = program[1].op == "a" and program[1].k == "A"
+  return program
+end
+
 local function search(program, s)
-  local marks, n = {}, #s
-  local function add(list, pc, i)
-    local stack = { pc }
-    while #stack > 0 do
-      local p = stack[#stack]
-      stack[#stack] = nil
+  local marks, n, first, stack = {}, #s, program.first, {}
+  -- adds the threads at pc for position i to list (count long): its new length, or -1 on a
+  -- match
+  local function add(list, count, pc, i)
+    local top = 1
+    stack[1] = pc
+    while top > 0 do
+      local p = stack[top]
+      top = top - 1
       if marks[p] ~= i then
         marks[p] = i
         local ins = program[p]
         local op = ins.op
-        if op == "m" then return true
-        elseif op == "j" then stack[#stack + 1] = ins.a
+        if op == "m" then return -1
+        elseif op == "j" then
+          top = top + 1
+          stack[top] = ins.a
         elseif op == "s" then
-          stack[#stack + 1] = ins.b
-          stack[#stack + 1] = ins.a
+          stack[top + 1] = ins.b
+          stack[top + 2] = ins.a
+          top = top + 2
         elseif op == "a" then
-          if holds(ins.k, s, i) then stack[#stack + 1] = p + 1 end
+          if holds(ins.k, s, i) then
+            top = top + 1
+            stack[top] = p + 1
+          end
         else
-          list[#list + 1] = p
+          count = count + 1
+          list[count] = p
         end
       end
     end
-    return false
+    return count
   end
-  local current = {}
-  for i = 1, n + 1 do
-    if add(current, 1, i) then return true end
+  local current, following, alive = {}, {}, 0
+  local i = 1
+  while i <= n + 1 do
+    if alive == 0 and i > 1 and program.anchored then return false end
+    if alive == 0 and first then
+      while i <= n and not first[string.byte(s, i)] do i = i + 1 end
+      if i > n then return false end
+    end
+    alive = add(current, alive, 1, i)
+    if alive < 0 then return true end
     if i > n then break end
     local c = string.byte(s, i)
-    local following = {}
-    for _, p in ipairs(current) do
-      if program[p].set[c] and add(following, p + 1, i + 1) then return true end
+    local next_alive = 0
+    for k = 1, alive do
+      local p = current[k]
+      if program[p].set[c] then
+        next_alive = add(following, next_alive, p + 1, i + 1)
+        if next_alive < 0 then return true end
+      end
     end
-    current = following
+    current, following, alive = following, current, next_alive
+    i = i + 1
   end
   return false
 end
 
-M.search = function(program_text, s) return search(parse_program(program_text), s) end
+M.search = function(program_text, s) return search(compile(program_text), s) end
 
 -- transforms
 
@@ -171,7 +225,7 @@ local TRANSFORMS = {
 
 local function matcher(kind, text)
   if kind == "x" then
-    local program = parse_program(text)
+    local program = compile(text)
     return function(value) return search(program, value) end
   end
   return function(value) return string.find(value, text, 1, true) ~= nil end
