@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from envoy.config.core.v3 import protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -181,5 +182,8 @@ def http_filter(listener: Listener, clusters: Clusters) -> lc.Filter:
         use_remote_address=wrappers_pb2.BoolValue(value=True),
         xff_num_trusted_hops=0,
         skip_xff_append=True,
+        http_protocol_options=protocol_pb2.Http1ProtocolOptions(
+            accept_http_10=True, allow_chunked_length=True
+        ),
     )
     return lc.Filter(name=HCM, typed_config=packed(manager))
