@@ -31,6 +31,7 @@ lab: setup
 
 test: setup
 	$(VENV)/bin/ruff check controlplane tests bench
+	$(VENV)/bin/ruff format --check controlplane tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q

@@ -325,8 +325,8 @@ async def _clients(
                 ack = ack_prefix[resp.type_url] + text_field(nonce_field, resp.nonce)
                 if not delta:
                     ack += text_field(1, resp.version_info)
+                last_ack[i] = time.time()  # when it is sent (the write may resume us late)
                 await call.write(ack)
-                last_ack[i] = time.time()
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as err:
@@ -557,7 +557,10 @@ def rss_of(pids: list[int]) -> float:
 
 @contextlib.contextmanager
 def serving(
-    workdir: str, workers: int | None, seed: dict[str, Any] | None = None
+    workdir: str,
+    workers: int | None,
+    seed: dict[str, Any] | None = None,
+    targets: str = "envoy,haproxy",
 ) -> Iterator[tuple[str, int, int]]:
     """`controlplane serve` on `seed` (default: the bench config): yields (API URL, xDS
     port, pid)."""
@@ -579,6 +582,7 @@ def serving(
     ]  # fmt: skip
     if workers is not None:
         command += ["--xds-workers", str(workers)]
+    command += ["--targets", targets]
     url = f"http://127.0.0.1:{api}"
     with open(os.path.join(workdir, "serve.log"), "wb") as log:
         server = subprocess.Popen(
@@ -615,6 +619,7 @@ def run_serve(
     wave: int,
     workers: int | None,
     changes: int,
+    targets: str = "envoy,haproxy",
 ) -> list[dict[str, Any]]:
     """One `serve`, `n` clients, `changes` REST writes each followed by a status wait."""
     ctx = mp.get_context("spawn")
@@ -623,7 +628,7 @@ def run_serve(
     subscription = Subscription("default", tuple(cluster_names()), ("web",))
     with (
         tempfile.TemporaryDirectory(prefix="xds-fanout-") as tmp,
-        serving(tmp, workers) as (
+        serving(tmp, workers, targets=targets) as (
             url,
             port,
             pid,
@@ -679,7 +684,8 @@ def run_serve(
                     {
                         "n": n,
                         "mode": f"serve {'delta' if delta else 'sotw'}"
-                        + (f" w{workers}" if workers is not None else ""),
+                        + (f" w{workers}" if workers is not None else "")
+                        + (" envoy-only" if targets == "envoy" else ""),
                         "change": change,
                         "synced": True,
                         "sync_s": sync_s,
@@ -778,6 +784,11 @@ def main() -> None:
     )
     parser.add_argument("--serve", action="store_true", help="run controlplane serve instead")
     parser.add_argument("--xds-workers", type=int, default=None, help="serve's --xds-workers")
+    parser.add_argument(
+        "--targets",
+        default="envoy,haproxy",
+        help="serve's --targets (envoy: nothing is compiled for HAProxy agents)",
+    )
     parser.add_argument("--changes", type=int, default=10, help="changes per run")
     parser.add_argument(
         "--keep-collector",
@@ -804,6 +815,7 @@ def main() -> None:
                     args.wave,
                     args.xds_workers,
                     args.changes,
+                    args.targets,
                 )
         return
     print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import ssl
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 
@@ -791,6 +791,13 @@ def serve(
     waf_workers: Annotated[
         int, typer.Option(min=1, max=64, help="Worker processes of the verdict service.")
     ] = 2,
+    targets: Annotated[
+        str,
+        typer.Option(
+            help="The proxies this server feeds, comma-separated: envoy, haproxy. Writes are "
+            "refused only for what these cannot express; nothing is compiled for the others."
+        ),
+    ] = ",".join(PROXY_KINDS),
 ) -> None:
     """Run the API, the xDS server and optional local HAProxies in one process.
 
@@ -814,10 +821,16 @@ def serve(
         problems.append("--xds-tls-cert, --xds-tls-key and --xds-client-ca go together")
     if bool(api_tls_cert) != bool(api_tls_key):
         problems.append("--api-tls-cert and --api-tls-key go together")
+    fed = tuple(dict.fromkeys(t.strip() for t in targets.split(",")))
+    if not fed or any(t not in PROXY_KINDS for t in fed):
+        problems.append(f"--targets: choose among {', '.join(PROXY_KINDS)}, comma-separated")
+    elif haproxy and "haproxy" not in fed:
+        problems.append("--haproxy runs a local HAProxy: --targets must include haproxy")
     if problems:
         fail(problems)
 
     options = ServeOptions(
+        targets=cast(tuple[ProxyKind, ...], fed),
         db=db,
         config=config,
         api=api,

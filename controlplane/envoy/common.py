@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from envoy.config.core.v3 import address_pb2, config_source_pb2, extension_pb2
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 
-from ..model import split_address
+from ..model import HashOn, split_address
+
+Affinities = Mapping[str, HashOn | None]
+"""What listeners and routes read of the clusters they send to: the group's clusters by name,
+each with how it keeps a client on one endpoint (its `hash_on`). Nothing else of a cluster
+shapes a listener or a route, so a change of endpoints recompiles neither."""
 
 
 def duration(ms: int) -> duration_pb2.Duration:

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from envoy.config.core.v3 import protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
@@ -24,8 +22,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from google.protobuf import wrappers_pb2
 
-from ..model import Cluster, Listener
-from .common import ads_source, packed, socket_address
+from ..model import Listener
+from .common import Affinities, ads_source, packed, socket_address
 from .features import FEATURES
 from .sessions import session_filter, uses_session_cookies
 from .tls import downstream_tls_socket
@@ -35,8 +33,6 @@ TCP_PROXY = "envoy.filters.network.tcp_proxy"
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 PROXY_PROTOCOL = "envoy.filters.listener.proxy_protocol"
 ROUTER = "envoy.filters.http.router"
-
-Clusters = Mapping[str, Cluster]
 
 DEFAULT_CHAIN = "default"
 """The filter chain taking what no server name picks: the first certificate, or the
@@ -53,7 +49,7 @@ def sni_chain(index: int) -> str:
     return f"sni-{index}"
 
 
-def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Listener:
+def listener_resource(listener: Listener, affinities: Affinities) -> listener_pb2.Listener:
     """The Envoy Listener for a model listener. It binds without SO_REUSEPORT: a port another
     process holds is a NACK, never a share of that process's connections."""
     result = listener_pb2.Listener(
@@ -75,27 +71,27 @@ def listener_resource(listener: Listener, clusters: Clusters) -> listener_pb2.Li
         )
     if listener.protocol == "http":
         result.filter_chains.append(
-            lc.FilterChain(filters=filters(listener, http_filter(listener, clusters)))
+            lc.FilterChain(filters=filters(listener, http_filter(listener, affinities)))
         )
     elif listener.protocol == "https":
-        https_chains(result, listener, clusters)
+        https_chains(result, listener, affinities)
     elif listener.protocol == "tcp":
         assert listener.default_cluster is not None
         result.filter_chains.append(
             lc.FilterChain(
                 filters=filters(
-                    listener, tcp_filter(listener.name, clusters[listener.default_cluster])
+                    listener, tcp_filter(listener.name, listener.default_cluster, affinities)
                 )
             )
         )
     else:
-        passthrough_chains(result, listener, clusters)
+        passthrough_chains(result, listener, affinities)
     for feature in FEATURES:
         feature.listener(listener, result)
     return result
 
 
-def https_chains(result: listener_pb2.Listener, listener: Listener, clusters: Clusters) -> None:
+def https_chains(result: listener_pb2.Listener, listener: Listener, affinities: Affinities) -> None:
     """A chain per certificate that names servers, and the first certificate by default."""
     for index, certificate in enumerate(listener.certificates):
         if not certificate.server_names:
@@ -104,21 +100,21 @@ def https_chains(result: listener_pb2.Listener, listener: Listener, clusters: Cl
             lc.FilterChain(
                 name=certificate_chain(index),
                 filter_chain_match=lc.FilterChainMatch(server_names=certificate.server_names),
-                filters=filters(listener, http_filter(listener, clusters)),
+                filters=filters(listener, http_filter(listener, affinities)),
                 transport_socket=downstream_tls_socket(certificate),
             )
         )
     result.default_filter_chain.CopyFrom(
         lc.FilterChain(
             name=DEFAULT_CHAIN,
-            filters=filters(listener, http_filter(listener, clusters)),
+            filters=filters(listener, http_filter(listener, affinities)),
             transport_socket=downstream_tls_socket(listener.certificates[0]),
         )
     )
 
 
 def passthrough_chains(
-    result: listener_pb2.Listener, listener: Listener, clusters: Clusters
+    result: listener_pb2.Listener, listener: Listener, affinities: Affinities
 ) -> None:
     """A chain per SNI route, and one for `default_cluster` when it is set."""
     for index, sni_route in enumerate(listener.sni_routes):
@@ -126,7 +122,7 @@ def passthrough_chains(
             lc.FilterChain(
                 name=sni_chain(index),
                 filter_chain_match=lc.FilterChainMatch(server_names=sni_route.server_names),
-                filters=filters(listener, tcp_filter(listener.name, clusters[sni_route.cluster])),
+                filters=filters(listener, tcp_filter(listener.name, sni_route.cluster, affinities)),
             )
         )
     if listener.default_cluster is not None:
@@ -134,7 +130,7 @@ def passthrough_chains(
             lc.FilterChain(
                 name=DEFAULT_CHAIN,
                 filters=filters(
-                    listener, tcp_filter(listener.name, clusters[listener.default_cluster])
+                    listener, tcp_filter(listener.name, listener.default_cluster, affinities)
                 ),
             )
         )
@@ -145,15 +141,15 @@ def filters(listener: Listener, last: lc.Filter) -> list[lc.Filter]:
     return [*(f for feature in FEATURES for f in feature.network_filters(listener)), last]
 
 
-def tcp_filter(stat_prefix: str, cluster: Cluster) -> lc.Filter:
+def tcp_filter(stat_prefix: str, cluster: str, affinities: Affinities) -> lc.Filter:
     """Proxy the connection's bytes to `cluster`, hashing the client address when it hashes."""
-    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster.name)
-    if cluster.hash_on is not None:
+    proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
+    if affinities[cluster] is not None:
         proxy.hash_policy.add().source_ip.SetInParent()
     return lc.Filter(name=TCP_PROXY, typed_config=packed(proxy))
 
 
-def http_filter(listener: Listener, clusters: Clusters) -> lc.Filter:
+def http_filter(listener: Listener, affinities: Affinities) -> lc.Filter:
     """The HTTP connection manager of an L7 listener, routes from RDS named after it.
 
     Envoy adds no header HAProxy would not: no `x-envoy-*` upstream (the router suppresses
@@ -163,7 +159,7 @@ def http_filter(listener: Listener, clusters: Clusters) -> lc.Filter:
     and the route configuration appends to it when `forwarded_for` is set. X-Forwarded-Proto
     is set to the scheme the client used (a client's own is replaced), as HAProxy sets it.
     """
-    sessions = [session_filter()] if uses_session_cookies(listener, clusters) else []
+    sessions = [session_filter()] if uses_session_cookies(listener, affinities) else []
     manager = hcm.HttpConnectionManager(
         stat_prefix=listener.name,
         codec_type=hcm.HttpConnectionManager.AUTO,

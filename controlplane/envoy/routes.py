@@ -6,8 +6,6 @@ Large hosts are compiled into a matcher tree instead (see `matcher_tree`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
@@ -15,7 +13,6 @@ from envoy.type.matcher.v3 import regex_pb2
 from google.protobuf import wrappers_pb2
 
 from ..model import (
-    Cluster,
     GroupFacts,
     HashCookie,
     HashOn,
@@ -28,10 +25,11 @@ from ..model import (
     split_address,
 )
 from . import matcher_tree
-from .common import duration
+from .common import Affinities, duration
 from .features import FEATURES, RouteScope
 from .features.headers import set_header
 from .matches import re2_escape, route_match
+from .memo import PartMemo
 from .sessions import session_cookie_config
 
 _REDIRECT_CODES = {
@@ -42,9 +40,6 @@ _REDIRECT_CODES = {
     308: rc.RedirectAction.PERMANENT_REDIRECT,
 }
 
-Clusters = Mapping[str, Cluster]
-
-
 ENVOY_ADDRESS_HEADERS = ("x-envoy-external-address", "x-envoy-internal")
 """What Envoy's connection manager adds about the client that HAProxy would not send."""
 
@@ -53,19 +48,25 @@ CLIENT_ADDRESS = "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
 
 
 def route_configuration(
-    listener: Listener, clusters: Clusters, facts: GroupFacts
+    listener: Listener, affinities: Affinities, facts: GroupFacts
 ) -> route_pb2.RouteConfiguration:
     """The routes of an HTTP listener, named after it.
 
     X-Forwarded-For is appended here rather than by the connection manager, which appends
     the host's own address instead of a loopback client's.
     """
+    own = listener.model_copy(update={"virtual_hosts": []})
+    own_key = own.model_dump_json()
+
+    def compiled(vhost: VirtualHost) -> rc.VirtualHost:
+        key = (own_key, facts, affinities_read(vhost, affinities))
+        return _VHOSTS.get(
+            vhost, key, lambda v: virtual_host(v, affinities, RouteScope(own, v, facts))
+        )
+
     result = route_pb2.RouteConfiguration(
         name=listener.name,
-        virtual_hosts=[
-            virtual_host(vhost, clusters, RouteScope(listener, vhost, facts))
-            for vhost in listener.virtual_hosts
-        ],
+        virtual_hosts=[compiled(vhost) for vhost in listener.virtual_hosts],
         request_headers_to_remove=list(ENVOY_ADDRESS_HEADERS),
     )
     if listener.forwarded_for:
@@ -78,13 +79,30 @@ def route_configuration(
     return result
 
 
-def virtual_host(vhost: VirtualHost, clusters: Clusters, scope: RouteScope) -> rc.VirtualHost:
+_VHOSTS: PartMemo[VirtualHost, rc.VirtualHost] = PartMemo()
+"""Each virtual host compiled, by its listener's own settings, the group's facts and the
+affinities of its clusters: a write recompiles the hosts it changed."""
+
+_VHOST_CLUSTERS: PartMemo[VirtualHost, tuple[str, ...]] = PartMemo()
+
+
+def affinities_read(vhost: VirtualHost, affinities: Affinities) -> tuple[object, ...]:
+    """What `vhost`'s routes read of `affinities`: each of their clusters' entry, if any."""
+    names = _VHOST_CLUSTERS.get(vhost, None, _clusters_of)
+    return tuple((name, affinities.get(name, False)) for name in names)
+
+
+def _clusters_of(vhost: VirtualHost) -> tuple[str, ...]:
+    return tuple(sorted({b.cluster for r in vhost.routes for b in r.backends or ()}))
+
+
+def virtual_host(vhost: VirtualHost, affinities: Affinities, scope: RouteScope) -> rc.VirtualHost:
     """A model virtual host (`scope.vhost`): a plain route list, or a matcher tree when it is
     large."""
     names = {id(r): route_name(rid) for r, rid in zip(vhost.routes, route_ids(vhost), strict=True)}
 
     def build(model_route: Route) -> rc.Route:
-        return route(model_route, names[id(model_route)], clusters, scope)
+        return route(model_route, names[id(model_route)], affinities, scope)
 
     result = rc.VirtualHost(name=vhost.name, domains=list(vhost.domains))
     tree = matcher_tree.tree_for(vhost, build, matcher_tree.TREE_MIN_ROUTES)
@@ -104,14 +122,14 @@ WEIGHTLESS_STATUS = 500
 """The answer of a route whose backends all weigh 0, as the Gateway API says."""
 
 
-def route(model_route: Route, name: str, clusters: Clusters, scope: RouteScope) -> rc.Route:
+def route(model_route: Route, name: str, affinities: Affinities, scope: RouteScope) -> rc.Route:
     """One Envoy route: the match and one action, then what each feature adds."""
     result = rc.Route(name=name, match=route_match(model_route.match))
     if model_route.weightless:
         result.direct_response.status = WEIGHTLESS_STATUS
     elif model_route.backends is not None:
-        result.route.CopyFrom(route_action(model_route, clusters))
-        cookie = affinity_cookie(model_route, clusters)
+        result.route.CopyFrom(route_action(model_route, affinities))
+        cookie = affinity_cookie(model_route, affinities)
         if cookie is not None:
             name, config = session_cookie_config(cookie)
             result.typed_per_filter_config[name].CopyFrom(config)
@@ -128,7 +146,7 @@ def route(model_route: Route, name: str, clusters: Clusters, scope: RouteScope) 
     return result
 
 
-def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
+def route_action(model_route: Route, affinities: Affinities) -> rc.RouteAction:
     """Forwarding: weighted clusters, hashing, the timeout of all attempts, rewrite, upgrades."""
     backends = model_route.backends or []
     attempts = 1 + (model_route.retries.attempts if model_route.retries else 0)
@@ -142,7 +160,7 @@ def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
             )
             for b in backends
         )
-    hash_on = route_hash_on(model_route, clusters)
+    hash_on = route_hash_on(model_route, affinities)
     if hash_on is not None and hash_on.hashes:
         action.hash_policy.append(hash_policy(hash_on))
     if model_route.prefix_rewrite is not None:
@@ -159,15 +177,15 @@ def route_action(model_route: Route, clusters: Clusters) -> rc.RouteAction:
     return action
 
 
-def route_hash_on(model_route: Route, clusters: Clusters) -> HashOn | None:
+def route_hash_on(model_route: Route, affinities: Affinities) -> HashOn | None:
     """The affinity of the route's clusters (they agree: see the model's validation)."""
     backends = model_route.backends or []
-    return next((clusters[b.cluster].hash_on for b in backends if b.cluster in clusters), None)
+    return next((affinities[b.cluster] for b in backends if b.cluster in affinities), None)
 
 
-def affinity_cookie(model_route: Route, clusters: Clusters) -> HashCookie | None:
+def affinity_cookie(model_route: Route, affinities: Affinities) -> HashCookie | None:
     """The cookie that keeps a client on its endpoint, for a route to cookie clusters."""
-    hash_on = route_hash_on(model_route, clusters)
+    hash_on = route_hash_on(model_route, affinities)
     return hash_on.cookie if hash_on is not None else None
 
 

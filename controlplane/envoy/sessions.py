@@ -9,8 +9,6 @@ it with their cookie.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from envoy.extensions.filters.http.stateful_session.v3 import stateful_session_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm,
@@ -19,20 +17,20 @@ from envoy.extensions.http.stateful_session.cookie.v3 import cookie_pb2
 from envoy.type.http.v3 import cookie_pb2 as http_cookie_pb2
 from google.protobuf import any_pb2
 
-from ..model import Cluster, HashCookie, Listener
-from .common import duration, extension, packed
+from ..model import HashCookie, Listener
+from .common import Affinities, duration, extension, packed
 
 STATEFUL_SESSION = "envoy.filters.http.stateful_session"
 COOKIE_SESSION_STATE = "envoy.http.stateful_session.cookie"
 
 
-def uses_session_cookies(listener: Listener, clusters: Mapping[str, Cluster]) -> bool:
+def uses_session_cookies(listener: Listener, affinities: Affinities) -> bool:
     """Whether a route of `listener` forwards to a cluster with cookie affinity."""
     for vhost in listener.virtual_hosts:
         for route in vhost.routes:
             for backend in route.backends or ():
-                cluster = clusters.get(backend.cluster)
-                if cluster and cluster.hash_on and cluster.hash_on.cookie:
+                hash_on = affinities.get(backend.cluster)
+                if hash_on is not None and hash_on.cookie:
                     return True
     return False
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..model import GroupFacts
+from ..model import GroupFacts, ProxyKind
 from ..store import Store
 from ..wakeups import Wakeups
 from ..xds.cache import SnapshotCache
@@ -35,7 +35,7 @@ class FollowedStatus(Protocol):
     @property
     def wakeups(self) -> Wakeups: ...
 
-    def proxies(self) -> list[ProxyRecord]: ...
+    def refusing(self, kind: ProxyKind) -> dict[str, list[ProxyRecord]]: ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class LastKnownGood:
 
     async def run(self, every: float = 0.25) -> None:
         """Follow the status until cancelled: after each change, at most once per `every`
-        seconds (a check reads every proxy's record)."""
+        seconds (a check reads the records of the groups where a proxy refused a revision)."""
         while True:
             with self.status.wakeups.waiter() as waiter:
                 try:
@@ -100,10 +100,7 @@ class LastKnownGood:
         head = self.index.latest_complete()
         if head is None:
             return
-        members: dict[str, list[ProxyRecord]] = {}
-        for record in self.status.proxies():
-            if record.kind == "envoy":
-                members.setdefault(record.group, []).append(record)
+        members = self.status.refusing("envoy")
         for group in set(members) | set(self._holds):
             found = members.get(group, [])
             refusing = any(r.refused(head) for r in found) and not any(

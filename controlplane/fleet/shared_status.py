@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from ..model import ProxyKind
 from ..store import Report, Store
 from ..wakeups import Wakeups
 from .records import Health, ProxyRecord, Refusal, WaitResult
@@ -109,6 +110,15 @@ class SharedStatus:
         now = time.time()
         records = [_as_of(r, now) for members in self._groups.values() for r in members.values()]
         return sorted(records, key=lambda r: (r.group, r.kind, r.id))
+
+    def refusing(self, kind: ProxyKind) -> dict[str, list[ProxyRecord]]:
+        """As `LedgerStatus.refusing`, over the proxies of every replica."""
+        now = time.time()
+        return {
+            group: sorted((_as_of(r, now) for r in members.values()), key=lambda r: r.id)
+            for (k, group), members in self._groups.items()
+            if k == kind and any(r.last_nack is not None for r in members.values())
+        }
 
     def evaluate(self, revision: int) -> WaitResult:
         """Where the connected proxies of the groups `revision` concerns stand (those of the

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter, deque
 
+from ..model import ProxyKind
 from ..wakeups import Wakeups
 from .ledger import Ledger, ProxyStatus
 from .records import ProxyRecord, WaitResult
@@ -85,6 +86,7 @@ class LedgerStatus:
         self._standings: dict[str, Standing] = {}
         self._members: dict[GroupKey, set[str]] = {}
         self._connected: Counter[GroupKey] = Counter()
+        self._refusing: Counter[GroupKey] = Counter()
         self._trackers: dict[int, Behind] = {}
         self._head: Behind | None = None
         self._recorded: deque[tuple[int, GroupKey | None]] = deque()
@@ -126,6 +128,23 @@ class LedgerStatus:
             now = time.time()
             records = self.ledger.each(lambda p: record_of(p, self._standing(p), now))
         return sorted(records, key=lambda r: (r.group, r.kind, r.id))
+
+    def refusing(self, kind: ProxyKind) -> dict[str, list[ProxyRecord]]:
+        """Per group of `kind` where a proxy has refused a revision (its last refusal, even
+        if it runs a newer one since), the records of the group's proxies: the groups that
+        may need holding back, read without a scan of the others."""
+        with self._lock:
+            self._catch_up()
+            now = time.time()
+            found: dict[str, list[ProxyRecord]] = {}
+            for key, count in self._refusing.items():
+                if count and key[0] == kind:
+                    nodes = self._members.get(key, set())
+                    records = self.ledger.each(
+                        lambda p: record_of(p, self._standing(p), now), nodes
+                    )
+                    found[key[1]] = sorted(records, key=lambda r: r.id)
+            return found
 
     def evaluate(self, revision: int) -> WaitResult:
         """Where the connected proxies of the groups `revision` concerns stand (those of the
@@ -236,6 +255,7 @@ class LedgerStatus:
                 if new is None or (new.kind, new.group) != old_key:
                     self._members.get(old_key, set()).discard(node_id)
                 self._connected[old_key] -= old.connected
+                self._refusing[old_key] -= old.refusal is not None
             if new is None:
                 del self._standings[node_id]
             else:
@@ -243,6 +263,7 @@ class LedgerStatus:
                 self._standings[node_id] = new
                 self._members.setdefault(new_key, set()).add(node_id)
                 self._connected[new_key] += new.connected
+                self._refusing[new_key] += new.refusal is not None
             for tracker in trackers:
                 tracker.update(node_id, new)
 

@@ -93,6 +93,7 @@ class Selection:
         "_keep_memo",
         "_sotw_body",
         "_sotw_shared",
+        "_version_map",
         "entries",
         "type_url",
         "version",
@@ -107,13 +108,21 @@ class Selection:
         self._sotw_shared: bytes | None = None
         self._keep_memo: dict[tuple[str, Interest], Selection] = {}
         self._delta_memo: dict[str, DeltaBody] = {}
+        self._version_map: Mapping[str, str] | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
 
+    @property
+    def version_map(self) -> Mapping[str, str]:
+        """Name → resource version, read-only: made once and shared by every stream."""
+        if self._version_map is None:
+            self._version_map = MappingProxyType({n: e.version for n, e in self.entries.items()})
+        return self._version_map
+
     def versions(self) -> dict[str, str]:
-        """Name → resource version."""
-        return {name: e.version for name, e in self.entries.items()}
+        """Name → resource version, a copy of its own."""
+        return dict(self.version_map)
 
     def sotw_body(self) -> bytes:
         """A DiscoveryResponse without nonce: version_info, resources, type_url."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Container, Iterable
 
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
@@ -246,15 +246,11 @@ class DiscoveryStream:
                 st.synced = snap.version
                 self.callbacks.synced(self.node_id, t, snap.version)
 
-    def _clusters_sent(self, held: Mapping[str, str], target: Selection) -> None:
-        """Clusters whose definition changes with this CDS push: Envoy warms each again and
-        waits for its endpoints (it ACKs the push only then), so their endpoints go out again
-        right after it, even when they did not change."""
-        self._rewarm |= {
-            name
-            for name, entry in target.entries.items()
-            if name in held and held[name] != entry.version
-        }
+    def _clusters_sent(self, changed: Iterable[str], held: Container[str]) -> None:
+        """Clusters whose definition changes with this CDS push (`changed` of those the client
+        `held`): Envoy warms each again and waits for its endpoints (it ACKs the push only
+        then), so their endpoints go out again right after it, even when they did not change."""
+        self._rewarm.update(name for name in changed if name in held)
 
     def _rewarming(self, target: Selection) -> set[str]:
         """The endpoints of `target` due again because their cluster changed; no longer due."""
@@ -349,8 +345,8 @@ class SotwStream(DiscoveryStream):
         rewarm = self._rewarming(target) if type_url == types.ENDPOINT else set()
         if st.sent is not None and st.sent.version == target.version and not rewarm:
             return
-        if type_url == types.CLUSTER:
-            self._clusters_sent(st.sent.versions() if st.sent is not None else {}, target)
+        if type_url == types.CLUSTER and st.sent is not None:
+            self._clusters_sent(target.delta_from(st.sent).changed, st.sent.entries)
         st.sent = target
         if self.serialise_per_stream:
             st.nonce = nonce = self._nonce()
@@ -419,7 +415,7 @@ class DeltaStream(DiscoveryStream):
         desired = snap.select(type_url, st.interest)
         removals_allowed = type_url not in RETAINED or settled
         new_have: Selection | dict[str, str]
-        held = st.have.versions() if isinstance(st.have, Selection) else dict(st.have)
+        held = st.have.version_map if isinstance(st.have, Selection) else st.have
         if type_url == types.ENDPOINT and (rewarm := self._rewarming(desired)):
             # Sent again as if the client did not hold them (their clusters changed).
             st.have = {n: v for n, v in held.items() if n not in rewarm}
@@ -445,7 +441,7 @@ class DeltaStream(DiscoveryStream):
             return
         st.have = new_have
         if type_url == types.CLUSTER:
-            self._clusters_sent(held, target)
+            self._clusters_sent(body.changed, held)
         st.nonce = nonce = self._nonce()
         if self.serialise_per_stream:
             payload = _naive_delta(target, body, nonce)

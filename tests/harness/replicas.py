@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,16 @@ class ServeProcess:
     """One replica: `serve --db DB` on free API and xDS ports, its log in `workdir`."""
 
     def __init__(
-        self, workdir: Path, name: str, db: str, tokens: Path, config: Path | None = None
+        self,
+        workdir: Path,
+        name: str,
+        db: str,
+        tokens: Path,
+        config: Path | None = None,
+        options: Sequence[str] = (),
     ) -> None:
+        """`options`: more of serve's command-line options."""
+        self.options = tuple(options)
         self.workdir = workdir / name
         self.name = name
         self.db = db
@@ -60,6 +69,7 @@ class ServeProcess:
         ]  # fmt: skip
         if self.config is not None:
             command += ["--config", str(self.config)]
+        command += self.options
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -17,6 +17,9 @@ def free_port_pair() -> int:
     for _ in range(50):
         port = free_port()
         with socket.socket() as probe:
+            # as the service's servers bind: a port some closed connection left in TIME-WAIT
+            # is free to them
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port + 1))
             except OSError:

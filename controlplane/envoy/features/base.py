@@ -17,8 +17,9 @@ from ...model import GroupFacts, Listener, Route, VirtualHost
 
 @dataclass(frozen=True)
 class RouteScope:
-    """Where a route is compiled: its listener, its virtual host, and what the compile knows of
-    the node group (`GroupFacts`)."""
+    """Where a route is compiled: its listener's own settings (the listener without its
+    virtual hosts: a route's translation is remembered per virtual host, so it may not read the
+    others), its virtual host, and what the compile knows of the node group (`GroupFacts`)."""
 
     listener: Listener
     vhost: VirtualHost

@@ -19,7 +19,7 @@ from controlplane.fleet.ledger import Ledger
 from controlplane.fleet.records import ProxyRecord
 from controlplane.store import SQLiteStore, Store
 
-from .test_status import ENVOY, connect_envoy, envoy_takes, publish
+from .test_status import CDS, EDS, ENVOY, LDS, RDS, connect_envoy, envoy_takes, publish
 
 WAIT = 10.0
 
@@ -202,5 +202,35 @@ def test_a_proxy_the_ledger_forgot_is_no_longer_reported(run: Run) -> None:
         a.ledger.disconnect(ENVOY)
         assert a.ledger.forget(-1) == [ENVOY]
         await until("it is gone", lambda: a.shared.proxies() == [])
+
+    run(scenario)
+
+
+def test_a_refusal_on_one_replica_names_its_group_as_refusing_on_every_replica(
+    run: Run,
+) -> None:
+    async def scenario(replicas: Replicas) -> None:
+        a, b = replicas("a"), replicas("b")
+        for replica in (a, b):
+            replica.publish(1, "v1")
+            publish(replica.index, 2, "v2", rds="rds-2")
+            await replica.shared.start()
+        connect_envoy(b.ledger)
+        envoy_takes(b.ledger, "v1")
+        assert a.shared.refusing("envoy") == {}
+        envoy_takes(b.ledger, "v2", (CDS, EDS, LDS))
+        b.ledger.sent(ENVOY, RDS, "v2/rds")
+        b.ledger.nacked(ENVOY, RDS, "v2/rds", "regex too big")
+        await until("a sees the refusal", lambda: bool(a.shared.refusing("envoy")))
+        [(group, [record])] = a.shared.refusing("envoy").items()
+        assert (group, record.id, record.revision) == ("edge", ENVOY, 1)
+        assert record.refused(2)
+        [(_, [local])] = b.local.refusing("envoy").items()
+        assert (local.id, local.revision, local.last_nack) == (
+            record.id,
+            record.revision,
+            record.last_nack,
+        )
+        assert a.shared.refusing("haproxy") == {}
 
     run(scenario)

@@ -240,7 +240,13 @@ def test_the_kept_status_reads_as_the_ledger_read_afresh(
             for _ in range(4):  # the wake-ups travel through the loop
                 await asyncio.sleep(0)
 
-            assert status.proxies() == reference_records(world.ledger, world.index), op
+            records = reference_records(world.ledger, world.index)
+            assert status.proxies() == records, op
+            for kind in ("envoy", "haproxy"):
+                groups = {r.group for r in records if r.kind == kind and r.last_nack is not None}
+                assert status.refusing(kind) == {
+                    g: [r for r in records if (r.kind, r.group) == (kind, g)] for g in groups
+                }, op
             for revision, task in list(waits.items()):
                 pending = reference_pending(world.ledger, world.index, revision)
                 assert task.done() == (pending is False), (op, revision, pending)
