@@ -45,7 +45,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         try:
             yield running
         finally:
-            thread.run(running.stop())
+            thread.run(running.stop(), timeout=90)
     finally:
         thread.close()
 
