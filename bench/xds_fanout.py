@@ -7,7 +7,10 @@ until every client runs the config (initial sync), the time from a one-cluster c
 each client ACKed it (first / p50 / last, from the server's ledger), and the server's RSS.
 
 The server and the clients run in separate processes so one GIL does not serialise both.
-`--baseline` runs the same load against the server in its per-stream-serialising mode.
+`--baseline` runs the same load against the server in its per-stream-serialising mode;
+`--xds-workers 1 2` runs it on one process and on two worker processes (`XdsWorkers`), its
+CPU (from /proc) and RSS then summed over the server and its workers; *gc ms* counts the
+main process only.
 Each run makes `--changes` changes, a row each; *gc ms* is the server's CPU time in garbage
 collection during the change and *full gcs* its full collections. `--keep-collector` runs the
 server without freezing long-lived objects after each snapshot (`xds/collector.py`).
@@ -16,7 +19,8 @@ server without freezing long-lived objects after each snapshot (`xds/collector.p
     .venv/bin/python bench/xds_fanout.py --clients 1000 --client-procs 2 --keep-collector
 
 `--serve` runs the whole product instead of the bare xDS server: `controlplane serve` (REST
-API, SQLite store, ledger, status; `--xds-workers N` passed on when given) seeded with the
+API, SQLite store, ledger, status; `--xds-workers N` passed on when given, several values
+making a run each, side by side; CPU and RSS are summed over serve and its workers) seeded with the
 same shape of config in the model (1,000 clusters of two endpoints, 10,000 routes), and each
 change is a REST write (`PATCH` of one cluster's `connect_timeout`) followed at once by a
 `GET /v1/status/wait` for its revision, open while the change goes out. Times are then from
@@ -25,6 +29,8 @@ proxy run it), and each client's last ACK (from the clients' clocks); *fan-out* 
 ACK minus the first. CPU is read from /proc for `serve` and every process it started.
 
     .venv/bin/python bench/xds_fanout.py --serve --clients 1000 --client-procs 2 --changes 10
+    .venv/bin/python bench/xds_fanout.py --serve --clients 1000 10000 --xds-workers 1 2 \
+        --client-procs 2 --streams-per-channel 20 --changes 5
 """
 
 from __future__ import annotations
@@ -126,27 +132,37 @@ class CollectorClock:
             self.full += info["generation"] == 2
 
 
-def server_main(conn: Connection, naive: bool, delta: bool, keep_collector: bool) -> None:
+def server_main(
+    conn: Connection, naive: bool, delta: bool, keep_collector: bool, workers: int = 1
+) -> None:
     if keep_collector:
         from controlplane.xds import cache
 
         cache.freeze_long_lived = lambda: None
-    asyncio.run(_server(conn, naive, delta))
+    asyncio.run(_server(conn, naive, delta, workers))
 
 
-async def _server(conn: Connection, naive: bool, delta: bool) -> None:
+async def _server(conn: Connection, naive: bool, delta: bool, workers: int) -> None:
     from controlplane.fleet import Ledger, XdsReports
     from controlplane.xds import types
     from controlplane.xds.cache import SnapshotCache
     from controlplane.xds.server import XdsServer
+    from controlplane.xds.workers import XdsWorkers
 
     collector = CollectorClock()
 
     cache, ledger = SnapshotCache(), Ledger()
     v1 = build_snapshot()
     cache.set_snapshot(GROUP, v1)
-    server = XdsServer(cache, XdsReports(ledger), serialise_per_stream=naive)
+    server: Any = (
+        XdsWorkers(cache, XdsReports(ledger), workers)
+        if workers > 1
+        else XdsServer(cache, XdsReports(ledger), serialise_per_stream=naive)
+    )
+    pids = [os.getpid()]
     port = await server.start("127.0.0.1", 0)
+    if workers > 1:
+        pids += server.pids()
     conn.send(port)
     loop = asyncio.get_running_loop()
     current = v1
@@ -161,12 +177,12 @@ async def _server(conn: Connection, naive: bool, delta: bool) -> None:
             expected, timeout = arg
             changes += 1
             nxt = build_snapshot(changed=changes)
-            cpu0, t0 = time.process_time(), time.time()
+            cpu0, t0 = cpu_seconds(pids), time.time()
             gc0, full0 = collector.seconds, collector.full
             cache.set_snapshot(GROUP, nxt)
             current = nxt
             done = await _wait(ledger, expected, nxt.version, [types.CLUSTER], timeout)
-            cpu = time.process_time() - cpu0
+            cpu = cpu_seconds(pids) - cpu0
             acks = [
                 s.acked_at - t0
                 for p in ledger.proxies(GROUP)
@@ -192,7 +208,7 @@ async def _server(conn: Connection, naive: bool, delta: bool) -> None:
                 }
             )
         elif command == "rss":
-            conn.send(rss_mb())
+            conn.send(rss_mb() if workers == 1 else (rss_of(pids), rss_of(pids)))
         elif command == "stop":
             await server.stop(None)
             conn.send("stopped")
@@ -401,11 +417,14 @@ def run_one(
     wave: int,
     changes: int = 1,
     keep_collector: bool = False,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     """One server, `n` clients, `changes` one-cluster changes: a row per change."""
     ctx = mp.get_context("spawn")
     server_conn, server_end = ctx.Pipe()
-    server = ctx.Process(target=server_main, args=(server_end, naive, delta, keep_collector))
+    server = ctx.Process(
+        target=server_main, args=(server_end, naive, delta, keep_collector, workers)
+    )
     server.start()
     clients: list[tuple[Any, Connection]] = []
     try:
@@ -440,7 +459,9 @@ def run_one(
             rows.append(
                 {
                     "n": n,
-                    "mode": ("naive " if naive else "") + ("delta" if delta else "sotw"),
+                    "mode": ("naive " if naive else "")
+                    + ("delta" if delta else "sotw")
+                    + (f" w{workers}" if workers > 1 else ""),
                     "change": number,
                     "synced": synced["ok"],
                     "sync_s": synced["at"] - t_start,
@@ -542,6 +563,23 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def is_xds_worker(pid: int) -> bool:
+    """Whether the process is an xDS worker of `serve --xds-workers`."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+        return b"controlplane.xds.worker" in f.read()
+    return False
+
+
+def sockets_of(pid: int) -> int:
+    """How many sockets the process holds open: its share of the connections, roughly."""
+    count = 0
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+    return count
 
 
 def rss_of(pids: list[int]) -> float:
@@ -657,10 +695,15 @@ def run_serve(
                     raise TimeoutError(f"initial sync: {body['acked']} of {n} after 600 s")
             sync_s = time.time() - t_start
             pids = tree_pids(pid)
+            workers_pids = [p for p in pids if is_xds_worker(p)]
+            split = {p: sockets_of(p) for p in workers_pids}
+            if split:
+                print(f"  open sockets per xDS worker (pid: count): {split}", flush=True)
             for change in range(1, changes + 1):
                 load = os.getloadavg()[0]
                 rss_before = rss_of(pids)
                 cpu0, ccpu0 = cpu_seconds(pids), _clients_cpu(clients)
+                wcpu0 = cpu_seconds(workers_pids)
                 t0 = time.time()
                 reply = api.patch(
                     "/v1/clusters/cluster-0000",
@@ -675,6 +718,7 @@ def run_serve(
                 ).json()
                 wait_s = time.time() - t0
                 cpu, ccpu = cpu_seconds(pids) - cpu0, _clients_cpu(clients) - ccpu0
+                wcpu = cpu_seconds(workers_pids) - wcpu0
                 acks: list[float] = []
                 for _, c in clients:
                     c.send(("acks", t0))
@@ -699,6 +743,7 @@ def run_serve(
                         "fanout_ms": (acks[-1] - acks[0]) * 1000 if acks else float("nan"),
                         "cpu_ms": cpu * 1000,
                         "us_per_stream": cpu / n * 1e6,
+                        "workers_cpu_ms": wcpu * 1000,
                         "client_cpu_ms": ccpu * 1000,
                         "rss_mb": rss_of(pids),
                         "peak_mb": max(rss_before, rss_of(pids)),
@@ -739,6 +784,7 @@ SERVE_COLUMNS: list[tuple[str, str, str]] = [
     ("wait ms", "wait_ms", ">8.1f"),
     ("srv cpu ms", "cpu_ms", ">10.0f"),
     ("us/stream", "us_per_stream", ">9.1f"),
+    ("wrk cpu ms", "workers_cpu_ms", ">10.0f"),
     ("cli cpu ms", "client_cpu_ms", ">10.0f"),
     ("rss MiB", "rss_mb", ">8.0f"),
     ("load", "load", ">5.1f"),
@@ -783,7 +829,13 @@ def main() -> None:
         help="streams connecting together, the next wave once these have everything (0: all)",
     )
     parser.add_argument("--serve", action="store_true", help="run controlplane serve instead")
-    parser.add_argument("--xds-workers", type=int, default=None, help="serve's --xds-workers")
+    parser.add_argument(
+        "--xds-workers",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="serve's --xds-workers; several values: a run each, side by side (default: serve's)",
+    )
     parser.add_argument(
         "--targets",
         default="envoy,haproxy",
@@ -801,22 +853,23 @@ def main() -> None:
             f"controlplane serve, config: {CLUSTERS} clusters + endpoints, "
             f"{VHOSTS * ROUTES_PER_VHOST} routes; {args.client_procs} client process(es), "
             f"{os.cpu_count()} cpus; times from just before the write; us/stream = server CPU "
-            "(serve and its children) per stream for the change",
+            "(serve and its children) per stream for the change; wrk cpu = the xDS workers' part",
             flush=True,
         )
         print(" ".join(f"{h:{f.rstrip('.0123456789f')}}" for h, _, f in SERVE_COLUMNS))
         for n in args.clients:
             for _ in range(args.repeat):
-                run_serve(
-                    n,
-                    args.delta,
-                    args.streams_per_channel,
-                    args.client_procs,
-                    args.wave,
-                    args.xds_workers,
-                    args.changes,
-                    args.targets,
-                )
+                for workers in args.xds_workers:
+                    run_serve(
+                        n,
+                        args.delta,
+                        args.streams_per_channel,
+                        args.client_procs,
+                        args.wave,
+                        workers,
+                        args.changes,
+                        args.targets,
+                    )
         return
     print(
         f"config: {CLUSTERS} clusters + endpoints, {VHOSTS * ROUTES_PER_VHOST} routes; "
@@ -829,7 +882,12 @@ def main() -> None:
     print(" ".join(f"{h:{f.rstrip('.0123456789f')}}" for h, _, f in COLUMNS), flush=True)
     for n in args.clients:
         for _ in range(args.repeat):
-            for naive in [False, True] if args.baseline else [False]:
+            runs = [
+                (naive, w or 1)
+                for w in args.xds_workers
+                for naive in ([False, True] if args.baseline and (w or 1) == 1 else [False])
+            ]
+            for naive, workers in runs:
                 rows = run_one(
                     n,
                     naive,
@@ -839,6 +897,7 @@ def main() -> None:
                     args.wave,
                     args.changes,
                     args.keep_collector,
+                    workers,
                 )
                 for r in rows:
                     ok = "" if r["synced"] and r["changed_ok"] else "  (INCOMPLETE)"

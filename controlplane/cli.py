@@ -7,6 +7,7 @@ stderr, never a traceback).
 from __future__ import annotations
 
 import json
+import os
 import ssl
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, cast
@@ -791,6 +792,15 @@ def serve(
     waf_workers: Annotated[
         int, typer.Option(min=1, max=64, help="Worker processes of the verdict service.")
     ] = 2,
+    xds_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="xDS server processes sharing the xDS port, each holding its share of the "
+            "streams (default: the cores this process may run on; 1: in this process).",
+        ),
+    ] = None,
     targets: Annotated[
         str,
         typer.Option(
@@ -799,7 +809,7 @@ def serve(
         ),
     ] = ",".join(PROXY_KINDS),
 ) -> None:
-    """Run the API, the xDS server and optional local HAProxies in one process.
+    """Run the API, the xDS server and optional local HAProxies.
 
     xDS hands out private keys: off loopback it needs mutual TLS (--xds-tls-cert,
     --xds-tls-key, --xds-client-ca; each proxy's certificate names its node id and group),
@@ -853,6 +863,7 @@ def serve(
         replica=replica,
         waf=waf,
         waf_workers=waf_workers,
+        xds_workers=xds_workers or len(os.sched_getaffinity(0)),
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

@@ -67,6 +67,7 @@ from .store import Conflict, Revision, Store, StoreError
 from .store import open_store as open_db
 from .xds.cache import SnapshotCache
 from .xds.server import XdsServer, XdsTls
+from .xds.workers import XdsWorkers
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +341,8 @@ class ServeOptions:
     waf: str | None = None
     """Where to run the CRS verdict service for local proxies (`controlplane waf-serve`)."""
     waf_workers: int = 2
+    xds_workers: int = 1
+    """xDS server processes sharing the port (`XdsWorkers`); 1 serves xDS in this process."""
 
 
 @dataclass
@@ -347,7 +350,7 @@ class Running:
     """A started server: its parts, for callers that embed it (tests, `make run`)."""
 
     store: Store
-    xds: XdsServer
+    xds: XdsServer | XdsWorkers
     api: ApiServer
     fleet: Fleet
     ledger: Ledger
@@ -395,7 +398,7 @@ async def start_server(options: ServeOptions) -> Running:
     tokens = TokenSet.load(options.tokens_file)
     store = open_store(options.db, options.migrate)
     started: list[LocalHAProxy] = []
-    xds: XdsServer | None = None
+    xds: XdsServer | XdsWorkers | None = None
     shared: SharedStatus | None = None
     verdicts: VerdictServiceProcess | None = None
     try:
@@ -404,7 +407,10 @@ async def start_server(options: ServeOptions) -> Running:
         if options.waf is not None:
             verdicts = await start_verdicts(options)
         ledger, index, cache = Ledger(), RevisionIndex(), SnapshotCache()
-        xds = XdsServer(cache, XdsReports(ledger), tls=xds_credentials)
+        if options.xds_workers > 1:
+            xds = XdsWorkers(cache, XdsReports(ledger), options.xds_workers, tls=xds_credentials)
+        else:
+            xds = XdsServer(cache, XdsReports(ledger), tls=xds_credentials)
         await xds.start(xds_host, xds_port)
         for group in options.haproxy_groups:
             instance = f"local-haproxy-{group}"

@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from controlplane.xds import wire
 from controlplane.xds.collector import freeze_long_lived
-from controlplane.xds.types import type_url_of
+from controlplane.xds.types import message_type, type_url_of
 
 Interest = frozenset[str] | None
 """The names a client subscribed to, or None for a wildcard subscription (every resource)."""
@@ -55,17 +55,39 @@ def resource_name(message: Message) -> str:
 class Entry:
     """One resource at one version, serialised once and shared by every stream."""
 
-    __slots__ = ("_delta_field", "message", "name", "payload", "sotw_field", "type_url", "version")
+    __slots__ = (
+        "_delta_field",
+        "_message",
+        "name",
+        "payload",
+        "sotw_field",
+        "type_url",
+        "version",
+    )
 
-    def __init__(self, type_url: str, name: str, message: Message) -> None:
+    def __init__(
+        self, type_url: str, name: str, message: Message | None, payload: bytes | None = None
+    ) -> None:
+        """From the message, or from its deterministic serialisation `payload` (the message is
+        then parsed when first asked for)."""
         self.type_url = type_url
         self.name = name
-        self.message = message
-        self.payload: bytes = message.SerializeToString(deterministic=True)
+        self._message = message
+        if payload is None:
+            assert message is not None, "an entry needs its message or its payload"
+            payload = message.SerializeToString(deterministic=True)
+        self.payload: bytes = payload
         self.version = content_hash(self.payload)
         self.sotw_field = wire.field(2, wire.any_message(type_url, self.payload))
         """`DiscoveryResponse.resources` entry (an Any) as encoded bytes."""
         self._delta_field: bytes | None = None
+
+    @property
+    def message(self) -> Message:
+        """The resource as a protobuf message."""
+        if self._message is None:
+            self._message = message_type(self.type_url).FromString(self.payload)
+        return self._message
 
     @property
     def delta_field(self) -> bytes:
@@ -226,7 +248,7 @@ class Snapshot(Mapping[str, Mapping[str, Message]]):
         resources: Mapping[str, Mapping[str, Message] | Iterable[Message]],
         version: str | None = None,
     ) -> None:
-        self._entries: dict[str, dict[str, Entry]] = {}
+        entries: dict[str, dict[str, Entry]] = {}
         for type_url, items in resources.items():
             named = items.items() if isinstance(items, Mapping) else _named(items)
             by_name: dict[str, Entry] = {}
@@ -234,7 +256,11 @@ class Snapshot(Mapping[str, Mapping[str, Message]]):
                 if type_url_of(message) != type_url:
                     raise ValueError(f"{name}: a {type_url_of(message)} filed under {type_url}")
                 by_name[name] = Entry(type_url, name, message)
-            self._entries[type_url] = by_name
+            entries[type_url] = by_name
+        self._seal(entries, version)
+
+    def _seal(self, entries: dict[str, dict[str, Entry]], version: str | None) -> None:
+        self._entries = entries
         self._type_versions = {
             t: pairs_hash((n, e.version) for n, e in by_name.items())
             for t, by_name in self._entries.items()
@@ -243,6 +269,28 @@ class Snapshot(Mapping[str, Mapping[str, Message]]):
         """The snapshot's label: given, or a hash of the type versions."""
         self._selections: dict[tuple[str, Interest], Selection] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_payloads(
+        cls, payloads: Mapping[str, Mapping[str, bytes]], version: str | None = None
+    ) -> Snapshot:
+        """A snapshot from resources already serialised (`payloads()` of another snapshot):
+        the same bytes, so the same versions, without serialising anything again."""
+        snapshot = cls.__new__(cls)
+        snapshot._seal(
+            {
+                type_url: {name: Entry(type_url, name, None, data) for name, data in items.items()}
+                for type_url, items in payloads.items()
+            },
+            version,
+        )
+        return snapshot
+
+    def payloads(self) -> dict[str, dict[str, bytes]]:
+        """Type URL → {name → the resource's serialisation}: what `from_payloads` reads."""
+        return {
+            t: {n: e.payload for n, e in by_name.items()} for t, by_name in self._entries.items()
+        }
 
     @classmethod
     def from_messages(cls, messages: Iterable[Message], version: str | None = None) -> Snapshot:
@@ -327,7 +375,19 @@ class SnapshotCache:
         self._held: dict[str, Snapshot] = {}
         self._watches: dict[str, set[_Watch]] = {}
         self._interned: dict[frozenset[str], frozenset[str]] = {}
+        self._followers: list[Callable[[str], None]] = []
         self._lock = threading.Lock()
+
+    def follow(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(group)`, in the thread that made the change, after every change of
+        what `group` serves: a new snapshot version, a hold set or released, a group cleared.
+        Changes of one group reach it in the order they were made."""
+        with self._lock:
+            self._followers.append(callback)
+
+    def _tell_followers(self, group: str) -> None:
+        for callback in list(self._followers):
+            callback(group)
 
     def set_snapshot(self, group: str, snapshot: Snapshot) -> None:
         """Make `snapshot` what `group` runs; watchers are told only if its version changed."""
@@ -337,6 +397,7 @@ class SnapshotCache:
             watches = list(self._watches.get(group, ()))
         if previous is not None and previous.version == snapshot.version:
             return
+        self._tell_followers(group)
         freeze_long_lived()  # before the push: its garbage collections skip the snapshot
         _notify(watches)
 
@@ -354,6 +415,8 @@ class SnapshotCache:
             if snapshot is not None:
                 self._held[group] = snapshot
             watches = list(self._watches.get(group, ()))
+        if previous is not None or snapshot is not None:
+            self._tell_followers(group)
         if previous is not None and snapshot is None:
             _notify(watches)
 
@@ -370,7 +433,9 @@ class SnapshotCache:
     def clear(self, group: str) -> None:
         """Forget a group's snapshot (its streams keep what they were sent)."""
         with self._lock:
-            self._snapshots.pop(group, None)
+            cleared = self._snapshots.pop(group, None)
+        if cleared is not None:
+            self._tell_followers(group)
 
     def watch(self, group: str, callback: Callable[[], None]) -> Callable[[], None]:
         """Call `callback` after each change of `group`'s snapshot; returns the cancel function.

@@ -11,7 +11,8 @@ from typing import Protocol
 
 
 class StreamCallbacks(Protocol):
-    """An observer of xDS streams. Node ids are what the node says (or `anonymous-N`)."""
+    """An observer of xDS streams. Node ids are what the node says (or `anonymous-PID-N`:
+    the serving process and its stream number)."""
 
     def connected(self, node_id: str, group: str) -> None:
         """A stream of `node_id`, a node of `group`, opened (its first request arrived)."""

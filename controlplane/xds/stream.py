@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Awaitable, Callable, Container, Iterable
 
 from envoy.config.core.v3 import base_pb2
@@ -144,7 +145,8 @@ class DiscoveryStream:
             refusal = self._authorize(node_id, group)
             if refusal is not None:
                 raise IdentityRefused(refusal)
-        self.node_id = node_id or f"anonymous-{self.number}"
+        # the process's id too: several xDS worker processes number their streams alike
+        self.node_id = node_id or f"anonymous-{os.getpid()}-{self.number}"
         self.group = group
         self.callbacks.connected(self.node_id, self.group)
         admin = announced_admin(node)

@@ -24,6 +24,19 @@ ENDPOINT: Final = type_url_of(endpoint_pb2.ClusterLoadAssignment)
 LISTENER: Final = type_url_of(listener_pb2.Listener)
 ROUTE: Final = type_url_of(route_pb2.RouteConfiguration)
 
+MESSAGES: Final[dict[str, type[Message]]] = {
+    CLUSTER: cluster_pb2.Cluster,
+    ENDPOINT: endpoint_pb2.ClusterLoadAssignment,
+    LISTENER: listener_pb2.Listener,
+    ROUTE: route_pb2.RouteConfiguration,
+}
+
+
+def message_type(type_url: str) -> type[Message]:
+    """The message type a served type URL holds (KeyError for a type not served)."""
+    return MESSAGES[type_url]
+
+
 PUSH_ORDER: Final[tuple[str, ...]] = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
 """Additions go out in this order, so nothing arrives before what it refers to."""
 

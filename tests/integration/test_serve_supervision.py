@@ -390,7 +390,7 @@ def test_proxies_gone_for_longer_than_forget_after_are_dropped(tmp_path: Path) -
 
 
 class AnonymousStream:
-    """An ADS stream of a node without an id (the server names it `anonymous-N`), open from
+    """An ADS stream of a node without an id (the server names it `anonymous-PID-N`), open from
     the first answer until closed."""
 
     def __init__(self, port: int, group: str) -> None:

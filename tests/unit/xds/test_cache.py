@@ -30,6 +30,17 @@ def test_same_content_gives_same_versions() -> None:
             assert one.resource_version(t, name) == two.resource_version(t, name)
 
 
+def test_a_snapshot_rebuilt_from_its_payloads_has_its_versions_and_messages() -> None:
+    one = snap(version="v1")
+    two = Snapshot.from_payloads(one.payloads(), one.version)
+    assert two.version == "v1"
+    for t in types.PUSH_ORDER:
+        assert two.type_version(t) == one.type_version(t)
+        assert dict(two[t]) == dict(one[t])
+        assert two.select(t, None).sotw_body() == one.select(t, None).sotw_body()
+    assert Snapshot.from_payloads(one.payloads()).version == snap().version
+
+
 def test_a_change_moves_only_what_changed() -> None:
     one = snap([("/", "a")])
     two = snap([("/", "b")])
@@ -128,6 +139,20 @@ def test_watchers_hear_changes_but_not_repeats() -> None:
     cache.set_snapshot("g", snap([("/", "c")]))
     assert heard == ["x", "x"]
     assert cache.groups() == ["g"]
+
+
+def test_followers_hear_every_change_of_what_a_group_serves() -> None:
+    cache = SnapshotCache()
+    heard: list[str] = []
+    cache.follow(heard.append)
+    cache.set_snapshot("g", snap())
+    cache.set_snapshot("g", snap())  # the same version: nothing to follow
+    cache.hold_back("g", snap([("/", "b")]))
+    cache.hold_back("g", None)
+    cache.hold_back("g", None)  # nothing was held
+    cache.set_snapshot("h", snap())
+    cache.clear("g")
+    assert heard == ["g", "g", "g", "h", "g"]
 
 
 def test_wait_for_change_wakes_on_a_set_from_another_thread() -> None:
