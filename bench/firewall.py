@@ -3,13 +3,15 @@ connections per second with no policy, with a 10,000-CIDR deny list, with the L7
 `examples/firewall.yaml` (on the route, and on another route only: kept off this one's
 path), and with CRS at paranoia level 1 (and the verdict service's CPU per request); then the
 corpus's detection and false-positive rates per proxy, for the L7 rules alone, the CRS alone
-and both.
+and both. Beside each rate, the proxy's CPU time per request (user + system from /proc, all
+its processes): on a shared machine a steadier measure of a policy's cost than req/s.
 
     .venv/bin/python bench/firewall.py [--seconds 3] [--rounds 3] [--workers 1]
 
 Needs wrk. Everything runs on 127.0.0.1: the proxy (Envoy --concurrency 1, HAProxy
 nbthread 1) on CPU 0; wrk and the verdict service (`controlplane waf-serve`) on CPU 1. The
-route answers itself (a direct response), so no backend is measured. Cases are played in
+route answers itself (a direct response), so no backend is measured. Every request carries a
+browser's User-Agent (the L7 rules check it, as they would on real traffic). Cases are played in
 interleaved rounds and the median is printed; the load average is printed before and after.
 """
 
@@ -45,6 +47,10 @@ from tests.harness.verdicts import VerdictService
 LOOPBACK = "127.0.0.1"
 HOST = "shop.example.com"
 PATH = "/api/v1/products?page=2&sort=price&category=shoes"
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36"
+)
 CASES = ("none", "addresses", "l7", "l7-other-route", "crs")
 
 
@@ -111,6 +117,7 @@ def wrk(port: int, seconds: int, close: bool) -> tuple[float, int]:
     """Requests per second and the number of requests, each on a new connection with
     `close`."""
     command = ["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{seconds}s", "-H", f"Host: {HOST}"]
+    command += ["-H", f"User-Agent: {USER_AGENT}"]
     if close:
         command += ["-H", "Connection: close"]
     out = subprocess.run(
@@ -134,25 +141,45 @@ def _children(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time of processes (clock ticks of /proc/<pid>/stat)."""
+    """User and system CPU time of processes (clock ticks of /proc/<pid>/stat); a process
+    gone meanwhile counts nothing."""
     total = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 
 
-class Proxy:
-    """One proxy under test: `apply` a config, `name`."""
+def with_children(pid: int | None) -> list[int]:
+    """`pid` and its children (HAProxy's master and its workers)."""
+    return [pid, *_children(pid)] if pid is not None else []
 
-    def __init__(self, name: str, apply: Callable[[Config], None], stop: Callable[[], None]):
-        self.name, self.apply, self.stop = name, apply, stop
+
+class Proxy:
+    """One proxy under test: `apply` a config, `name`, `pids` (its processes now)."""
+
+    def __init__(
+        self,
+        name: str,
+        apply: Callable[[Config], None],
+        stop: Callable[[], None],
+        pids: Callable[[], list[int]],
+    ):
+        self.name, self.apply, self.stop, self.pids = name, apply, stop, pids
 
 
 def envoy() -> Proxy:
     target = EnvoyTarget("sotw", concurrency=1)
     target.start()
-    return Proxy("envoy", lambda c: target.apply(c, "default"), target.stop)
+
+    def pids() -> list[int]:
+        process = target.envoy.process if target.envoy is not None else None
+        return with_children(process.pid if process is not None else None)
+
+    return Proxy("envoy", lambda c: target.apply(c, "default"), target.stop, pids)
 
 
 def haproxy(workdir: Path) -> Proxy:
@@ -169,7 +196,7 @@ def haproxy(workdir: Path) -> Proxy:
             result = manager.apply(bundle)
             assert result.ok, result.error
 
-    return Proxy("haproxy", apply, manager.stop)
+    return Proxy("haproxy", apply, manager.stop, lambda: with_children(manager.master_pid))
 
 
 def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
@@ -179,6 +206,7 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="fwbench-"))
     proxies = [envoy(), haproxy(workdir)]
     figures: dict[tuple[str, str, bool], list[float]] = {}
+    proxy_cpu: dict[tuple[str, str], list[float]] = {}
     crs_cpu: dict[str, list[float]] = {p.name: [] for p in proxies}
     try:
         for _ in range(args.rounds):
@@ -187,12 +215,21 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
                     port = free_port()
                     proxy.apply(config(case, port, verdicts.address))
                     for close in (False, True):
+                        pids = proxy.pids()
                         before = cpu_seconds(service_pids)
+                        before_proxy = cpu_seconds(pids)
                         rate, count = wrk(port, args.seconds, close)
                         used = cpu_seconds(service_pids) - before
+                        per_request = 1e6 * (cpu_seconds(pids) - before_proxy) / max(count, 1)
                         figures.setdefault((proxy.name, case, close), []).append(rate)
                         how = "new connections" if close else "keep-alive"
-                        print(f"  {proxy.name} {case} {how}: {rate:.0f}/s", file=sys.stderr)
+                        print(
+                            f"  {proxy.name} {case} {how}: {rate:.0f}/s, "
+                            f"{per_request:.1f} us CPU/request",
+                            file=sys.stderr,
+                        )
+                        if not close:
+                            proxy_cpu.setdefault((proxy.name, case), []).append(per_request)
                         if case == "crs" and not close:
                             crs_cpu[proxy.name].append(1000 * used / max(count, 1))
     finally:
@@ -202,16 +239,25 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
         f"## req/s (wrk -t1 -c50 -d{args.seconds}s, keep-alive) and new connections/s "
         f"(Connection: close), median of {args.rounds} interleaved rounds"
     )
-    print(f"{'proxy':<8} {'case':<16} {'req/s':>8} {'vs none':>8} {'conn/s':>8} {'vs none':>8}")
+    print(
+        f"{'proxy':<8} {'case':<16} {'req/s':>8} {'vs none':>8} {'conn/s':>8} {'vs none':>8} "
+        f"{'us CPU/req':>10} {'rate it allows':>14}"
+    )
     for proxy in proxies:
         base = {close: statistics.median(figures[(proxy.name, "none", close)]) for close in (0, 1)}
+        base_cpu = statistics.median(proxy_cpu[(proxy.name, "none")])
         for case in CASES:
             kept = statistics.median(figures[(proxy.name, case, False)])
             new = statistics.median(figures[(proxy.name, case, True)])
+            cpu = statistics.median(proxy_cpu[(proxy.name, case)])
             print(
                 f"{proxy.name:<8} {case:<16} {kept:>8.0f} {kept / base[0] - 1:>+8.1%} "
-                f"{new:>8.0f} {new / base[1] - 1:>+8.1%}"
+                f"{new:>8.0f} {new / base[1] - 1:>+8.1%} {cpu:>10.1f} {base_cpu / cpu - 1:>+14.1%}"
             )
+    print(
+        "(rate it allows: the keep-alive rate one saturated core would reach with the case's "
+        "CPU per request, against none's)"
+    )
     print()
     print(f"## verdict service ({args.workers} worker(s), CPU 1): CPU per CRS request")
     for proxy in proxies:

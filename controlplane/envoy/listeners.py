@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from envoy.config.core.v3 import protocol_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
@@ -177,5 +178,8 @@ def http_filter(listener: Listener, affinities: Affinities) -> lc.Filter:
         use_remote_address=wrappers_pb2.BoolValue(value=True),
         xff_num_trusted_hops=0,
         skip_xff_append=True,
+        http_protocol_options=protocol_pb2.Http1ProtocolOptions(
+            accept_http_10=True, allow_chunked_length=True
+        ),
     )
     return lc.Filter(name=HCM, typed_config=packed(manager))

@@ -13,16 +13,29 @@ The text is `key=value` items joined by `;`. Every model value in it is percent-
 - `r=<name>,<on>,<field>,<transforms joined by +>,p|x,<phrase or program>,...`, one per
   custom rule, in declaration order.
 
-Regexes are programs of `controlplane.firewall.nfa`. `None` when the firewall has no L7 rule.
+Regexes are programs of `controlplane.firewall.nfa`, except a regex that is only literal
+words and `|` (`sqlmap|nikto`): it matches exactly where one of its words is contained, so it
+is written as those phrases, which the core finds without running the regex engine. `None`
+when the firewall has no L7 rule.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 from ..model import Firewall
 from ..model.firewall import Rule
 from .nfa import compile_program
+
+_LITERALS = re.compile(r"[A-Za-z0-9_ /-]+(\|[A-Za-z0-9_ /-]+)*")
+
+
+def literal_words(regex: str) -> list[str] | None:
+    """The words of a regex made only of literal words and `|`, or None for any other."""
+    if _LITERALS.fullmatch(regex) is None:
+        return None
+    return regex.split("|")
 
 
 def _enc(text: str) -> str:
@@ -30,7 +43,10 @@ def _enc(text: str) -> str:
 
 
 def _rule(rule: Rule) -> str:
-    if rule.regex is not None:
+    words = literal_words(rule.regex) if rule.regex is not None else None
+    if words is not None:
+        kind, items = "p", words
+    elif rule.regex is not None:
         kind, items = "x", [compile_program(rule.regex)]
     else:
         assert rule.phrases is not None
@@ -47,12 +63,13 @@ def policy_text(firewall: Firewall) -> str | None:
     if firewall.methods:
         items.append("me=" + ",".join(firewall.methods))
     if firewall.user_agents:
-        matchers = [
-            "c" + _enc(ua.contains.lower())
-            if ua.contains is not None
-            else "x" + _enc(compile_program(str(ua.regex), caseless=True))
-            for ua in firewall.user_agents
-        ]
+        matchers: list[str] = []
+        for ua in firewall.user_agents:
+            words = [ua.contains] if ua.contains is not None else literal_words(str(ua.regex))
+            if words is not None:
+                matchers.extend("c" + _enc(word.lower()) for word in words)
+            else:
+                matchers.append("x" + _enc(compile_program(str(ua.regex), caseless=True)))
         items.append("ua=" + ",".join(matchers))
     if firewall.file_extensions:
         items.append("ex=" + ",".join(_enc(ext) for ext in firewall.file_extensions))

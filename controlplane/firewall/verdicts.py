@@ -1,7 +1,8 @@
 """CRS verdicts: one ModSecurity v3 engine with the OWASP Core Rule Set, asked about requests.
 
 CRS's own method enforcement (911100) admits every method the model knows: a firewall's
-`methods` rule is the one knob for methods.
+`methods` rule is the one knob for methods. Rules known to refuse ordinary prose run only from
+a higher paranoia level than CRS gives them (`RAISED_RULES`).
 
 `CrsPolicy.parse` reads what a proxy says of a route's crs (`controlplane.firewall.policy.
 crs_policy_text`); `Inspector.inspect` runs the request rules of the CRS (phases 1 and 2: the
@@ -26,6 +27,13 @@ SKIPPED_FILES = frozenset({"REQUEST-910-IP-REPUTATION.conf"})
 """Needs GeoIP, which the PyPI libmodsecurity build lacks."""
 SUMMARY_RULES = frozenset({949110, 980130})
 """The anomaly evaluation and correlation rules: they summarise, they detect nothing."""
+RAISED_RULES = {942190: 2}
+"""CRS rules that run only from this paranoia level. 942190 (paranoia level 1 in CRS 3.3 and
+4) reads `union`, some words, then `select` as MSSQL injection in any argument, so prose such as
+"I love union and selecting shoes" is refused; its false-positive record (SpiderLabs/
+owasp-modsecurity-crs#1529, coreruleset/coreruleset#2047 and #4289) and the corpus, where each
+attack it matches is also matched by 942100 (libinjection, enough alone to block), put it at
+paranoia level 2 (docs/model.md)."""
 _POLICY = re.compile(r"m=(?P<m>[bd]);pl=(?P<pl>[1-4]);t=(?P<t>[0-9]{1,5})(;x=(?P<x>[0-9,]+))?")
 
 
@@ -75,7 +83,9 @@ class Verdict:
 
 
 def _setup(policy: CrsPolicy, max_body: int) -> tuple[str, str]:
-    removed = "".join(f"SecRuleRemoveById {rule}\n" for rule in policy.exclusions)
+    raised = (rule for rule, level in RAISED_RULES.items() if policy.paranoia_level < level)
+    off = sorted({*policy.exclusions, *raised})
+    removed = "".join(f"SecRuleRemoveById {rule}\n" for rule in off)
     return (
         f"""
 SecRuleEngine On

@@ -234,11 +234,11 @@ class Firewall(Model):
 
     Rules: `methods` allowed (others match `methods`); `user_agents` refused;
     `file_extensions` refused as the last segment's extension of the URL-decoded path;
-    `max_sizes`; `protocol: true` refuses requests without Host, with several
-    Content-Length values, or with an invalid `%` escape in the path or query; custom
-    `rules`. An L7 rule is named in verdicts by its field (`methods`, `user_agents`,
-    `file_extensions`, `max_sizes.url`, `max_sizes.header`, `max_sizes.body`, `protocol`) or,
-    for a custom rule, its `name`.
+    `max_sizes`; `protocol: true` refuses requests with an empty Host or an invalid `%`
+    escape in the path or query (a missing Host and conflicting Content-Length values are
+    refused by both proxies first); custom `rules`. An L7 rule is named in verdicts by its
+    field (`methods`, `user_agents`, `file_extensions`, `max_sizes.url`, `max_sizes.header`,
+    `max_sizes.body`, `protocol`) or, for a custom rule, its `name`.
     """
 
     enabled: bool = True

@@ -121,14 +121,13 @@ def _extension(path: bytes) -> str | None:
 
 def protocol_problem(target: str, headers: Headers) -> str | None:
     """What `protocol: true` refuses in a request (`target` the path and query as sent):
-    both proxies would otherwise read it differently. None when there is nothing."""
+    both proxies would otherwise read it differently. None when there is nothing. (Several
+    Content-Length values never reach the rules: both proxies' parsers refuse them or merge
+    identical ones into one.)"""
     path, sep, query = target.encode().partition(b"?")
     hosts = [value for name, value in headers if name == "host"]
-    lengths = [value for name, value in headers if name == "content-length"]
     if len(hosts) != 1 or hosts[0] == "":
         return "no Host header" if not hosts or hosts == [""] else "several Host headers"
-    if len(lengths) > 1 or "," in (lengths[0] if lengths else ""):
-        return "several Content-Length values"
     if _bad_escape(path) or (sep and _bad_escape(query)):
         return "an invalid % escape in the " + ("path" if _bad_escape(path) else "query")
     return None

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from controlplane.proxies.haproxy.manager import stop_left_running
+
 from .ports import free_port
 
 
@@ -90,17 +92,19 @@ class ServeProcess:
             self.process.wait()
 
     def stop(self) -> None:
-        """SIGTERM to the replica's process group, SIGKILL when it does not end."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
+        """SIGTERM to the replica's process group, SIGKILL when it does not end; then the
+        local HAProxies it leaves running on purpose (a restart adopts them) are stopped too."""
+        if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            stop_left_running(self.workdir / "run")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

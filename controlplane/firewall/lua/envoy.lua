@@ -8,14 +8,6 @@ function envoy_on_request(handle)
   if text == nil then return end
   local policy = firewall.policy(text)
   local headers = handle:headers()
-  local list = {}
-  for name, value in pairs(headers) do
-    if name == ":authority" then
-      list[#list + 1] = { "host", value }
-    elseif string.sub(name, 1, 1) ~= ":" then
-      list[#list + 1] = { name, value }
-    end
-  end
   local target = headers:get(":path") or ""
   local q = string.find(target, "?", 1, true)
   local request = {
@@ -23,7 +15,25 @@ function envoy_on_request(handle)
     target = target,
     path = q and string.sub(target, 1, q - 1) or target,
     query = q and string.sub(target, q + 1) or nil,
-    headers = list,
+    -- the header map is asked again each time: a reference taken before the body was read
+    -- is no longer valid after it
+    header = function(name)
+      local values, current = {}, handle:headers()
+      local key = name == "host" and ":authority" or name
+      for i = 0, current:getNumValues(key) - 1 do values[#values + 1] = current:getAtIndex(key, i) end
+      return values
+    end,
+    headers = function()
+      local list = {}
+      for name, value in pairs(handle:headers()) do
+        if name == ":authority" then
+          list[#list + 1] = { "host", value }
+        elseif string.sub(name, 1, 1) ~= ":" then
+          list[#list + 1] = { name, value }
+        end
+      end
+      return list
+    end,
     body = function()
       local body = handle:body()
       if body == nil then return "" end

@@ -5,20 +5,40 @@ core.register_action("firewall", { "http-req" }, function(txn)
   local text = txn:get_var("txn.fw")
   if text == nil then return end
   local policy = firewall.policy(text)
-  local list = {}
-  for name, values in pairs(txn.http:req_get_headers()) do
-    local i = 0
-    while values[i] ~= nil do
-      list[#list + 1] = { name, values[i] }
-      i = i + 1
-    end
+  local url = txn.f:url()
+  local path, query
+  if string.sub(url, 1, 1) == "/" then
+    local q = string.find(url, "?", 1, true)
+    path = q and string.sub(url, 1, q - 1) or url
+    query = q and string.sub(url, q + 1) or nil
+  else
+    path, query = txn.f:path(), txn.f:query()
   end
   local request = {
     method = txn.f:method(),
-    target = txn.f:url(),
-    path = txn.f:path(),
-    query = txn.f:query(),
-    headers = list,
+    target = url,
+    path = path,
+    query = query,
+    header = function(name)
+      local values, i = {}, 1
+      while true do
+        local value = txn.f:req_fhdr(name, i)
+        if value == nil then return values end
+        values[i] = value
+        i = i + 1
+      end
+    end,
+    headers = function()
+      local list = {}
+      for name, values in pairs(txn.http:req_get_headers()) do
+        local i = 0
+        while values[i] ~= nil do
+          list[#list + 1] = { name, values[i] }
+          i = i + 1
+        end
+      end
+      return list
+    end,
     body = function() return string.sub(txn.f:req_body() or "", 1, firewall.BODY_BYTES) end,
   }
   local hits = firewall.check(policy, request)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.firewall.policy import crs_policy_text
-from controlplane.firewall.verdicts import CrsPolicy, HttpRequest, Inspector, PolicyError
+from controlplane.firewall.verdicts import CrsPolicy, HttpRequest, Inspector, PolicyError, Verdict
 from controlplane.model import Firewall
 
 HEADERS = (("host", "shop.example.com"), ("user-agent", "Mozilla/5.0"), ("accept", "*/*"))
@@ -48,15 +48,23 @@ def test_benign_requests_pass(inspector: Inspector) -> None:
     assert not verdict.block and verdict.rules == ()
 
 
+def test_prose_with_union_and_select_passes_at_paranoia_level_1_and_is_refused_from_2(
+    inspector: Inspector,
+) -> None:
+    uri = "/search?q=I+love+union+and+selecting+shoes"
+    assert inspector.inspect(get(uri), CrsPolicy(True, 1, 5)) == Verdict(False, ())
+    assert inspector.inspect(get(uri), CrsPolicy(True, 2, 5)).rules == (942190,)
+
+
 def test_an_exclusion_switches_a_rule_off(inspector: Inspector) -> None:
     uri = "/search?q=I+love+union+and+selecting+shoes"
-    assert inspector.inspect(get(uri), CrsPolicy(True, 1, 5)).rules == (942190,)
-    assert inspector.inspect(get(uri), CrsPolicy(True, 1, 5, (942190,))).rules == ()
+    assert inspector.inspect(get(uri), CrsPolicy(True, 2, 5, (942190,))).rules == ()
 
 
 def test_the_threshold_decides_the_block(inspector: Inspector) -> None:
     uri = "/search?q=I+love+union+and+selecting+shoes"
-    assert not inspector.inspect(get(uri), CrsPolicy(True, 1, 1000)).block
+    assert inspector.inspect(get(uri), CrsPolicy(True, 2, 5)).block
+    assert not inspector.inspect(get(uri), CrsPolicy(True, 2, 1000)).block
 
 
 def test_a_json_body_is_inspected(inspector: Inspector) -> None:

@@ -96,9 +96,11 @@ def test_map_content_change_is_runtime() -> None:
 
 
 def test_other_config_change_needs_reload_and_says_where() -> None:
-    plan = plan_change(rendered(), rendered(route_timeout="45s"))
+    before = rendered()
+    plan = plan_change(before, rendered(route_timeout="45s"))
+    line = next(n for n, text in enumerate(before.cfg.splitlines(), 1) if "with t30s" in text)
     assert plan.reload
-    assert "line 62" in plan.reason and "for routes with t45s" in plan.reason
+    assert f"line {line}:" in plan.reason and "for routes with t45s" in plan.reason
 
 
 def test_host_name_address_needs_reload() -> None:

@@ -1,16 +1,21 @@
 local firewall = (function()
 -- The firewall's shared core: the L7 checks both proxies run, the same code on Envoy
 -- (LuaJIT) and HAProxy (Lua 5.3). Its only input from the model is a policy's data text
--- (controlplane/firewall/policy.py); a proxy's adapter hands it the request as
---   {method, target, path, query, headers = {{name, value}, ...}, body = function}
--- and acts on the names of the rules that matched.
+-- (controlplane/firewall/policy.py), parsed once per text; a proxy's adapter hands it the
+-- request as {method, target, path, query, header = function(name) -> {values...},
+-- headers = function() -> {{name, value}, ...}, body = function() -> text} (names in lower
+-- case; the functions are called only when a rule reads what they return) and acts on the
+-- names of the rules that matched.
 local M = {}
 
 M.BLOCKED_BODY = "blocked by the firewall\n"
 M.BODY_BYTES = 8192
 
+local function unhex(h) return string.char(tonumber(h, 16)) end
+
 local function unpct(s)
-  return (string.gsub(s, "%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+  if not string.find(s, "%", 1, true) then return s end
+  return (string.gsub(s, "%%(%x%x)", unhex))
 end
 
 local function split(s, sep)
@@ -74,46 +79,100 @@ local function holds(k, s, i)
   return false
 end
 
+-- The bytes a match can begin with (nil when the program can match the empty value): a
+-- search skips, without running the machine, the positions where no thread is alive and the
+-- byte cannot begin a match.
+local function first_bytes(program)
+  local first, marks, stack = {}, {}, { 1 }
+  while #stack > 0 do
+    local p = stack[#stack]
+    stack[#stack] = nil
+    if not marks[p] then
+      marks[p] = true
+      local ins = program[p]
+      if ins.op == "m" then return nil
+      elseif ins.op == "j" then stack[#stack + 1] = ins.a
+      elseif ins.op == "s" then
+        stack[#stack + 1] = ins.a
+        stack[#stack + 1] = ins.b
+      elseif ins.op == "a" then stack[#stack + 1] = p + 1
+      else
+        for c in pairs(ins.set) do first[c] = true end
+      end
+    end
+  end
+  return first
+end
+
+local function compile(text)
+  local program = parse_program(text)
+  program.first = first_bytes(program)
+  program.anchored = program[1].op == "a" and program[1].k == "A"
+  return program
+end
+
 local function search(program, s)
-  local marks, n = {}, #s
-  local function add(list, pc, i)
-    local stack = { pc }
-    while #stack > 0 do
-      local p = stack[#stack]
-      stack[#stack] = nil
+  local marks, n, first, stack = {}, #s, program.first, {}
+  -- adds the threads at pc for position i to list (count long): its new length, or -1 on a
+  -- match
+  local function add(list, count, pc, i)
+    local top = 1
+    stack[1] = pc
+    while top > 0 do
+      local p = stack[top]
+      top = top - 1
       if marks[p] ~= i then
         marks[p] = i
         local ins = program[p]
         local op = ins.op
-        if op == "m" then return true
-        elseif op == "j" then stack[#stack + 1] = ins.a
+        if op == "m" then return -1
+        elseif op == "j" then
+          top = top + 1
+          stack[top] = ins.a
         elseif op == "s" then
-          stack[#stack + 1] = ins.b
-          stack[#stack + 1] = ins.a
+          stack[top + 1] = ins.b
+          stack[top + 2] = ins.a
+          top = top + 2
         elseif op == "a" then
-          if holds(ins.k, s, i) then stack[#stack + 1] = p + 1 end
+          if holds(ins.k, s, i) then
+            top = top + 1
+            stack[top] = p + 1
+          end
         else
-          list[#list + 1] = p
+          count = count + 1
+          list[count] = p
         end
       end
     end
-    return false
+    return count
   end
-  local current = {}
-  for i = 1, n + 1 do
-    if add(current, 1, i) then return true end
+  local current, following, alive = {}, {}, 0
+  local i = 1
+  while i <= n + 1 do
+    if alive == 0 and i > 1 and program.anchored then return false end
+    if alive == 0 and first then
+      while i <= n and not first[string.byte(s, i)] do i = i + 1 end
+      if i > n then return false end
+    end
+    alive = add(current, alive, 1, i)
+    if alive < 0 then return true end
     if i > n then break end
     local c = string.byte(s, i)
-    local following = {}
-    for _, p in ipairs(current) do
-      if program[p].set[c] and add(following, p + 1, i + 1) then return true end
+    local next_alive = 0
+    for k = 1, alive do
+      local p = current[k]
+      if program[p].set[c] then
+        next_alive = add(following, next_alive, p + 1, i + 1)
+        if next_alive < 0 then return true end
+      end
     end
-    current = following
+    current, following, alive = following, current, next_alive
+    i = i + 1
   end
   return false
 end
 
-M.search = function(program_text, s) return search(parse_program(program_text), s) end
+M.search = function(program_text, s) return search(compile(program_text), s) end
 
 -- transforms
 
@@ -148,7 +207,10 @@ local function entity(body, semicolon)
 end
 
 local TRANSFORMS = {
-  url_decode = function(s) return unpct((string.gsub(s, "%+", " "))) end,
+  url_decode = function(s)
+    if not string.find(s, "[%%+]") then return s end
+    return unpct((string.gsub(s, "%+", " ")))
+  end,
   lowercase = string.lower,
   compress_whitespace = function(s) return (string.gsub(s, "[ \t\r\n\f\v]+", " ")) end,
   html_entity_decode = function(s)
@@ -164,7 +226,7 @@ local TRANSFORMS = {
 
 local function matcher(kind, text)
   if kind == "x" then
-    local program = parse_program(text)
+    local program = compile(text)
     return function(value) return search(program, value) end
   end
   return function(value) return string.find(value, text, 1, true) ~= nil end
@@ -196,7 +258,7 @@ local function parse_policy(text)
       local parts = split(value, ",")
       local rule = {
         name = unpct(parts[1]), on = parts[2], field = unpct(parts[3]), transforms = {},
-        matchers = {},
+        matchers = {}, key = parts[2] .. "," .. parts[3] .. "," .. parts[4],
       }
       if parts[4] ~= "" then
         for _, name in ipairs(split(unpct(parts[4]), "+")) do
@@ -226,16 +288,8 @@ end
 
 -- a request's values
 
-local function header_values(request, name)
-  local values = {}
-  for _, pair in ipairs(request.headers) do
-    if pair[1] == name then values[#values + 1] = pair[2] end
-  end
-  return values
-end
-
 local function cookie(request, name)
-  for _, line in ipairs(header_values(request, "cookie")) do
+  for _, line in ipairs(request.header("cookie")) do
     for _, part in ipairs(split(line, ";")) do
       local key, value = string.match(part, "^%s*([^=]-)%s*=%s*(.-)%s*$")
       if key == name then return value end
@@ -247,14 +301,28 @@ end
 local function values_on(rule, request)
   if rule.on == "path" then return { request.path } end
   if rule.on == "query" then return { request.query } end
-  if rule.on == "header" then return header_values(request, string.lower(rule.field)) end
+  if rule.on == "header" then return request.header(string.lower(rule.field)) end
   if rule.on == "cookie" then return { cookie(request, rule.field) } end
   return { request.body() }
 end
 
-local function rule_matches(rule, request)
-  for _, value in ipairs(values_on(rule, request)) do
-    for _, transform in ipairs(rule.transforms) do value = transform(value) end
+-- The values a rule reads after its transforms, computed once per request for all the rules
+-- that read the same values through the same transforms.
+local function transformed(rule, request, seen)
+  local values = seen[rule.key]
+  if values == nil then
+    values = {}
+    for _, value in ipairs(values_on(rule, request)) do
+      for _, transform in ipairs(rule.transforms) do value = transform(value) end
+      values[#values + 1] = value
+    end
+    seen[rule.key] = values
+  end
+  return values
+end
+
+local function rule_matches(rule, request, seen)
+  for _, value in ipairs(transformed(rule, request, seen)) do
     for _, match in ipairs(rule.matchers) do
       if match(value) then return true end
     end
@@ -263,7 +331,8 @@ local function rule_matches(rule, request)
 end
 
 local function bad_escape(s)
-  return s ~= nil and string.find((string.gsub(s, "%%%x%x", "")), "%", 1, true) ~= nil
+  return s ~= nil and string.find(s, "%", 1, true) ~= nil
+    and string.find((string.gsub(s, "%%%x%x", "")), "%", 1, true) ~= nil
 end
 
 local function extension(path)
@@ -277,7 +346,7 @@ function M.check(policy, request)
   local hits = {}
   if policy.methods and not policy.methods[request.method] then hits[#hits + 1] = "methods" end
   if policy.user_agents then
-    for _, agent in ipairs(header_values(request, "user-agent")) do
+    for _, agent in ipairs(request.header("user-agent")) do
       local lowered, found = string.lower(agent), false
       for _, match in ipairs(policy.user_agents) do
         if match(lowered) then found = true end
@@ -294,7 +363,7 @@ function M.check(policy, request)
   end
   if policy.max_url and #request.target > policy.max_url then hits[#hits + 1] = "max_sizes.url" end
   if policy.max_header then
-    for _, pair in ipairs(request.headers) do
+    for _, pair in ipairs(request.headers()) do
       if #pair[1] + 2 + #pair[2] > policy.max_header then
         hits[#hits + 1] = "max_sizes.header"
         break
@@ -302,7 +371,7 @@ function M.check(policy, request)
     end
   end
   if policy.max_body then
-    for _, length in ipairs(header_values(request, "content-length")) do
+    for _, length in ipairs(request.header("content-length")) do
       if (tonumber(length) or 0) > policy.max_body then
         hits[#hits + 1] = "max_sizes.body"
         break
@@ -310,14 +379,16 @@ function M.check(policy, request)
     end
   end
   if policy.protocol then
-    local hosts, lengths = header_values(request, "host"), header_values(request, "content-length")
-    if #hosts ~= 1 or hosts[1] == "" or #lengths > 1 or string.find(lengths[1] or "", ",", 1, true)
-      or bad_escape(request.path) or bad_escape(request.query) then
+    -- Several Host or Content-Length headers, or a list in Content-Length, never get here:
+    -- both proxies' HTTP/1.1 parsers refuse them or merge them into one (docs/model.md).
+    local hosts = request.header("host")
+    if #hosts ~= 1 or hosts[1] == "" or bad_escape(request.path) or bad_escape(request.query) then
       hits[#hits + 1] = "protocol"
     end
   end
+  local seen = {}
   for _, rule in ipairs(policy.rules) do
-    if rule_matches(rule, request) then hits[#hits + 1] = rule.name end
+    if rule_matches(rule, request, seen) then hits[#hits + 1] = rule.name end
   end
   return hits
 end
@@ -332,20 +403,40 @@ core.register_action("firewall", { "http-req" }, function(txn)
   local text = txn:get_var("txn.fw")
   if text == nil then return end
   local policy = firewall.policy(text)
-  local list = {}
-  for name, values in pairs(txn.http:req_get_headers()) do
-    local i = 0
-    while values[i] ~= nil do
-      list[#list + 1] = { name, values[i] }
-      i = i + 1
-    end
+  local url = txn.f:url()
+  local path, query
+  if string.sub(url, 1, 1) == "/" then
+    local q = string.find(url, "?", 1, true)
+    path = q and string.sub(url, 1, q - 1) or url
+    query = q and string.sub(url, q + 1) or nil
+  else
+    path, query = txn.f:path(), txn.f:query()
   end
   local request = {
     method = txn.f:method(),
-    target = txn.f:url(),
-    path = txn.f:path(),
-    query = txn.f:query(),
-    headers = list,
+    target = url,
+    path = path,
+    query = query,
+    header = function(name)
+      local values, i = {}, 1
+      while true do
+        local value = txn.f:req_fhdr(name, i)
+        if value == nil then return values end
+        values[i] = value
+        i = i + 1
+      end
+    end,
+    headers = function()
+      local list = {}
+      for name, values in pairs(txn.http:req_get_headers()) do
+        local i = 0
+        while values[i] ~= nil do
+          list[#list + 1] = { name, values[i] }
+          i = i + 1
+        end
+      end
+      return list
+    end,
     body = function() return string.sub(txn.f:req_body() or "", 1, firewall.BODY_BYTES) end,
   }
   local hits = firewall.check(policy, request)
