@@ -256,7 +256,9 @@ class DiscoveryStream:
 
     def _rewarming(self, target: Selection) -> set[str]:
         """The endpoints of `target` due again because their cluster changed; no longer due."""
-        due = self._rewarm & set(target.entries)
+        if not self._rewarm:
+            return set()
+        due = {name for name in self._rewarm if name in target.entries}
         self._rewarm -= due
         return due
 
