@@ -25,6 +25,7 @@ import yaml
 
 from controlplane.envoy.bootstrap import bootstrap_yaml
 from controlplane.proxies.haproxy.agent import HAProxyAgent
+from tests.harness.agents import RunningAgent, start_agent, stop_agent
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
 from tests.harness.envoy import EnvoyProcess, wait_for
@@ -174,7 +175,7 @@ def lab(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactor
     started: list[ServeProcess] = []
     apis: dict[str, Api] = {}
     envoy: EnvoyProcess | None = None
-    agent: tuple[HAProxyAgent, threading.Thread] | None = None
+    agent: RunningAgent | None = None
     with BackendFleet() as fleet:
         backends = {n: fleet.start(BackendSpec(n)).address for n in ("one", "two")}
         everyone = tuple(backends.values())
@@ -202,7 +203,7 @@ def lab(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactor
             servers = sorted(
                 (r.url for r in started), key=lambda url: url != apis[first].replica.url
             )
-            agent = start_agent(",".join(servers), tmp / "agent")
+            agent = start_agent(",".join(servers), tmp / "agent", AGENT_ID, AGENT_TOKEN)
             replicas = {r.name: r for r in started}
             lab = Lab(replicas, apis, envoy, agent[0], (envoy_port, agent_port), backends)
             for api in apis.values():
@@ -226,29 +227,6 @@ def lab(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactor
                 for replica in started:
                     replica.stop()
                 postgres_server.drop_database("replicas_lab")
-
-
-def start_agent(servers: str, workdir: Path) -> tuple[HAProxyAgent, threading.Thread]:
-    agent = HAProxyAgent(
-        servers,
-        "agents",
-        workdir,
-        haproxy_bin="/usr/sbin/haproxy",
-        instance_id=AGENT_ID,
-        token=AGENT_TOKEN,
-        backoff_initial=0.05,
-        backoff_max=0.5,
-    )
-    thread = threading.Thread(target=agent.run, name="haproxy-agent", daemon=True)
-    thread.start()
-    return agent, thread
-
-
-def stop_agent(agent: HAProxyAgent, thread: threading.Thread) -> None:
-    agent.stop()
-    thread.join(60)
-    agent.manager.stop()
-    assert not thread.is_alive(), "the agent did not stop"
 
 
 def test_both_proxies_are_attached_to_one_replica_and_seen_by_both(lab: Lab) -> None:

@@ -28,6 +28,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from controlplane.proxies.haproxy.agent import HAProxyAgent
 from controlplane.serve import ServeOptions
 from controlplane.xds import types
+from tests.harness.agents import RunningAgent, start_agent, stop_agent
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.clients import http
 from tests.harness.envoy import EnvoyProcess, wait_for
@@ -70,29 +71,6 @@ def config(port: int, agent_port: int, backend: str, held: int | None = None) ->
             {"name": "agents", "listeners": ["agent-web"]},
         ],
     }
-
-
-def start_agent(url: str, workdir: Path) -> tuple[HAProxyAgent, threading.Thread]:
-    agent = HAProxyAgent(
-        url,
-        "agents",
-        workdir,
-        haproxy_bin="/usr/sbin/haproxy",
-        instance_id=AGENT_ID,
-        token=AGENT_TOKEN,
-        backoff_initial=0.05,
-        backoff_max=0.5,
-    )  # the default poll: 30 s
-    thread = threading.Thread(target=agent.run, name="haproxy-agent", daemon=True)
-    thread.start()
-    return agent, thread
-
-
-def stop_agent(agent: HAProxyAgent, thread: threading.Thread) -> None:
-    agent.stop()
-    thread.join(60)
-    agent.manager.stop()
-    assert not thread.is_alive(), "the agent did not stop"
 
 
 class Lab(ServedServer):
@@ -198,12 +176,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         options = serve_options(tmp, config(port, agent_port, web.address))
         lab = Lab(thread, options, (port, agent_port), web.address)
         envoy: EnvoyProcess | None = None
-        agent: tuple[HAProxyAgent, threading.Thread] | None = None
+        agent: RunningAgent | None = None
         try:
             lab.start()
             envoy = EnvoyProcess(tmp, ENVOY_ID, "edge", lab.running.xds.port or 0)
             envoy.start()
-            agent = start_agent(lab.url, tmp / "agent")
+            agent = start_agent(lab.url, tmp / "agent", AGENT_ID, AGENT_TOKEN)
             lab.agent = agent[0]
             lab.wait_status(
                 "every proxy to run revision 1",
@@ -365,7 +343,7 @@ def test_proxies_gone_for_longer_than_forget_after_are_dropped(tmp_path: Path) -
         try:
             lab.start()
             xds_port = lab.running.xds.port or 0
-            agent = start_agent(lab.url, tmp_path / "agent")
+            agent = start_agent(lab.url, tmp_path / "agent", AGENT_ID, AGENT_TOKEN)
             with (
                 EnvoyProcess(tmp_path, ENVOY_ID, "edge", xds_port).start(),
                 AnonymousStream(xds_port, "edge"),
