@@ -99,6 +99,11 @@ class Parts:
         each part made of parts is matched with the old part of its name, so that the facts
         of a changed part (`positions`, `tally`) are made from the old part's by looking at
         the items that changed."""
+        with self._lock:
+            self._follows(new, old)
+
+    def _follows(self, new: Model, old: Model) -> None:
+        """`follows` (lock held)."""
         if new is old or not isinstance(new, ASSEMBLED) or type(new) is not type(old):
             return
         self._lineage[id(new)] = (new, old)
@@ -113,7 +118,7 @@ class Parts:
             for item in items:
                 counterpart = named.get(getattr(item, "name", None))  # type: ignore[arg-type]
                 if counterpart is not None:
-                    self.follows(item, counterpart)
+                    self._follows(item, counterpart)
 
     def positions(self, test: Callable[[Any], bool], part: Model, field: str) -> tuple[int, ...]:
         """The positions of the items of `part`'s list `field` for which `test` holds: computed
@@ -132,7 +137,10 @@ class Parts:
                 *(i + shift for i in found if i >= old_end),
             )
 
-        found: tuple[int, ...] = self._fact(("positions", field, test), part, field, full, update)
+        with self._lock:
+            found: tuple[int, ...] = self._fact(
+                ("positions", field, test), part, field, full, update
+            )
         return found
 
     def tally(self, keys: Callable[[Any], Iterable[K]], part: Model, field: str) -> Mapping[K, int]:
@@ -151,7 +159,8 @@ class Parts:
                 counts.pop(k, None)
             return counts
 
-        found: Counter[K] = self._fact(("tally", field, keys), part, field, full, update)
+        with self._lock:
+            found: Counter[K] = self._fact(("tally", field, keys), part, field, full, update)
         return found
 
     def _fact(
@@ -178,7 +187,8 @@ class Parts:
 
     def known(self, part: Model) -> dict[str, Any] | None:
         """The plain data of `part` when it is a part of a recent config."""
-        found = self._plain.get(id(part))
+        with self._lock:
+            found = self._plain.get(id(part))
         return found[1] if found is not None and found[0] is part else None
 
     def _asked(self, config: Model) -> None:

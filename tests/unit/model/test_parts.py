@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import gc
+import sys
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -155,3 +157,32 @@ def objects_changed(data: dict[str, Any], n: int) -> dict[str, Any]:
     }
     vhost = {**vhost, "routes": [*vhost["routes"], route]}
     return {**data, "listeners": [{**listener, "virtual_hosts": [vhost]}]}
+
+
+def test_writers_in_several_threads_share_the_parts_safely() -> None:
+    """Replicas' stores and the API check and write configs from several threads at once."""
+    base = PARTS.plain(load_file(Path(__file__).parents[3] / "examples/quickstart.yaml"))
+    failures: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            head = parse_config(copy.deepcopy(base))
+            for i in range(60):
+                data = copy.deepcopy(PARTS.plain(head))
+                data["clusters"][0]["endpoints"][0]["address"] = f"127.0.0.{n + 1}:{1000 + i}"
+                head = parse_config(data, like=head)
+                PARTS.json(head)
+        except BaseException as exc:  # reported by the test's own thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads taking turns as often as the interpreter allows
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
