@@ -10,6 +10,7 @@ the part itself.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -30,33 +31,37 @@ class PartMemo(Generic[P, T]):
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[weakref.ref[P], dict[Hashable, T]]] = {}
+        # reentrant: a collection inside the lock may drop a part, whose callback takes it
+        self._lock = threading.RLock()
 
     def get(self, part: P, key: Hashable, make: Callable[[P], T]) -> T:
-        """The result for (`part`, `key`): remembered, or `make(part)` remembered."""
-        entry = self._entries.get(id(part))
-        if entry is None or entry[0]() is not part:
-            entry = (weakref.ref(part, self._forget(id(part))), {})
-            self._entries[id(part)] = entry
-        results = entry[1]
-        try:
-            return results[key]
-        except KeyError:
-            pass
+        """The result for (`part`, `key`): remembered, or `make(part)` remembered (made
+        outside the lock: two threads may make the same result once each)."""
+        with self._lock:
+            entry = self._entries.get(id(part))
+            if entry is None or entry[0]() is not part:
+                entry = (weakref.ref(part, self._forget(id(part))), {})
+                self._entries[id(part)] = entry
+            results = entry[1]
+            if key in results:
+                return results[key]
         result = make(part)
-        if len(results) >= KEYS_PER_PART:
-            results.pop(next(iter(results)), None)
-        results[key] = result
+        with self._lock:
+            if len(results) >= KEYS_PER_PART:
+                results.pop(next(iter(results)), None)
+            results[key] = result
         return result
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def _forget(self, ident: int) -> Callable[[weakref.ref[P]], None]:
-        entries = self._entries
+        entries, lock = self._entries, self._lock
 
         def forget(ref: weakref.ref[P]) -> None:
-            entry = entries.get(ident)
-            if entry is not None and entry[0] is ref:
-                del entries[ident]
+            with lock:
+                entry = entries.get(ident)
+                if entry is not None and entry[0] is ref:
+                    del entries[ident]
 
         return forget

@@ -4,6 +4,8 @@ reused, and the result is byte for byte what a compile from scratch gives."""
 from __future__ import annotations
 
 import copy
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,3 +126,34 @@ def test_a_change_of_endpoints_reuses_the_listener_and_its_routes() -> None:
 def test_every_change_applies_to_the_quickstart() -> None:
     before = load_file(ROOT / "examples/quickstart.yaml")
     assert [c.__name__ for c in CHANGES if changed(before, c) is None] == []
+
+
+def test_compiles_in_several_threads_share_what_they_remember_safely() -> None:
+    """The fleet compiles in a worker thread while the API explains and last-known-good
+    compiles in others."""
+    base = load_file(ROOT / "examples/quickstart.yaml")
+    group = base.group_names()[0]
+    expected = wire(base, group, GroupFacts())
+    failures: list[BaseException] = []
+
+    def compiler(n: int) -> None:
+        try:
+            for _ in range(100):
+                data = copy.deepcopy(PARTS.plain(base))
+                move_first_endpoint(data)
+                translate(parse_config(data, like=base), group)
+                assert wire(base, group, GroupFacts()) == expected
+        except BaseException as exc:  # reported by the test's own thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=compiler, args=(n,)) for n in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
