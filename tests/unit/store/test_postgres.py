@@ -68,22 +68,30 @@ def test_replicas_racing_on_each_revision_let_exactly_one_win(
     rounds = 10
     outcomes: dict[int, list[str]] = {n: [] for n in range(1, rounds + 1)}
     barrier = threading.Barrier(len(replicas))
+    failures: list[BaseException] = []
 
     def race(i: int, store: PostgresStore) -> None:
-        for number in range(1, rounds + 1):
-            barrier.wait()
-            try:
-                store.commit(config_with(f"r{i}n{number}"), number - 1 or None, f"replica{i}")
-                outcomes[number].append("won")
-            except Conflict as exc:
-                assert exc.expected == (number - 1 or None) and exc.head == number
-                outcomes[number].append("conflict")
+        try:
+            for number in range(1, rounds + 1):
+                barrier.wait()
+                try:
+                    store.commit(config_with(f"r{i}n{number}"), number - 1 or None, f"replica{i}")
+                    outcomes[number].append("won")
+                except Conflict as exc:
+                    assert exc.expected == (number - 1 or None) and exc.head == number
+                    outcomes[number].append("conflict")
+        except threading.BrokenBarrierError:
+            pass  # another replica failed: its failure is the one reported
+        except BaseException as exc:  # the others must not wait for it at the barrier
+            failures.append(exc)
+            barrier.abort()
 
     threads = [threading.Thread(target=race, args=(i, s)) for i, s in enumerate(replicas)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert failures == []
     for number, results in outcomes.items():
         assert sorted(results) == ["conflict"] * 3 + ["won"], number
     assert [m.number for m in replicas[0].list()] == list(range(rounds, 0, -1))
