@@ -9,8 +9,9 @@ inspection of HTTP routes (`firewall`, the listener's or a route's own).
   sends, after `tcp_proxy` has connected upstream: a server-first protocol would have
   greeted the refused client.)
 - L7 rules: the shared Lua core (`controlplane/firewall/lua`) in an `envoy.filters.http.lua`
-  filter that is off by default and switched on by the routes whose firewall has L7 rules;
-  the policy's data text (`controlplane.firewall.policy`) is the route's metadata, never code.
+  filter that is off by default and switched on by the routes whose firewall has L7 rules,
+  for the requests that fire one of its triggers (`firewall_triggers`); the policy's data
+  text (`controlplane.firewall.policy`) is the route's metadata, never code.
 - CRS: `envoy.filters.http.ext_authz`, off by default, switched on by the routes with a crs,
   calling the verdict service over gRPC; the route tells it the policy in its context
   extensions. The `Host` header reaches the service as `:authority`; the service reads it
@@ -22,10 +23,17 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2
+from envoy.config.core.v3 import (
+    address_pb2,
+    base_pb2,
+    config_source_pb2,
+    extension_pb2,
+    grpc_service_pb2,
+)
 from envoy.config.listener.v3 import listener_components_pb2 as lc
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.extensions.common.matching.v3 import extension_matcher_pb2
 from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.http.lua.v3 import lua_pb2
 from envoy.extensions.filters.network.direct_response.v3 import config_pb2 as direct_response_pb2
@@ -37,14 +45,15 @@ from google.protobuf import struct_pb2, wrappers_pb2
 
 from ...firewall.policy import crs_policy_text, policy_text
 from ...firewall.sources import lua_source
+from ...firewall.triggers import triggers
 from ...model import AddressRules, Crs, Listener, Route, effective_firewall, split_address
 from ..common import duration, packed
 from .base import Feature, RouteScope
+from .firewall_triggers import NEVER_SKIPPING, skipping
 
 DIRECT_RESPONSE = "envoy.filters.network.direct_response"
 LUA = "envoy.filters.http.lua"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
-LUA_SOURCE = "firewall"
 
 
 def _cidr(text: str) -> address_pb2.CidrRange:
@@ -120,9 +129,12 @@ def apply_address_rules(listener: Listener, result: listener_pb2.Listener) -> No
 
 
 def lua_filter() -> hcm.HttpFilter:
-    """The firewall's Lua filter, off unless a route switches it on."""
-    config = lua_pb2.Lua(
-        source_codes={LUA_SOURCE: base_pb2.DataSource(inline_string=lua_source("envoy"))}
+    """The firewall's Lua filter, off unless a route switches it on, under a matcher each such
+    route gives."""
+    lua = lua_pb2.Lua(default_source_code=base_pb2.DataSource(inline_string=lua_source("envoy")))
+    config = extension_matcher_pb2.ExtensionWithMatcher(
+        extension_config=extension_pb2.TypedExtensionConfig(name=LUA, typed_config=packed(lua)),
+        xds_matcher=NEVER_SKIPPING,
     )
     return hcm.HttpFilter(name=LUA, typed_config=packed(config), disabled=True)
 
@@ -177,8 +189,11 @@ class FirewallFeature(Feature):
             result.metadata.filter_metadata[LUA].CopyFrom(
                 struct_pb2.Struct(fields={"policy": struct_pb2.Value(string_value=text)})
             )
+            per_route = extension_matcher_pb2.ExtensionWithMatcherPerRoute(
+                xds_matcher=skipping(triggers(firewall))
+            )
             result.typed_per_filter_config[LUA].CopyFrom(
-                packed(rc.FilterConfig(config=packed(lua_pb2.LuaPerRoute(name=LUA_SOURCE))))
+                packed(rc.FilterConfig(config=packed(per_route)))
             )
         crs_text = crs_policy_text(firewall)
         if crs_text is not None:

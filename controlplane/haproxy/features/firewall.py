@@ -5,8 +5,10 @@ inspection of HTTP routes (`firewall`, the listener's or a route's own).
   accepts the PROXY protocol, whose source is known only then) matching `src` against pattern
   files of the bundle (`-f`, a tree lookup however long the list).
 - L7 rules: the shared Lua core (`controlplane/firewall/lua`), loaded in `global` and run as
-  `lua.firewall` only for routes whose firewall has L7 rules: a map keyed by route id gives
-  the policy's data text (`controlplane.firewall.policy`), never code.
+  `lua.firewall` only for routes whose firewall has L7 rules, and only for requests that fire
+  one of its triggers (`controlplane.firewall.triggers`), natively checked ACLs: a map keyed
+  by route id gives the policy's data text (`controlplane.firewall.policy`), never code, and
+  another the number of its triggers' condition; phrases are in pattern files.
 - CRS: SPOE (`filter spoe`, `send-spoe-group`) to the verdict service on the port after the
   crs `service`, for routes with a crs: a map gives what the service is told; its answer
   (`txn.waf.block`, `txn.waf.rules`) or its failure (`txn.waf.error`, when fail-closed)
@@ -16,14 +18,16 @@ inspection of HTTP routes (`firewall`, the listener's or a route's own).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from ...firewall.policy import crs_policy_text, policy_text
 from ...firewall.sources import lua_source
+from ...firewall.triggers import Triggers, Watch, triggers
 from ...model import Firewall, Listener, effective_firewall, split_address
 from ...model.firewall import BLOCKED_BODY, CRS_HEADER, RULES_HEADER
 from ...model.types import HostPort
-from ..render_text import RESOLVERS, address
+from ..render_text import RESOLVERS, Raw, address
 from ..scopes import GlobalScope, ListenerScope, RouteEntry
 from ..templating import render_template
 from .base import Feature
@@ -52,9 +56,14 @@ class Head:
 
 @dataclass(frozen=True)
 class Checks:
-    """The request rules: the L7 map (None: no route has rules), the CRS map and failure."""
+    """The request rules: the L7 maps (None: no route has rules) and the conditions of the
+    triggers, the CRS map and failure."""
 
     rules_map: str | None
+    triggers_map: str | None
+    conditions: list[list[Raw]]
+    """For the routes whose triggers are number i + 1, the ACL criteria any one of which
+    fires."""
     crs_map: str | None
     fail_closed: bool
     blocked_body: str = BLOCKED_BODY
@@ -127,6 +136,7 @@ class FirewallFeature(Feature):
 
     def request(self, scope: ListenerScope) -> Checks | None:
         crs = scope.listener.verdict_service()
+        numbers: dict[Triggers, int] = {}
         for entry in scope.routes:
             firewall = _firewall_of(scope, entry)
             if firewall is None:
@@ -134,6 +144,8 @@ class FirewallFeature(Feature):
             text = policy_text(firewall)
             if text is not None:
                 scope.maps.add("firewall", entry.id, text)
+                number = numbers.setdefault(triggers(firewall), len(numbers) + 1)
+                scope.maps.add("firewall.triggers", entry.id, str(number))
             crs_text = crs_policy_text(firewall)
             if crs_text is not None:
                 scope.maps.add("waf", entry.id, crs_text)
@@ -141,7 +153,14 @@ class FirewallFeature(Feature):
         crs_map = scope.maps.name("waf") if "waf" in scope.maps else None
         if rules_map is None and crs_map is None:
             return None
-        return Checks(rules_map, crs_map, crs is not None and crs.failure == "closed")
+        files = _PatternFiles(scope, scope.listener.name)
+        return Checks(
+            rules_map,
+            scope.maps.name("firewall.triggers") if rules_map is not None else None,
+            [files.criteria(each, number) for each, number in numbers.items()],
+            crs_map,
+            crs is not None and crs.failure == "closed",
+        )
 
     def response(self, scope: ListenerScope) -> Answers | None:
         has_rules = "firewall" in scope.maps
@@ -163,6 +182,67 @@ class FirewallFeature(Feature):
         return VerdictBackend(
             _verdict_backend_name(scope.listener), spop, f"{crs.timeout}ms", resolvers
         )
+
+
+@dataclass(frozen=True)
+class _PatternFiles:
+    """How one listener's triggers become ACL criteria, their phrases in pattern files."""
+
+    scope: ListenerScope
+    listener: str
+
+    def criteria(self, found: Triggers, number: int) -> list[Raw]:
+        """The criteria of `found`, declared under one ACL name: any one fires."""
+        if found.always:
+            return [Raw("always_true")]
+        criteria = []
+        if found.methods is not None:
+            allowed = "|".join(re.escape(method) for method in found.methods)
+            others = f"^(?!(?:{allowed})$)"
+            criteria.append(Raw("method -m reg %s") % others)
+        criteria += self._watch(Raw("url"), found.target, f"{number}.target", None)
+        for index, (name, watch) in enumerate(found.headers, 1):
+            fetch = Raw("req.fhdr(%s)") % name
+            criteria += self._watch(fetch, watch, f"{number}.header{index}", name)
+        if found.target_longer is not None:
+            criteria.append(Raw("url_len gt %s") % found.target_longer)
+        if found.headers_longer is not None:
+            criteria.append(Raw("req.hdrs,length gt %s") % found.headers_longer)
+        if found.content_length_above is not None:
+            criteria.append(Raw("req.hdr_val(content-length) gt %s") % found.content_length_above)
+        if found.host_missing:
+            criteria += [
+                Raw("req.hdr_cnt(host) lt 1"),
+                Raw("req.hdr_cnt(host) gt 1"),
+                Raw("req.fhdr(host) -m len 0"),
+            ]
+        return criteria
+
+    def _watch(self, fetch: Raw, watch: Watch, stem: str, header: str | None) -> list[Raw]:
+        lines = None if watch.present else _pattern_lines(watch.phrases)
+        if lines is None:
+            return [Raw("req.hdr_cnt(%s) gt 0") % header if header else Raw("always_true")]
+        criteria = []
+        if lines:
+            name = self.scope.files.add(f"{self.listener}.fw{stem}", "pat", lines)
+            criteria.append(Raw("%s -m sub -i -f %s") % (fetch, name))
+        if watch.blanks:
+            criteria.append(Raw("%s -m reg [[:space:]]") % fetch)
+        return criteria
+
+
+def _pattern_lines(phrases: tuple[str, ...]) -> str | None:
+    """A pattern file's text finding every value that contains one of `phrases`: each as
+    written, but from its first character a pattern file keeps (it skips leading blanks and
+    reads a leading `#` as a comment); a shorter phrase is found wherever the phrase is.
+    None when a phrase has nothing such a file can hold (then any value fires)."""
+    lines = []
+    for phrase in phrases:
+        kept = phrase.lstrip(" #")
+        if not kept:
+            return None
+        lines.append(f"{kept}\n")
+    return "".join(lines)
 
 
 def _verdict_backend_name(listener: Listener) -> str:

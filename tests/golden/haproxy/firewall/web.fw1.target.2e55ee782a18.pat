@@ -1,0 +1,5 @@
+%
++
+.bat
+.exe
+union select
