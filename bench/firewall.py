@@ -1,12 +1,14 @@
 """Firewall costs on Envoy and HAProxy in one run: requests per second (keep-alive) and new
 connections per second with no policy, with a 10,000-CIDR deny list, with the L7 rules of
-`examples/firewall.yaml` (on the route, and on another route only: kept off this one's
-path), and with CRS at paranoia level 1 (and the verdict service's CPU per request); then the
+`examples/firewall.yaml` (on the route, for a request that fires none of their triggers and
+for one whose `%` sends it to the Lua; and on another route only: kept off this one's path),
+and with CRS at paranoia level 1 (and the verdict service's CPU per request); then the
 corpus's detection and false-positive rates per proxy, for the L7 rules alone, the CRS alone
 and both. Beside each rate, the proxy's CPU time per request (user + system from /proc, all
 its processes): on a shared machine a steadier measure of a policy's cost than req/s.
 
     .venv/bin/python bench/firewall.py [--seconds 3] [--rounds 3] [--workers 1]
+        [--cases none,l7,...] [--no-corpus]
 
 Needs wrk. Everything runs on 127.0.0.1: the proxy (Envoy --concurrency 1, HAProxy
 nbthread 1) on CPU 0; wrk and the verdict service (`controlplane waf-serve`) on CPU 1. The
@@ -47,11 +49,13 @@ from tests.harness.verdicts import VerdictService
 LOOPBACK = "127.0.0.1"
 HOST = "shop.example.com"
 PATH = "/api/v1/products?page=2&sort=price&category=shoes"
+ENCODED_PATH = "/api/v1/products?q=red%20shoes&page=2"
+"""A request the L7 rules' triggers send to the Lua: its query holds a `%` (`url_decode`)."""
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/120.0.0.0 Safari/537.36"
 )
-CASES = ("none", "addresses", "l7", "l7-other-route", "crs")
+CASES = ("none", "addresses", "l7", "l7-encoded", "l7-other-route", "crs")
 
 
 def deny_list(count: int) -> list[str]:
@@ -92,7 +96,7 @@ def config(case: str, port: int, verdicts: str) -> Config:
     }
     if case == "addresses":
         listener["addresses"] = {"deny": deny_list(10_000)}
-    elif case == "l7":
+    elif case in ("l7", "l7-encoded"):
         listener["firewall"] = l7_rules()
     elif case == "l7-other-route":
         routes.append(
@@ -113,7 +117,7 @@ def one_thread(bundle: Bundle) -> Bundle:
     return Bundle.of(cfg, bundle.map_entries, bundle.files, bundle.servers)
 
 
-def wrk(port: int, seconds: int, close: bool) -> tuple[float, int]:
+def wrk(port: int, seconds: int, close: bool, path: str = PATH) -> tuple[float, int]:
     """Requests per second and the number of requests, each on a new connection with
     `close`."""
     command = ["taskset", "-c", "1", "wrk", "-t1", "-c50", f"-d{seconds}s", "-H", f"Host: {HOST}"]
@@ -121,7 +125,7 @@ def wrk(port: int, seconds: int, close: bool) -> tuple[float, int]:
     if close:
         command += ["-H", "Connection: close"]
     out = subprocess.run(
-        [*command, f"http://{LOOPBACK}:{port}{PATH}"], capture_output=True, text=True, check=True
+        [*command, f"http://{LOOPBACK}:{port}{path}"], capture_output=True, text=True, check=True
     ).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non_2xx:
@@ -211,14 +215,15 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
     try:
         for _ in range(args.rounds):
             for proxy in proxies:
-                for case in CASES:
+                for case in args.cases:
                     port = free_port()
                     proxy.apply(config(case, port, verdicts.address))
                     for close in (False, True):
                         pids = proxy.pids()
                         before = cpu_seconds(service_pids)
                         before_proxy = cpu_seconds(pids)
-                        rate, count = wrk(port, args.seconds, close)
+                        path = ENCODED_PATH if case == "l7-encoded" else PATH
+                        rate, count = wrk(port, args.seconds, close, path)
                         used = cpu_seconds(service_pids) - before
                         per_request = 1e6 * (cpu_seconds(pids) - before_proxy) / max(count, 1)
                         figures.setdefault((proxy.name, case, close), []).append(rate)
@@ -246,7 +251,7 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
     for proxy in proxies:
         base = {close: statistics.median(figures[(proxy.name, "none", close)]) for close in (0, 1)}
         base_cpu = statistics.median(proxy_cpu[(proxy.name, "none")])
-        for case in CASES:
+        for case in args.cases:
             kept = statistics.median(figures[(proxy.name, case, False)])
             new = statistics.median(figures[(proxy.name, case, True)])
             cpu = statistics.median(proxy_cpu[(proxy.name, case)])
@@ -258,6 +263,8 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
         "(rate it allows: the keep-alive rate one saturated core would reach with the case's "
         "CPU per request, against none's)"
     )
+    if "crs" not in args.cases:
+        return
     print()
     print(f"## verdict service ({args.workers} worker(s), CPU 1): CPU per CRS request")
     for proxy in proxies:
@@ -304,13 +311,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--cases",
+        type=lambda text: tuple(text.split(",")),
+        default=CASES,
+        help=f"comma-separated, among {','.join(CASES)} (none is the baseline: keep it)",
+    )
+    parser.add_argument("--no-corpus", action="store_true", help="skip the detection rates")
     args = parser.parse_args()
+    unknown = set(args.cases) - set(CASES)
+    if unknown or "none" not in args.cases:
+        parser.error(f"--cases: unknown {sorted(unknown)}" if unknown else "--cases needs none")
     os.sched_setaffinity(0, {0})
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     began = time.monotonic()
     with VerdictService(workers=args.workers) as verdicts:
         throughput(args, verdicts)
-        detection(verdicts)
+        if not args.no_corpus:
+            detection(verdicts)
     print(
         f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}, "
         f"{time.monotonic() - began:.0f} s"

@@ -211,11 +211,7 @@ class _PatternFiles:
         if found.content_length_above is not None:
             criteria.append(Raw("req.hdr_val(content-length) gt %s") % found.content_length_above)
         if found.host_missing:
-            criteria += [
-                Raw("req.hdr_cnt(host) lt 1"),
-                Raw("req.hdr_cnt(host) gt 1"),
-                Raw("req.fhdr(host) -m len 0"),
-            ]
+            criteria += [Raw("req.hdr_cnt(host) 0 2:"), Raw("req.fhdr(host) -m len 0")]
         return criteria
 
     def _watch(self, fetch: Raw, watch: Watch, stem: str, header: str | None) -> list[Raw]:
