@@ -97,16 +97,21 @@ def _cel(expression: Callable[[_Cel], cel.Expr]) -> Predicate:
 Attribute = Callable[[_Cel], cel.Expr]
 
 
-def _any_above(limits: list[tuple[Attribute, int]]) -> Predicate:
-    """Whether any of the attributes is above its limit, in one expression."""
+def _above(attribute: Attribute, limit: int) -> Predicate:
+    return _cel(lambda tree: tree.call("_>_", attribute(tree), tree.int(limit)))
 
-    def expression(tree: _Cel) -> cel.Expr:
-        found = [tree.call("_>_", attribute(tree), tree.int(limit)) for attribute, limit in limits]
-        while len(found) > 1:
-            found = [tree.call("_||_", found[0], found[1]), *found[2:]]
-        return found[0]
 
-    return _cel(expression)
+GATE = 64
+"""The longest value a regex gate counts (an RE2 program of about as many instructions)."""
+
+
+def _gated(header: str, characters: int, then: Predicate) -> Predicate:
+    """`then`, asked only of requests whose `header` has `characters` characters or more (a
+    regex, far cheaper than a CEL expression, tells first)."""
+    if characters < 2:
+        return then
+    gate = _header(header, _regex(f"(?s).{{{min(characters, GATE)}}}.*"))
+    return Predicate(and_matcher=Predicate.PredicateList(predicate=[gate, then]))
 
 
 def _target_bytes(tree: _Cel) -> cel.Expr:
@@ -182,18 +187,19 @@ def _terms(found: Triggers) -> list[Predicate]:
     terms += _watch(":path", found.target)
     for name, watch in found.headers:
         terms += _watch(":authority" if name == "host" else name, watch)
-    limits: list[tuple[Attribute, int]] = []
     if found.target_longer is not None:
-        limits.append((_target_bytes, found.target_longer))
+        # a target of more bytes than that has more than a quarter as many characters
+        longer = _above(_target_bytes, found.target_longer)
+        terms.append(_gated(":path", found.target_longer // 4, longer))
+    if found.content_length_above is not None:
+        # `size` is the Content-Length when there is one; a larger one has as many digits
+        above = _above(_body_bytes, found.content_length_above)
+        digits = len(str(found.content_length_above + 1))
+        terms.append(_gated("content-length", digits, above))
     if found.headers_longer is not None:
         # a header's name, ": " and value are over the size only if the request's headers,
         # counted as names and values (`total_size`), are over it less 2
-        limits.append((_headers_bytes, found.headers_longer - 2))
-    if found.content_length_above is not None:
-        # `size` is the Content-Length when there is one
-        limits.append((_body_bytes, found.content_length_above))
-    if limits:
-        terms.append(_any_above(limits))
+        terms.append(_above(_headers_bytes, found.headers_longer - 2))
     if found.host_missing:
         terms.append(_not(_header(":authority", _regex(".+"))))
     return terms
