@@ -247,7 +247,7 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
     )
     print(
         f"{'proxy':<8} {'case':<16} {'req/s':>8} {'vs none':>8} {'conn/s':>8} {'vs none':>8} "
-        f"{'us CPU/req':>10} {'rate it allows':>14}"
+        f"{'us CPU/req':>10} {'least':>6} {'rate it allows':>14}"
     )
     for proxy in proxies:
         base = {close: statistics.median(figures[(proxy.name, "none", close)]) for close in (0, 1)}
@@ -256,13 +256,16 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
             kept = statistics.median(figures[(proxy.name, case, False)])
             new = statistics.median(figures.get((proxy.name, case, True), [float("nan")]))
             cpu = statistics.median(proxy_cpu[(proxy.name, case)])
+            least = min(proxy_cpu[(proxy.name, case)])
             print(
                 f"{proxy.name:<8} {case:<16} {kept:>8.0f} {kept / base[0] - 1:>+8.1%} "
-                f"{new:>8.0f} {new / base[1] - 1:>+8.1%} {cpu:>10.1f} {base_cpu / cpu - 1:>+14.1%}"
+                f"{new:>8.0f} {new / base[1] - 1:>+8.1%} {cpu:>10.1f} {least:>6.1f} "
+                f"{base_cpu / cpu - 1:>+14.1%}"
             )
     print(
-        "(rate it allows: the keep-alive rate one saturated core would reach with the case's "
-        "CPU per request, against none's)"
+        "(least: the round with the least CPU per request, the one others' work disturbed "
+        "least; rate it allows: the keep-alive rate one saturated core would reach with the "
+        "case's CPU per request, against none's)"
     )
     if "crs" not in args.cases:
         return
