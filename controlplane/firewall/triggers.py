@@ -10,7 +10,8 @@ the same on both proxies; a trigger only decides whether it is asked. A request 
 - `target`: its request target (path and query as sent) is what the `Watch` looks for;
 - `headers`: a value of the header of that name is what its `Watch` looks for;
 - `target_longer`: its target has more bytes than that;
-- `headers_longer`: its headers together (names and values) may exceed that many bytes;
+- `headers_longer`: its headers' names and values add up to more than that less 2 bytes (as
+  they do when one header's name, `: ` and value are longer than that);
 - `content_length_above`: its `Content-Length` is above that;
 - `host_missing`: it has no Host, an empty one, or several;
 - `always`: every request (a rule the proxies cannot prefilter: a regex on the path, a
