@@ -4,8 +4,6 @@ reused, and the result is byte for byte what a compile from scratch gives."""
 from __future__ import annotations
 
 import copy
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 from controlplane.envoy import translate
 from controlplane.model import Config, ConfigError, GroupFacts, load_file, parse_config
 from controlplane.model.parts import PARTS
+from tests.harness.threads import race
 
 ROOT = Path(__file__).resolve().parents[3]
 INPUTS = sorted((ROOT / "examples").glob("*.yaml")) + sorted((ROOT / "tests/golden").glob("*.yaml"))
@@ -134,26 +133,12 @@ def test_compiles_in_several_threads_share_what_they_remember_safely() -> None:
     base = load_file(ROOT / "examples/quickstart.yaml")
     group = base.group_names()[0]
     expected = wire(base, group, GroupFacts())
-    failures: list[BaseException] = []
 
     def compiler(n: int) -> None:
-        try:
-            for _ in range(100):
-                data = copy.deepcopy(PARTS.plain(base))
-                move_first_endpoint(data)
-                translate(parse_config(data, like=base), group)
-                assert wire(base, group, GroupFacts()) == expected
-        except BaseException as exc:  # reported by the test's own thread
-            failures.append(exc)
+        for _ in range(100):
+            data = copy.deepcopy(PARTS.plain(base))
+            move_first_endpoint(data)
+            translate(parse_config(data, like=base), group)
+            assert wire(base, group, GroupFacts()) == expected
 
-    threads = [threading.Thread(target=compiler, args=(n,)) for n in range(4)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
-    assert failures == []
+    assert race(compiler) == []

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import sys
-import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from hypothesis import strategies as st
 
 from controlplane.model import Config, ConfigError, load_file, parse_config
 from controlplane.model.parts import KEPT_CONFIGS, PARTS
+from tests.harness.threads import race
 
 from .test_roundtrip import configs
 
@@ -162,27 +161,13 @@ def objects_changed(data: dict[str, Any], n: int) -> dict[str, Any]:
 def test_writers_in_several_threads_share_the_parts_safely() -> None:
     """Replicas' stores and the API check and write configs from several threads at once."""
     base = PARTS.plain(load_file(Path(__file__).parents[3] / "examples/quickstart.yaml"))
-    failures: list[BaseException] = []
 
     def writer(n: int) -> None:
-        try:
-            head = parse_config(copy.deepcopy(base))
-            for i in range(60):
-                data = copy.deepcopy(PARTS.plain(head))
-                data["clusters"][0]["endpoints"][0]["address"] = f"127.0.0.{n + 1}:{1000 + i}"
-                head = parse_config(data, like=head)
-                PARTS.json(head)
-        except BaseException as exc:  # reported by the test's own thread
-            failures.append(exc)
+        head = parse_config(copy.deepcopy(base))
+        for i in range(60):
+            data = copy.deepcopy(PARTS.plain(head))
+            data["clusters"][0]["endpoints"][0]["address"] = f"127.0.0.{n + 1}:{1000 + i}"
+            head = parse_config(data, like=head)
+            PARTS.json(head)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # threads taking turns as often as the interpreter allows
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(interval)
-    assert failures == []
+    assert race(writer) == []
