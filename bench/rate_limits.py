@@ -38,12 +38,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controlplane.bench.lab import HOST, BenchError, _XdsThread, free_port
+from controlplane.bench.lab import HOST, BenchError, _XdsThread
 from controlplane.bench.load import parse_wrk, wrk_binary
 from controlplane.bench.procfs import cpu_seconds, load_average
 from controlplane.fleet import EnvoyPlane
 from controlplane.haproxy.render import render
 from controlplane.model import Config, parse_config
+from controlplane.ports import free_port
 from controlplane.proxies.envoy import EnvoyProcess
 from controlplane.proxies.haproxy.manager import HAProxyManager
 from controlplane.xds.cache import SnapshotCache

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Any
 from ..fleet import EnvoyPlane
 from ..haproxy.render import render
 from ..model import Config, parse_config
+from ..ports import free_port
 from ..proxies.envoy import EnvoyProcess, envoy_binary
 from ..proxies.haproxy.manager import HAProxyManager
 from ..xds.cache import SnapshotCache
@@ -32,12 +32,6 @@ LISTENERS = ("http", "tcp", "https", "tls")
 
 class BenchError(RuntimeError):
     """The bench cannot run here; the message says what is missing."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def self_signed(directory: Path) -> tuple[str, str]:

@@ -18,7 +18,6 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -30,6 +29,7 @@ from typing import Any
 import yaml
 
 from ..client import ApiClient, ServerUnreachable, status_table
+from ..ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"
@@ -140,13 +140,6 @@ def compose_command() -> list[str]:
     if shutil.which("docker"):
         return ["docker", "compose"]
     raise LabError("no docker-compose or docker command found (apt-get install docker-compose)")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run_script(name: str, *args: str) -> str:

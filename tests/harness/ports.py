@@ -1,13 +1,10 @@
-"""Free loopback ports, asked of the operating system."""
+"""Free loopback ports (the product's, outside the ephemeral range) and a shared-port listener."""
 
 import socket
 
+from controlplane.ports import free_port
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["SharedPortListener", "free_port"]
 
 
 class SharedPortListener:
