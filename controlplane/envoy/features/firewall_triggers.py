@@ -2,12 +2,14 @@
 Lua filter run: the filter is wrapped in `ExtensionWithMatcher`, and each route's
 `ExtensionWithMatcherPerRoute` skips it for a request that fires none of the route's
 triggers. Phrases are matched by header inputs (`:path` is the request target, `:authority`
-the Host); sizes by CEL expressions, given as their parsed syntax tree (this Envoy reads no
-CEL text)."""
+the Host), as few regexes a header as fit, since each is one more scan of the value; sizes
+by CEL expressions, given as their parsed syntax tree (this Envoy reads no CEL text), asked
+only of values a regex finds long enough."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeAlias
 
 from cel.expr import syntax_pb2 as cel
@@ -21,6 +23,7 @@ from xds.type.matcher.v3 import matcher_pb2, regex_pb2, string_pb2
 from xds.type.v3 import cel_pb2 as cel_expression_pb2
 
 from ...firewall.triggers import Triggers, Watch
+from ...model.regex import RE2_MAX_PROGRAM_SIZE
 from ..common import packed
 
 Predicate: TypeAlias = matcher_pb2.Matcher.MatcherList.Predicate
@@ -47,6 +50,10 @@ def _any(predicates: list[Predicate]) -> Predicate:
     if len(predicates) == 1:
         return predicates[0]
     return Predicate(or_matcher=Predicate.PredicateList(predicate=predicates))
+
+
+def _all(predicates: list[Predicate]) -> Predicate:
+    return Predicate(and_matcher=Predicate.PredicateList(predicate=predicates))
 
 
 def _not(predicate: Predicate) -> Predicate:
@@ -101,19 +108,6 @@ def _above(attribute: Attribute, limit: int) -> Predicate:
     return _cel(lambda tree: tree.call("_>_", attribute(tree), tree.int(limit)))
 
 
-GATE = 64
-"""The longest value a regex gate counts (an RE2 program of about as many instructions)."""
-
-
-def _gated(header: str, characters: int, then: Predicate) -> Predicate:
-    """`then`, asked only of requests whose `header` has `characters` characters or more (a
-    regex, far cheaper than a CEL expression, tells first)."""
-    if characters < 2:
-        return then
-    gate = _header(header, _regex(f"(?s).{{{min(characters, GATE)}}}.*"))
-    return Predicate(and_matcher=Predicate.PredicateList(predicate=[gate, then]))
-
-
 def _target_bytes(tree: _Cel) -> cel.Expr:
     return tree.call("size", tree.call("bytes", tree.attribute("request", "path")))
 
@@ -126,15 +120,43 @@ def _body_bytes(tree: _Cel) -> cel.Expr:
     return tree.attribute("request", "size")
 
 
-REGEX_WEIGHT = 40
-"""How much literal text one regex holds, an ASCII character weighing 1 and any other 6 (in
-UTF-8 and case-folded it takes several instructions): Envoy refuses an RE2 program over 100
-instructions unless its runtime says otherwise, so long lists take several regexes, and a
-longer phrase is looked for by its beginning (a value holding the phrase holds that too)."""
+REGEX_BUDGET = RE2_MAX_PROGRAM_SIZE // 10
+"""The RE2 instructions one trigger regex may take, counted from above: a tenth of what the
+bootstrap lets Envoy accept (`RE2_MAX_PROGRAM_SIZE`). A longer list of phrases takes several
+regexes, and a longer phrase is looked for by its beginning (a value holding the phrase holds
+that too)."""
+
+GATE = 64
+"""The longest value a regex gate counts (an RE2 program of about 8 instructions a
+character)."""
 
 
 def _weight(char: str) -> int:
+    """What `char` costs at most in a case-ignoring RE2 program: 1 for ASCII, but 4 for the
+    letters Unicode folds with another character (`k` with the Kelvin sign, `s` with the long
+    s) and 6 for any other character (several UTF-8 bytes, its case variants)."""
+    if char in "kKsS":
+        return 4
     return 1 if char.isascii() else 6
+
+
+@dataclass(frozen=True)
+class _Alternative:
+    """A way for a value to fire a trigger, as an RE2 pattern matching the whole value, and
+    what it costs at most in instructions."""
+
+    pattern: str
+    weight: int
+
+
+PRESENT = _Alternative(".*", 11)
+BLANKS = _Alternative(".*[\\t-\\r ].*", 20)
+
+
+def _gate(characters: int) -> _Alternative:
+    """A value of `characters` characters or more (at most `GATE`: a longer one has as many)."""
+    counted = min(characters, GATE)
+    return _Alternative(f".{{{counted}}}.*", 8 * counted + 11)
 
 
 def _literal(text: str) -> str:
@@ -144,37 +166,69 @@ def _literal(text: str) -> str:
     )
 
 
-def _beginning(phrase: str) -> str:
+def _beginning(phrase: str, budget: int) -> str:
     kept, weight = [], 0
     for char in phrase:
         weight += _weight(char)
-        if weight > REGEX_WEIGHT:
+        if weight > budget:
             break
         kept.append(char)
     return "".join(kept)
 
 
-def _containing(phrases: tuple[str, ...]) -> list[string_pb2.StringMatcher]:
-    """Regexes that, together, match a value holding one of `phrases`, ASCII case ignored."""
-    groups: list[list[str]] = [[]]
-    weight = 0
-    for phrase in sorted({_beginning(phrase) for phrase in phrases}):
-        heavy = sum(map(_weight, phrase))
-        if groups[-1] and weight + heavy > REGEX_WEIGHT:
-            groups.append([])
-            weight = 0
-        groups[-1].append(phrase)
-        weight += heavy
-    return [_regex(f"(?s).*(?i:{'|'.join(map(_literal, group))}).*") for group in groups if group]
+def _containing(phrases: tuple[str, ...]) -> list[_Alternative]:
+    """Alternatives that, together, match a value holding one of `phrases`, ASCII case
+    ignored."""
+    frame = 20
+    groups: list[tuple[list[str], int]] = []
+    for phrase in sorted({_beginning(phrase, REGEX_BUDGET - frame - 1) for phrase in phrases}):
+        weight = sum(map(_weight, phrase)) + 1
+        if not groups or groups[-1][1] + weight > REGEX_BUDGET - frame:
+            groups.append(([], 0))
+        group, total = groups[-1]
+        groups[-1] = ([*group, phrase], total + weight)
+    return [
+        _Alternative(f".*(?i:{'|'.join(map(_literal, group))}).*", frame + total)
+        for group, total in groups
+    ]
 
 
-def _watch(header: str, watch: Watch) -> list[Predicate]:
+def _packed(alternatives: list[_Alternative]) -> list[string_pb2.StringMatcher]:
+    """Regexes that, together, match what one of `alternatives` matches, each within
+    `REGEX_BUDGET`: every regex is one more scan of the value, so as few as fit."""
+    regexes: list[list[_Alternative]] = []
+    for alternative in alternatives:
+        if not regexes or sum(a.weight for a in regexes[-1]) + alternative.weight > REGEX_BUDGET:
+            regexes.append([])
+        regexes[-1].append(alternative)
+    return [_regex(f"(?s)(?:{'|'.join(a.pattern for a in group)})") for group in regexes]
+
+
+def _alternatives(watch: Watch) -> list[_Alternative]:
     if watch.present:
-        return [_header(header, _regex("(?s).*"))]
-    found = [_header(header, match) for match in _containing(watch.phrases)]
-    if watch.blanks:
-        found.append(_header(header, _regex("(?s).*[\\t-\\r ].*")))
-    return found
+        return [PRESENT]
+    return _containing(watch.phrases) + ([BLANKS] if watch.blanks else [])
+
+
+def _matching(header: str, alternatives: list[_Alternative]) -> list[Predicate]:
+    return [_header(header, regex) for regex in _packed(alternatives)]
+
+
+def _watched(
+    header: str, watch: Watch, gated: tuple[_Alternative, Predicate] | None
+) -> list[Predicate]:
+    """The predicates for `header`'s watch and for a check (`gated`: a gate on its length, and
+    a CEL predicate) asked only of values that pass the gate. When the watch and the gate fit
+    one regex, that regex screens the value first: a value that fits neither is scanned once."""
+    alternatives = _alternatives(watch)
+    watching = _matching(header, alternatives)
+    if gated is None:
+        return watching
+    gate, then = gated
+    screen = _packed([*alternatives, gate])
+    if alternatives and len(screen) == 1:
+        return [_all([_header(header, screen[0]), _any([*watching, then])])]
+    return [*watching, _all([*_matching(header, [gate]), then])]
 
 
 def _terms(found: Triggers) -> list[Predicate]:
@@ -184,18 +238,18 @@ def _terms(found: Triggers) -> list[Predicate]:
     if found.methods is not None:
         allowed = "|".join(_literal(method) for method in found.methods)
         terms.append(_not(_header(":method", _regex(allowed))))
-    terms += _watch(":path", found.target)
-    for name, watch in found.headers:
-        terms += _watch(":authority" if name == "host" else name, watch)
+    target_check = None
     if found.target_longer is not None:
         # a target of more bytes than that has more than a quarter as many characters
-        longer = _above(_target_bytes, found.target_longer)
-        terms.append(_gated(":path", found.target_longer // 4, longer))
+        target_check = (_gate(found.target_longer // 4), _above(_target_bytes, found.target_longer))
+    terms += _watched(":path", found.target, target_check)
+    for name, watch in found.headers:
+        terms += _watched(":authority" if name == "host" else name, watch, None)
     if found.content_length_above is not None:
         # `size` is the Content-Length when there is one; a larger one has as many digits
-        above = _above(_body_bytes, found.content_length_above)
         digits = len(str(found.content_length_above + 1))
-        terms.append(_gated("content-length", digits, above))
+        above = _above(_body_bytes, found.content_length_above)
+        terms += _watched("content-length", Watch(), (_gate(digits), above))
     if found.headers_longer is not None:
         # a header's name, ": " and value are over the size only if the request's headers,
         # counted as names and values (`total_size`), are over it less 2
