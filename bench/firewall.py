@@ -14,7 +14,8 @@ Needs wrk. Everything runs on 127.0.0.1: the proxy (Envoy --concurrency 1, HAPro
 nbthread 1) on CPU 0; wrk and the verdict service (`controlplane waf-serve`) on CPU 1. The
 route answers itself (a direct response), so no backend is measured. Every request carries a
 browser's User-Agent (the L7 rules check it, as they would on real traffic). Cases are played in
-interleaved rounds and the median is printed; the load average is printed before and after.
+interleaved rounds, each on a proxy started for it, and the median is printed; the load average
+is printed before and after. `bench/instructions.py` counts the same cases' instructions.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from controlplane.bench.procfs import cpu_times
+from controlplane.bench.procfs import processes_cpu_seconds as cpu_seconds
 from controlplane.haproxy.bundle import Bundle
 from controlplane.haproxy.render import render
 from controlplane.model import Config, parse_config, parse_text
@@ -144,19 +147,6 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time of processes (clock ticks of /proc/<pid>/stat); a process
-    gone meanwhile counts nothing."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def with_children(pid: int | None) -> list[int]:
     """`pid` and its children (HAProxy's master and its workers)."""
     return [pid, *_children(pid)] if pid is not None else []
@@ -207,74 +197,86 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
     service_pids = _children(verdicts.pid) if verdicts.pid else []
     for pid in service_pids:
         os.sched_setaffinity(pid, {1})
-    workdir = Path(tempfile.mkdtemp(prefix="fwbench-"))
-    proxies = [envoy(), haproxy(workdir)]
+    starts: dict[str, Callable[[], Proxy]] = {
+        "envoy": envoy,
+        "haproxy": lambda: haproxy(Path(tempfile.mkdtemp(prefix="fwbench-"))),
+    }
     figures: dict[tuple[str, str, bool], list[float]] = {}
     proxy_cpu: dict[tuple[str, str], list[float]] = {}
-    crs_cpu: dict[str, list[float]] = {p.name: [] for p in proxies}
-    try:
-        for _ in range(args.rounds):
-            for proxy in proxies:
-                for case in args.cases:
+    kernel: dict[tuple[str, str], list[float]] = {}
+    crs_cpu: dict[str, list[float]] = {name: [] for name in starts}
+    for _ in range(args.rounds):
+        for name, start in starts.items():
+            for case in args.cases:
+                # a fresh proxy for each case: none runs on what an earlier one left behind
+                # (draining listeners, Lua states)
+                proxy = start()
+                try:
                     port = free_port()
                     proxy.apply(config(case, port, verdicts.address))
                     # the Lua's cost per request is the point: no storm of new connections
                     for close in (False,) if case == "l7-encoded" else (False, True):
                         pids = proxy.pids()
                         before = cpu_seconds(service_pids)
-                        before_proxy = cpu_seconds(pids)
+                        user_before, system_before = cpu_times(pids)
                         path = ENCODED_PATH if case == "l7-encoded" else PATH
                         rate, count = wrk(port, args.seconds, close, path)
                         used = cpu_seconds(service_pids) - before
-                        per_request = 1e6 * (cpu_seconds(pids) - before_proxy) / max(count, 1)
-                        figures.setdefault((proxy.name, case, close), []).append(rate)
+                        user_after, system_after = cpu_times(pids)
+                        user, system = user_after - user_before, system_after - system_before
+                        per_request = 1e6 * (user + system) / max(count, 1)
+                        figures.setdefault((name, case, close), []).append(rate)
                         how = "new connections" if close else "keep-alive"
                         print(
-                            f"  {proxy.name} {case} {how}: {rate:.0f}/s, "
+                            f"  {name} {case} {how}: {rate:.0f}/s, "
                             f"{per_request:.1f} us CPU/request",
                             file=sys.stderr,
                         )
                         if not close:
-                            proxy_cpu.setdefault((proxy.name, case), []).append(per_request)
+                            proxy_cpu.setdefault((name, case), []).append(per_request)
+                            kernel.setdefault((name, case), []).append(
+                                system / max(user + system, 1e-9)
+                            )
                         if case == "crs" and not close:
-                            crs_cpu[proxy.name].append(1000 * used / max(count, 1))
-    finally:
-        for proxy in proxies:
-            proxy.stop()
+                            crs_cpu[name].append(1000 * used / max(count, 1))
+                finally:
+                    proxy.stop()
     print(
         f"## req/s (wrk -t1 -c50 -d{args.seconds}s, keep-alive) and new connections/s "
         f"(Connection: close), median of {args.rounds} interleaved rounds"
     )
     print(
         f"{'proxy':<8} {'case':<16} {'req/s':>8} {'vs none':>8} {'conn/s':>8} {'vs none':>8} "
-        f"{'us CPU/req':>10} {'least':>6} {'rate it allows':>14}"
+        f"{'us CPU/req':>10} {'least':>6} {'kernel':>6} {'rate it allows':>14}"
     )
-    for proxy in proxies:
-        base = {close: statistics.median(figures[(proxy.name, "none", close)]) for close in (0, 1)}
-        base_cpu = statistics.median(proxy_cpu[(proxy.name, "none")])
+    for name in starts:
+        base = {close: statistics.median(figures[(name, "none", close)]) for close in (0, 1)}
+        base_cpu = statistics.median(proxy_cpu[(name, "none")])
         for case in args.cases:
-            kept = statistics.median(figures[(proxy.name, case, False)])
-            new = statistics.median(figures.get((proxy.name, case, True), [float("nan")]))
-            cpu = statistics.median(proxy_cpu[(proxy.name, case)])
-            least = min(proxy_cpu[(proxy.name, case)])
+            kept = statistics.median(figures[(name, case, False)])
+            new = statistics.median(figures.get((name, case, True), [float("nan")]))
+            cpu = statistics.median(proxy_cpu[(name, case)])
+            least = min(proxy_cpu[(name, case)])
+            in_kernel = statistics.median(kernel[(name, case)])
             print(
-                f"{proxy.name:<8} {case:<16} {kept:>8.0f} {kept / base[0] - 1:>+8.1%} "
+                f"{name:<8} {case:<16} {kept:>8.0f} {kept / base[0] - 1:>+8.1%} "
                 f"{new:>8.0f} {new / base[1] - 1:>+8.1%} {cpu:>10.1f} {least:>6.1f} "
-                f"{base_cpu / cpu - 1:>+14.1%}"
+                f"{in_kernel:>6.0%} {base_cpu / cpu - 1:>+14.1%}"
             )
     print(
         "(least: the round with the least CPU per request, the one others' work disturbed "
-        "least; rate it allows: the keep-alive rate one saturated core would reach with the "
-        "case's CPU per request, against none's)"
+        "least; kernel: the share of that CPU spent in the kernel, which bench/instructions.py "
+        "does not count; rate it allows: the keep-alive rate one saturated core would reach "
+        "with the case's CPU per request, against none's)"
     )
     if "crs" not in args.cases:
         return
     print()
     print(f"## verdict service ({args.workers} worker(s), CPU 1): CPU per CRS request")
-    for proxy in proxies:
-        ms = statistics.median(crs_cpu[proxy.name])
+    for name in starts:
+        ms = statistics.median(crs_cpu[name])
         per_core = 1000 / ms if ms else 0.0
-        print(f"{proxy.name:<8} {ms:.3f} ms CPU per request -> {per_core:.0f} req/s per core")
+        print(f"{name:<8} {ms:.3f} ms CPU per request -> {per_core:.0f} req/s per core")
 
 
 def detection(verdicts: VerdictService) -> None:

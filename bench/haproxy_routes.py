@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from controlplane.bench.procfs import processes_cpu_seconds as cpu_seconds
 from controlplane.haproxy.bundle import Bundle
 from controlplane.haproxy.render import render
 from controlplane.model import Config, parse_config
@@ -144,16 +145,6 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.02)
     raise TimeoutError(f"nothing listens on {port}")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of the processes, from /proc/<pid>/stat."""
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def measured(manager: HAProxyManager, port: int, count: int, seconds: int) -> tuple[float, float]:

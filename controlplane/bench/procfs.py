@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -12,6 +13,25 @@ def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of process `pid` (all its threads) so far, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_times(pids: Iterable[int]) -> tuple[float, float]:
+    """User and system CPU time of processes together so far, in seconds; a process gone
+    meanwhile counts nothing."""
+    user = system = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / TICKS, system / TICKS
+
+
+def processes_cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU time of processes together so far, in seconds."""
+    return sum(cpu_times(pids))
 
 
 def rss_bytes(pid: int) -> int:
