@@ -312,22 +312,30 @@ def detection(verdicts: VerdictService) -> None:
                 proxy.stop()
 
 
+def parsed_with_cases(
+    parser: argparse.ArgumentParser, cases: tuple[str, ...]
+) -> argparse.Namespace:
+    """The command line, with `--cases`: some of `cases`, `none` (the baseline) among them."""
+    parser.add_argument(
+        "--cases",
+        type=lambda text: tuple(text.split(",")),
+        default=cases,
+        help=f"comma-separated, among {','.join(cases)} (none is the baseline: keep it)",
+    )
+    args = parser.parse_args()
+    unknown = set(args.cases) - set(cases)
+    if unknown or "none" not in args.cases:
+        parser.error(f"--cases: unknown {sorted(unknown)}" if unknown else "--cases needs none")
+    return args
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
-        "--cases",
-        type=lambda text: tuple(text.split(",")),
-        default=CASES,
-        help=f"comma-separated, among {','.join(CASES)} (none is the baseline: keep it)",
-    )
     parser.add_argument("--no-corpus", action="store_true", help="skip the detection rates")
-    args = parser.parse_args()
-    unknown = set(args.cases) - set(CASES)
-    if unknown or "none" not in args.cases:
-        parser.error(f"--cases: unknown {sorted(unknown)}" if unknown else "--cases needs none")
+    args = parsed_with_cases(parser, CASES)
     os.sched_setaffinity(0, {0})
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     began = time.monotonic()

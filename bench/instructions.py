@@ -190,16 +190,7 @@ def instructions(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument(
-        "--cases",
-        type=lambda text: tuple(text.split(",")),
-        default=CASES,
-        help=f"comma-separated, among {','.join(CASES)} (none is the baseline: keep it)",
-    )
-    args = parser.parse_args()
-    unknown = set(args.cases) - set(CASES)
-    if unknown or "none" not in args.cases:
-        parser.error(f"--cases: unknown {sorted(unknown)}" if unknown else "--cases needs none")
+    args = cases.parsed_with_cases(parser, CASES)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
     os.sched_setaffinity(0, {1})
