@@ -34,6 +34,7 @@ from tests.harness.clients import http
 from tests.harness.envoy import EnvoyProcess, wait_for
 from tests.harness.loop_thread import LoopThread
 from tests.harness.ports import SharedPortListener, connect_times, free_port
+from tests.harness.processes import wait_gone
 from tests.harness.served import ServedServer
 
 pytestmark = [pytest.mark.envoy, pytest.mark.haproxy, pytest.mark.timeout(180)]
@@ -201,19 +202,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 lab.stop()
                 lab.api.close()
                 thread.close()
-
-
-def wait_gone(pid: int) -> None:
-    """Until the process is gone (or a zombie): its sockets are closed then."""
-
-    def gone() -> bool:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return True
-        return state in ("Z", "X")
-
-    wait_for(f"process {pid} to exit", gone, WAIT)
 
 
 def test_a_killed_local_haproxy_is_reported_down_then_restarted(lab: Lab) -> None:
