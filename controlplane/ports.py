@@ -1,6 +1,6 @@
-"""Free ports for the listeners the product starts on this machine (the demo, the lab, the
-bench) and its tests start: ports outside the kernel's ephemeral range, so that no outgoing
-connection can take one between the moment it is chosen and the moment a proxy binds it."""
+"""Free ports for the listeners the lab, the benches and the tests start on this machine:
+ports outside the kernel's ephemeral range, so that no outgoing connection can take one
+between the moment it is chosen and the moment a proxy binds it."""
 
 import functools
 import random
