@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +41,7 @@ from controlplane.envoy.bootstrap import bootstrap
 from controlplane.haproxy.render import render
 from controlplane.model import Config
 from controlplane.ports import free_port
-from controlplane.proxies.envoy import envoy_binary
+from controlplane.proxies.envoy import envoy_binary, wait_for
 from controlplane.proxies.haproxy.manager import bundle_files
 
 CASES = ("none", "addresses", "l7", "l7-encoded", "l7-other-route")
@@ -93,41 +92,38 @@ def haproxy_command(config: Config, workdir: Path) -> list[str]:
     return [haproxy, "-db", "-f", str(workdir / "haproxy.cfg")]
 
 
-def request(port: int, path: str, connection: http.client.HTTPConnection | None) -> None:
-    """One request, on `connection` or on a new connection closed after it."""
-    client = connection or http.client.HTTPConnection(cases.LOOPBACK, port, timeout=120)
+def requests(port: int, path: str, count: int, keep_alive: bool) -> None:
+    """`count` requests, on one connection with `keep_alive`, else each on a new one."""
     headers = {"Host": cases.HOST, "User-Agent": cases.USER_AGENT}
-    if connection is None:
+    if not keep_alive:
         headers["Connection"] = "close"
-    client.request("GET", path, headers=headers)
-    answer = client.getresponse()
-    answer.read()
-    if answer.status != 200:
-        raise RuntimeError(f"the proxy answered {answer.status}")
-    if connection is None:
+    client = http.client.HTTPConnection(cases.LOOPBACK, port, timeout=120)
+    try:
+        for _ in range(count):
+            client.request("GET", path, headers=headers)
+            answer = client.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"the proxy answered {answer.status}")
+            if not keep_alive:
+                client.close()  # the next request opens a new connection
+    finally:
         client.close()
 
 
-def requests(port: int, path: str, count: int, keep_alive: bool) -> None:
-    connection = http.client.HTTPConnection(cases.LOOPBACK, port, timeout=120)
-    try:
-        for _ in range(count):
-            request(port, path, connection if keep_alive else None)
-    finally:
-        connection.close()
-
-
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until the proxy listens on `port` (valgrind starts one in tens of seconds)."""
+
+    def listening() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"the proxy exited ({process.returncode}) before listening")
         try:
             socket.create_connection((cases.LOOPBACK, port), timeout=1).close()
-            return
         except OSError:
-            time.sleep(0.2)  # valgrind starts a proxy in tens of seconds; nothing to wait on
-    raise TimeoutError(f"nothing listens on {port} after {timeout}s")
+            return False
+        return True
+
+    wait_for(f"the proxy to listen on {port}", listening, timeout, every=0.2)
 
 
 @contextmanager
