@@ -389,7 +389,8 @@ async def _clients(
 async def _settle(wave: list[asyncio.Event], timeout: float = 120.0) -> int:
     """Wait for a wave of streams to receive everything; how many did not (then forgotten)."""
     try:
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in wave)), timeout)
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(e.wait() for e in wave))
         stuck = 0
     except TimeoutError:
         stuck = sum(1 for e in wave if not e.is_set())

@@ -27,9 +27,12 @@ class Waiter:
     event: asyncio.Event
 
     async def wait(self, timeout: float) -> bool:
-        """Wait until woken or `timeout` seconds passed; whether it was woken."""
+        """Wait until woken or `timeout` seconds passed; whether it was woken. A cancel is
+        never lost, even one that comes as the waiter is woken (`asyncio.wait_for` loses it on
+        Python 3.11: a task that loops on a waiter would then never end)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), max(0.0, timeout))
+            async with asyncio.timeout(max(0.0, timeout)):
+                await self.event.wait()
         return self.event.is_set()
 
 

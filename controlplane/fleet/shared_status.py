@@ -94,11 +94,9 @@ class SharedStatus:
         self._unsubscribe()
         self._cancel_index()
         for task in self._tasks:
-            # Cancelled again until done: `asyncio.wait_for` (3.11) may swallow a cancel that
-            # comes as the awaited event is set.
-            while not task.done():
-                task.cancel()
-                await asyncio.wait({task}, timeout=0.1)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self._tasks = []
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self.store.report, self.replica, -1.0, {})
@@ -194,7 +192,8 @@ class SharedStatus:
         assert self._poke is not None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self.lease / 3)
+                async with asyncio.timeout(self.lease / 3):
+                    await self._poke.wait()
             self._poke.clear()
             try:
                 await self._refresh()

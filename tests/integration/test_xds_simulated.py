@@ -61,7 +61,8 @@ async def serving(snapshot: Snapshot | None = None) -> AsyncIterator[Server]:
 
 
 async def read(call: Any) -> Any:
-    return await asyncio.wait_for(call.read(), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        return await call.read()
 
 
 async def until(what: str, check: Callable[[], bool]) -> None:
@@ -70,7 +71,8 @@ async def until(what: str, check: Callable[[], bool]) -> None:
             await asyncio.sleep(0.002)
 
     try:
-        await asyncio.wait_for(poll(), TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            await poll()
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
 

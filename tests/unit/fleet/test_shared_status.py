@@ -119,7 +119,8 @@ def test_a_wait_on_one_replica_ends_when_the_other_replicas_proxy_runs_the_revis
         assert not waiting.done()  # the Envoy on b still runs 1
         b.publish(2, "v2")
         envoy_takes(b.ledger, "v2")
-        result = await asyncio.wait_for(waiting, WAIT)
+        async with asyncio.timeout(WAIT):
+            result = await waiting
         assert result.converged and [p.id for p in result.acked] == [ENVOY]
 
     run(scenario)

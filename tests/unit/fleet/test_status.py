@@ -168,7 +168,8 @@ def test_wait_returns_only_once_the_revision_is_published() -> None:
         index.record(2, "haproxy", "edge", "h2")
         index.complete(2)
         ledger.record_apply(HAPROXY, "edge", "haproxy", "h2", True)
-        result = await asyncio.wait_for(waiting, 5)
+        async with asyncio.timeout(5):
+            result = await waiting
         assert result.converged and [p.revision for p in result.proxies] == [2, 2]
 
     asyncio.run(scenario())
@@ -190,7 +191,8 @@ def test_wait_reports_a_refusal_once_no_proxy_is_pending() -> None:
         await asyncio.sleep(0.05)
         assert not waiting.done()  # the HAProxy has not answered yet
         ledger.record_apply(HAPROXY, "edge", "haproxy", "h2", True)
-        result = await asyncio.wait_for(waiting, 5)
+        async with asyncio.timeout(5):
+            result = await waiting
 
         assert not result.converged
         assert [p.id for p in result.refused] == [ENVOY]
@@ -294,7 +296,8 @@ def test_an_open_wait_costs_nothing_while_nothing_changes_and_one_standing_per_c
             ledger.sent("envoy-999", t, f"e1/{t}", "e1")
             ledger.acked("envoy-999", t, f"e1/{t}")
             ledger.synced("envoy-999", t, "e1")
-        result = await asyncio.wait_for(waiting, 5)
+        async with asyncio.timeout(5):
+            result = await waiting
 
         assert result.converged and len(result.proxies) == 1000
         assert set(computed) == {"envoy-999"}

@@ -165,7 +165,8 @@ def test_wait_for_change_wakes_on_a_set_from_another_thread() -> None:
         await asyncio.sleep(0)
         setter = threading.Thread(target=cache.set_snapshot, args=("g", snap([("/", "b")])))
         setter.start()
-        got = await asyncio.wait_for(waiting, 5)
+        async with asyncio.timeout(5):
+            got = await waiting
         setter.join()
         return got.version
 
