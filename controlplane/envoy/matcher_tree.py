@@ -28,7 +28,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.type.matcher.v3 import http_inputs_pb2
 from google.protobuf.message import Message
 from xds.core.v3 import extension_pb2
-from xds.type.matcher.v3 import matcher_pb2
+from xds.type.matcher.v3 import matcher_pb2, string_pb2
 
 from ..model import Route, VirtualHost, ordered_routes
 from .common import packed
@@ -128,4 +128,24 @@ def tree_for(
 def _route_list(routes: Sequence[Route], build: RouteBuilder) -> matcher_pb2.Matcher.OnMatch:
     return matcher_pb2.Matcher.OnMatch(
         action=_typed("routes", rc.RouteList(routes=[build(r) for r in routes]))
+    )
+
+
+def first_when(
+    header: str, contains: str, route: rc.Route, tree: matcher_pb2.Matcher
+) -> matcher_pb2.Matcher:
+    """`tree`, except that a request whose `header` holds `contains` takes `route`."""
+    holds = matcher_pb2.Matcher.MatcherList.Predicate(
+        single_predicate=matcher_pb2.Matcher.MatcherList.Predicate.SinglePredicate(
+            input=_typed(header, http_inputs_pb2.HttpRequestHeaderMatchInput(header_name=header)),
+            value_match=string_pb2.StringMatcher(contains=contains),
+        )
+    )
+    entry = matcher_pb2.Matcher.MatcherList.FieldMatcher(
+        predicate=holds,
+        on_match=matcher_pb2.Matcher.OnMatch(action=_typed("routes", rc.RouteList(routes=[route]))),
+    )
+    return matcher_pb2.Matcher(
+        matcher_list=matcher_pb2.Matcher.MatcherList(matchers=[entry]),
+        on_no_match=matcher_pb2.Matcher.OnMatch(matcher=tree),
     )

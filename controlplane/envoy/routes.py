@@ -9,7 +9,7 @@ from __future__ import annotations
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
-from envoy.type.matcher.v3 import regex_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from google.protobuf import wrappers_pb2
 
 from ..model import (
@@ -64,9 +64,14 @@ def route_configuration(
             vhost, key, lambda v: virtual_host(v, affinities, RouteScope(own, v, facts))
         )
 
+    vhosts = [compiled(vhost) for vhost in listener.virtual_hosts]
+    if not any("*" in vhost.domains for vhost in listener.virtual_hosts):
+        vhosts.append(
+            rc.VirtualHost(name=COMMA_HOSTS, domains=["*"], routes=[host_with_a_comma(COMMA_HOSTS)])
+        )
     result = route_pb2.RouteConfiguration(
         name=listener.name,
-        virtual_hosts=[compiled(vhost) for vhost in listener.virtual_hosts],
+        virtual_hosts=vhosts,
         request_headers_to_remove=list(ENVOY_ADDRESS_HEADERS),
     )
     if listener.forwarded_for:
@@ -105,12 +110,37 @@ def virtual_host(vhost: VirtualHost, affinities: Affinities, scope: RouteScope) 
         return route(model_route, names[id(model_route)], affinities, scope)
 
     result = rc.VirtualHost(name=vhost.name, domains=list(vhost.domains))
+    refusing = host_with_a_comma(vhost.name)
     tree = matcher_tree.tree_for(vhost, build, matcher_tree.TREE_MIN_ROUTES)
     if tree is not None:
-        result.matcher.CopyFrom(tree)
+        result.matcher.CopyFrom(matcher_tree.first_when(":authority", ",", refusing, tree))
     else:
-        result.routes.extend(build(r) for r in ordered_routes(vhost.routes))
+        result.routes.extend([refusing, *(build(r) for r in ordered_routes(vhost.routes))])
     return result
+
+
+COMMA_HOSTS = "~host-with-a-comma"
+"""The virtual host, on a listener without a `*` host, that takes the Hosts holding a comma
+the listener's domains do not (a `~` is in no model name); it has no other route, so any
+other Host it takes finds no route, as it would find no host: 404."""
+
+
+def host_with_a_comma(vhost_name: str) -> rc.Route:
+    """The route every virtual host begins with: 400 for a Host holding a comma, whichever
+    host its text would reach. Envoy joins several Host headers with commas into one, where
+    HAProxy refuses them (when they differ)."""
+    return rc.Route(
+        name=f"{vhost_name}/host-with-a-comma",
+        match=rc.RouteMatch(
+            prefix="/",
+            headers=[
+                rc.HeaderMatcher(
+                    name=":authority", string_match=string_pb2.StringMatcher(contains=",")
+                )
+            ],
+        ),
+        direct_response=rc.DirectResponseAction(status=400),
+    )
 
 
 def route_name(rid: RouteId) -> str:

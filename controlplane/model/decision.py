@@ -257,6 +257,7 @@ class Action:
       route whose backends all weigh 0);
     - `preflight`: 200 from the proxy itself, a CORS preflight from an allowed origin;
     - `not_found`: 404, no virtual host or route takes it;
+    - `bad_request`: 400, its Host holds a comma (how several Host headers reach a proxy);
     - `refused`: 403, an upgrade the route does not allow, the firewall blocks it (block
       mode: L7 rules matched), or a request without the header its rate limit requires;
     - `closed`: a tls listener closes a connection no SNI route takes, or address rules
@@ -264,7 +265,14 @@ class Action:
     """
 
     kind: Literal[
-        "forward", "redirect", "direct_response", "preflight", "not_found", "refused", "closed"
+        "forward",
+        "redirect",
+        "direct_response",
+        "preflight",
+        "not_found",
+        "bad_request",
+        "refused",
+        "closed",
     ]
     status: int | None = None
     backends: list[BackendShare] = field(default_factory=list)
@@ -673,6 +681,9 @@ def decide(config: Config, request: Request) -> Decision:
             if found
             else TlsChoice("certificate", 0, None, "no server name matched: the first certificate")
         )
+    if "," in (request.host or ""):
+        action = Action("bad_request", status=400, reason="the Host holds a comma")
+        return Decision(request, chosen, action, tls)
     host = choose_virtual_host(listener, request.host_name())
     if host is None:
         action = Action("not_found", status=404, reason="no virtual host takes this Host")

@@ -34,6 +34,16 @@ CASES = {
         400,
         400,
     ),
+    "several Host headers": (
+        f"GET /ok HTTP/1.1\r\n{HOST}Host: evil.test\r\n{CLOSE}\r\n",
+        400,
+        400,
+    ),
+    "a Host holding a comma": (
+        f"GET /ok HTTP/1.1\r\nHost: shop.example.com,evil.test\r\n{CLOSE}\r\n",
+        400,
+        400,
+    ),
     "Content-Length beside chunked": (
         f"POST /ok HTTP/1.1\r\n{HOST}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n{CLOSE}"
         "\r\n5\r\nhello\r\n0\r\n\r\n",

@@ -110,7 +110,9 @@ def test_both_forms_are_what_they_claim(envoys: tuple[EnvoyTarget, int, EnvoyTar
     tree, _, plain, _ = envoys
     assert tree.resources is not None and plain.resources is not None
     assert tree.resources.routes["web"].virtual_hosts[0].HasField("matcher")
-    assert len(plain.resources.routes["web"].virtual_hosts[0].routes) == 162
+    assert (
+        len(plain.resources.routes["web"].virtual_hosts[0].routes) == 1 + 162
+    )  # the Host-with-a-comma route, then the host's
 
 
 def test_tree_and_list_choose_the_same_route(
@@ -132,3 +134,12 @@ def test_tree_and_list_choose_the_same_route(
     assert not mismatches[:20], f"{len(mismatches)} requests differ"
     assert len(chosen) > 60, chosen  # the requests reach many different routes
     assert chosen["404"] > 0
+
+
+def test_both_forms_refuse_a_host_holding_a_comma_before_any_route(
+    envoys: tuple[EnvoyTarget, int, EnvoyTarget, int],
+) -> None:
+    _, tree_port, _, list_port = envoys
+    for port in (tree_port, list_port):
+        with HttpSession("127.0.0.1", port, host_header="a.test,b.test") as session:
+            assert session.request("/", "GET", []).status == 400

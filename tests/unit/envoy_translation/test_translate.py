@@ -48,7 +48,34 @@ def http_config(*routes: dict[str, Any], **listener: Any) -> dict[str, Any]:
 
 
 def routes_of(resources: Resources) -> list[Any]:
-    return list(resources.routes["web"].virtual_hosts[0].routes)
+    """The routes of the first host, after the one every host begins with."""
+    first, *routes = resources.routes["web"].virtual_hosts[0].routes
+    assert first.name.endswith("/host-with-a-comma")
+    return routes
+
+
+def test_every_host_begins_by_refusing_a_host_holding_a_comma() -> None:
+    """Envoy joins several Host headers with commas: whichever host the joined text reaches,
+    and when it reaches none, the answer is 400 (as HAProxy's, which refuses them)."""
+    data = http_config({"backends": [{"cluster": "a"}]})
+    data["listeners"][0]["virtual_hosts"] = [
+        {"name": "shop", "domains": ["*.example.com"], "routes": [{"backends": [{"cluster": "a"}]}]}
+    ]
+    vhosts = translate(parse_config(data), "default").routes["web"].virtual_hosts
+    assert [(v.name, list(v.domains)) for v in vhosts] == [
+        ("shop", ["*.example.com"]),
+        ("~host-with-a-comma", ["*"]),
+    ]
+    for vhost in vhosts:
+        first = vhost.routes[0]
+        assert first.name == f"{vhost.name}/host-with-a-comma"
+        assert first.direct_response.status == 400
+        [header] = first.match.headers
+        assert (header.name, header.string_match.contains) == (":authority", ",")
+    assert len(vhosts[1].routes) == 1  # any other Host it takes finds no route: 404
+
+    with_any = translate(parse_config(http_config({"backends": [{"cluster": "a"}]})), "default")
+    assert [v.name for v in with_any.routes["web"].virtual_hosts] == ["site"]
 
 
 @pytest.mark.parametrize("source", INPUTS, ids=lambda p: p.stem)
@@ -244,10 +271,6 @@ def test_a_large_host_becomes_a_matcher_tree(monkeypatch: pytest.MonkeyPatch) ->
             {"name": "root", "backends": [{"cluster": "a"}]},
         )
     )
-    vhost = translate(config, "default").routes["web"].virtual_hosts[0]
-    assert not vhost.routes
-    tree = vhost.matcher.matcher_tree
-    assert sorted(tree.prefix_match_map.map) == ["/api", "/api/x"]
 
     def names(on_match: Any) -> list[str]:
         from envoy.config.route.v3 import route_components_pb2 as rc
@@ -256,11 +279,20 @@ def test_a_large_host_becomes_a_matcher_tree(monkeypatch: pytest.MonkeyPatch) ->
         assert on_match.action.typed_config.Unpack(routes)
         return [r.name for r in routes.routes]
 
+    vhost = translate(config, "default").routes["web"].virtual_hosts[0]
+    assert not vhost.routes
+    # the Host-with-a-comma route first, then the tree
+    [comma] = vhost.matcher.matcher_list.matchers
+    assert comma.predicate.single_predicate.value_match.contains == ","
+    assert names(comma.on_match) == ["site/host-with-a-comma"]
+    tree = vhost.matcher.on_no_match.matcher.matcher_tree
+    assert sorted(tree.prefix_match_map.map) == ["/api", "/api/x"]
+
     # /apix reaches key /api too: the api route's own match refuses it, `/` routes follow
     assert names(tree.prefix_match_map.map["/api"]) == ["api", "beta", "root"]
     # /api/xy reaches key /api/x: the exact route refuses it, the /api route takes it
     assert names(tree.prefix_match_map.map["/api/x"]) == ["x", "api"]
-    assert names(vhost.matcher.on_no_match) == ["beta", "root"]
+    assert names(vhost.matcher.on_no_match.matcher.on_no_match) == ["beta", "root"]
 
 
 def test_hosts_with_regex_routes_keep_the_list(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -274,4 +306,4 @@ def test_hosts_with_regex_routes_keep_the_list(monkeypatch: pytest.MonkeyPatch) 
         )
     )
     vhost = translate(config, "default").routes["web"].virtual_hosts[0]
-    assert not vhost.HasField("matcher") and len(vhost.routes) == 2
+    assert not vhost.HasField("matcher") and len(vhost.routes) == 1 + 2
