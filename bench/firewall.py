@@ -8,14 +8,17 @@ and both. Beside each rate, the proxy's CPU time per request (user + system from
 its processes): on a shared machine a steadier measure of a policy's cost than req/s.
 
     .venv/bin/python bench/firewall.py [--seconds 3] [--rounds 3] [--workers 1]
-        [--cases none,l7,...] [--no-corpus]
+        [--cases none,l7,...] [--no-corpus] [--upstream]
 
 Needs wrk. Everything runs on 127.0.0.1: the proxy (Envoy --concurrency 1, HAProxy
 nbthread 1) on CPU 0; wrk and the verdict service (`controlplane waf-serve`) on CPU 1. The
-route answers itself (a direct response), so no backend is measured. Every request carries a
-browser's User-Agent (the L7 rules check it, as they would on real traffic). Cases are played in
-interleaved rounds, each on a proxy started for it, and the median is printed; the load average
-is printed before and after. `bench/instructions.py` counts the same cases' instructions.
+route answers itself (a direct response), so no backend is measured and every policy's cost
+shows in full; with `--upstream` it forwards to a backend (an HAProxy that answers every request
+itself, on CPU 1), as a load balancer does, and a policy's cost is a share of that. Every
+request carries a browser's User-Agent (the L7 rules check it, as they would on real traffic).
+Cases are played in interleaved rounds, each on a proxy started for it, and the median is
+printed; the load average is printed before and after. `bench/instructions.py` counts the
+same cases' instructions.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ import ipaddress
 import os
 import random
 import re
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +48,9 @@ from controlplane.bench.procfs import processes_cpu_seconds as cpu_seconds
 from controlplane.haproxy.bundle import Bundle
 from controlplane.haproxy.render import render
 from controlplane.model import Config, parse_config, parse_text
+from controlplane.proxies.envoy import wait_for
 from controlplane.proxies.haproxy.manager import HAProxyManager
+from controlplane.proxies.waf import VerdictServiceProcess
 from tests.firewall.corpus import EXAMPLE, Rates, corpus, example_config, verdict_of
 from tests.harness.backends import BackendFleet, BackendSpec
 from tests.harness.ports import free_port
@@ -68,7 +76,9 @@ def deny_list(count: int) -> list[str]:
     while len(found) < count:
         if rng.random() < 0.8:
             length = rng.choice([16, 20, 24, 28, 32])
-            address = ipaddress.IPv4Address(0x0A000000 + rng.getrandbits(24))
+            address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(
+                0x0A000000 + rng.getrandbits(24)
+            )
         else:
             length = rng.choice([48, 56, 64])
             address = ipaddress.IPv6Address((0x20010DB8 << 96) + rng.getrandbits(96))
@@ -84,12 +94,15 @@ def l7_rules() -> dict[str, Any]:
     return dict(firewall)
 
 
-def config(case: str, port: int, verdicts: str) -> Config:
-    route: dict[str, Any] = {
-        "match": {"path": {"prefix": "/api"}},
-        "direct_response": {"status": 200, "body": "ok"},
-    }
-    routes = [route]
+def config(case: str, port: int, verdicts: str, upstream: str | None = None) -> Config:
+    """The bench's config for `case`, its route answering itself or, with `upstream`,
+    forwarding to a backend there."""
+    answer: dict[str, Any] = (
+        {"backends": [{"cluster": "app"}]}
+        if upstream is not None
+        else {"direct_response": {"status": 200, "body": "ok"}}
+    )
+    routes: list[dict[str, Any]] = [{"match": {"path": {"prefix": "/api"}}, **answer}]
     listener: dict[str, Any] = {
         "name": "shop",
         "address": f"{LOOPBACK}:{port}",
@@ -102,17 +115,59 @@ def config(case: str, port: int, verdicts: str) -> Config:
     elif case in ("l7", "l7-encoded"):
         listener["firewall"] = l7_rules()
     elif case == "l7-other-route":
-        routes.append(
-            {
-                "match": {"path": {"prefix": "/admin"}},
-                "direct_response": {"status": 200, "body": "ok"},
-                "firewall": l7_rules(),
-            }
-        )
+        routes.append({"match": {"path": {"prefix": "/admin"}}, **answer, "firewall": l7_rules()})
     elif case == "crs":
         # a saturated service queues requests: the timeout must not turn them into 403s
         listener["firewall"] = {"crs": {"paranoia_level": 1, "service": verdicts, "timeout": "10s"}}
-    return parse_config({"listeners": [listener]})
+    clusters = [{"name": "app", "endpoints": [{"address": upstream}]}] if upstream else []
+    return parse_config({"listeners": [listener], "clusters": clusters})
+
+
+UPSTREAM_CFG = """global
+    nbthread 1
+defaults
+    mode http
+    timeout client 30s
+    timeout connect 5s
+    timeout server 30s
+frontend upstream
+    bind {address}
+    http-request return status 200 content-type text/plain string ok
+"""
+
+
+@contextmanager
+def upstream() -> Iterator[str]:
+    """The address of a backend that answers every request itself (an HAProxy on CPU 1, so
+    that it costs the proxy under test nothing but the forwarding), stopped on leaving."""
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        raise SystemExit("haproxy is not installed")
+    address = f"{LOOPBACK}:{free_port()}"
+    with tempfile.TemporaryDirectory(prefix="fwupstream-") as workdir:
+        cfg = Path(workdir) / "upstream.cfg"
+        cfg.write_text(UPSTREAM_CFG.format(address=address))
+        command = ["taskset", "-c", "1", haproxy, "-db", "-f", str(cfg)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            host, port = address.rsplit(":", 1)
+            wait_for(f"the upstream on {address}", lambda: _listening(host, int(port)), 10)
+            yield address
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def one_thread(bundle: Bundle) -> Bundle:
@@ -193,7 +248,11 @@ def haproxy(workdir: Path) -> Proxy:
     return Proxy("haproxy", apply, manager.stop, lambda: with_children(manager.master_pid))
 
 
-def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
+def throughput(
+    args: argparse.Namespace, verdicts: VerdictServiceProcess, target: str | None
+) -> None:
+    """Each case's rates and the proxy's CPU per request, the route answering itself or
+    forwarding to `target`."""
     service_pids = _children(verdicts.pid) if verdicts.pid else []
     for pid in service_pids:
         os.sched_setaffinity(pid, {1})
@@ -213,7 +272,7 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
                 proxy = start()
                 try:
                     port = free_port()
-                    proxy.apply(config(case, port, verdicts.address))
+                    proxy.apply(config(case, port, verdicts.address, target))
                     # the Lua's cost per request is the point: no storm of new connections
                     for close in (False,) if case == "l7-encoded" else (False, True):
                         pids = proxy.pids()
@@ -241,16 +300,17 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
                             crs_cpu[name].append(1000 * used / max(count, 1))
                 finally:
                     proxy.stop()
+    answered = f"forwarded to an upstream at {target}" if target else "answered by the route"
     print(
         f"## req/s (wrk -t1 -c50 -d{args.seconds}s, keep-alive) and new connections/s "
-        f"(Connection: close), median of {args.rounds} interleaved rounds"
+        f"(Connection: close), median of {args.rounds} interleaved rounds; requests {answered}"
     )
     print(
         f"{'proxy':<8} {'case':<16} {'req/s':>8} {'vs none':>8} {'conn/s':>8} {'vs none':>8} "
         f"{'us CPU/req':>10} {'least':>6} {'kernel':>6} {'rate it allows':>14}"
     )
     for name in starts:
-        base = {close: statistics.median(figures[(name, "none", close)]) for close in (0, 1)}
+        base = {close: statistics.median(figures[(name, "none", close)]) for close in (False, True)}
         base_cpu = statistics.median(proxy_cpu[(name, "none")])
         for case in args.cases:
             kept = statistics.median(figures[(name, case, False)])
@@ -259,8 +319,8 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
             least = min(proxy_cpu[(name, case)])
             in_kernel = statistics.median(kernel[(name, case)])
             print(
-                f"{name:<8} {case:<16} {kept:>8.0f} {kept / base[0] - 1:>+8.1%} "
-                f"{new:>8.0f} {new / base[1] - 1:>+8.1%} {cpu:>10.1f} {least:>6.1f} "
+                f"{name:<8} {case:<16} {kept:>8.0f} {kept / base[False] - 1:>+8.1%} "
+                f"{new:>8.0f} {new / base[True] - 1:>+8.1%} {cpu:>10.1f} {least:>6.1f} "
                 f"{in_kernel:>6.0%} {base_cpu / cpu - 1:>+14.1%}"
             )
     print(
@@ -279,7 +339,7 @@ def throughput(args: argparse.Namespace, verdicts: VerdictService) -> None:
         print(f"{name:<8} {ms:.3f} ms CPU per request -> {per_core:.0f} req/s per core")
 
 
-def detection(verdicts: VerdictService) -> None:
+def detection(verdicts: VerdictServiceProcess) -> None:
     requests = corpus()
     print()
     print(
@@ -335,12 +395,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--no-corpus", action="store_true", help="skip the detection rates")
+    parser.add_argument(
+        "--upstream", action="store_true", help="forward to a backend, not a direct response"
+    )
     args = parsed_with_cases(parser, CASES)
     os.sched_setaffinity(0, {0})
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     began = time.monotonic()
-    with VerdictService(workers=args.workers) as verdicts:
-        throughput(args, verdicts)
+    forwarding = upstream() if args.upstream else nullcontext(None)
+    with VerdictService(workers=args.workers) as verdicts, forwarding as target:
+        throughput(args, verdicts, target)
         if not args.no_corpus:
             detection(verdicts)
     print(

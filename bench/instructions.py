@@ -3,14 +3,16 @@ callgrind): a count the machine's other work cannot disturb, where CPU time here
 factor of two between runs of the same case. The cases and the request are
 `bench/firewall.py`'s; the CRS case is left out (its cost is the verdict service's).
 
-    .venv/bin/python bench/instructions.py [--requests 3000] [--cases none,l7,...]
+    .venv/bin/python bench/instructions.py [--requests 3000] [--cases none,l7,...] [--upstream]
 
 Needs valgrind. Each proxy runs alone under callgrind on CPU 0: Envoy on a static bootstrap
 of the very resources xDS serves it (routes inlined, the runtime of `envoy-bootstrap`),
 HAProxy on the rendered bundle (one thread). A client on CPU 1 sends the request over one
 keep-alive connection (and, for `none` and `addresses`, each on a new connection, where the
 address rules do their work): a warm-up, the counters zeroed, `--requests` requests, the
-counters dumped. Only the proxy's instructions between the two are counted.
+counters dumped. Only the proxy's instructions between the two are counted. With `--upstream`
+the route forwards each request to a backend (`bench/firewall.py`'s, on CPU 1) instead of
+answering it: the proxy's whole job as a load balancer, of which a policy's cost is a share.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -162,11 +164,16 @@ def counted(pid: int, stem: Path, dump: str) -> int:
 
 
 def instructions(
-    build: Callable[[Config, Path], list[str]], case: str, count: int, keep_alive: bool
+    build: Callable[[Config, Path], list[str]],
+    case: str,
+    count: int,
+    keep_alive: bool,
+    target: str | None,
 ) -> float:
-    """Instructions per request of one proxy in one case."""
+    """Instructions per request of one proxy in one case, its route answering itself or
+    forwarding to `target`."""
     port = free_port()
-    config = cases.config(case, port, f"{cases.LOOPBACK}:1")
+    config = cases.config(case, port, f"{cases.LOOPBACK}:1", target)
     path = cases.ENCODED_PATH if case == "l7-encoded" else cases.PATH
     workdir = Path(tempfile.mkdtemp(prefix="instructions-"))
     try:
@@ -186,20 +193,25 @@ def instructions(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument(
+        "--upstream", action="store_true", help="forward to a backend, not a direct response"
+    )
     args = cases.parsed_with_cases(parser, CASES)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("needs valgrind (apt-get install valgrind)")
     os.sched_setaffinity(0, {1})
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     rows: list[tuple[str, str, str, float]] = []
-    for proxy, build in (("envoy", envoy_command), ("haproxy", haproxy_command)):
-        for case in args.cases:
-            for keep_alive in (True, False) if case in PER_CONNECTION else (True,):
-                per_request = instructions(build, case, args.requests, keep_alive)
-                how = "keep-alive" if keep_alive else "new connections"
-                print(f"  {proxy} {case} {how}: {per_request:,.0f}", file=sys.stderr)
-                rows.append((proxy, case, how, per_request))
-    print(f"## instructions per request (callgrind), {args.requests} requests a case")
+    with cases.upstream() if args.upstream else nullcontext(None) as target:
+        for proxy, build in (("envoy", envoy_command), ("haproxy", haproxy_command)):
+            for case in args.cases:
+                for keep_alive in (True, False) if case in PER_CONNECTION else (True,):
+                    per_request = instructions(build, case, args.requests, keep_alive, target)
+                    how = "keep-alive" if keep_alive else "new connections"
+                    print(f"  {proxy} {case} {how}: {per_request:,.0f}", file=sys.stderr)
+                    rows.append((proxy, case, how, per_request))
+    answered = "forwarded to an upstream" if args.upstream else "answered by the route"
+    print(f"## instructions per request (callgrind), {args.requests} requests a case, {answered}")
     print(f"{'proxy':<8} {'case':<16} {'connections':<16} {'instructions':>12} {'vs none':>8}")
     base = {(p, how): n for p, case, how, n in rows if case == "none"}
     for proxy, case, how, per_request in rows:

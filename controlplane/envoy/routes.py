@@ -113,11 +113,14 @@ def virtual_host(vhost: VirtualHost, affinities: Affinities, scope: RouteScope) 
     refusing = host_with_a_comma(vhost.name)
     tree = matcher_tree.tree_for(vhost, build, matcher_tree.TREE_MIN_ROUTES)
     if tree is not None:
-        result.matcher.CopyFrom(matcher_tree.first_when(":authority", ",", refusing, tree))
+        result.matcher.CopyFrom(matcher_tree.first_when(*HOLDING_A_COMMA, refusing, tree))
     else:
         result.routes.extend([refusing, *(build(r) for r in ordered_routes(vhost.routes))])
     return result
 
+
+HOLDING_A_COMMA = (":authority", ",")
+"""The request header, and what it holds, that `host_with_a_comma` refuses."""
 
 COMMA_HOSTS = "~host-with-a-comma"
 """The virtual host, on a listener without a `*` host, that takes the Hosts holding a comma
@@ -129,13 +132,14 @@ def host_with_a_comma(vhost_name: str) -> rc.Route:
     """The route every virtual host begins with: 400 for a Host holding a comma, whichever
     host its text would reach. Envoy joins several Host headers with commas into one, where
     HAProxy refuses them (when they differ)."""
+    header, holding = HOLDING_A_COMMA
     return rc.Route(
         name=f"{vhost_name}/host-with-a-comma",
         match=rc.RouteMatch(
             prefix="/",
             headers=[
                 rc.HeaderMatcher(
-                    name=":authority", string_match=string_pb2.StringMatcher(contains=",")
+                    name=header, string_match=string_pb2.StringMatcher(contains=holding)
                 )
             ],
         ),
