@@ -6,14 +6,14 @@ factor of two between runs of the same case. The cases and the request are
     .venv/bin/python bench/instructions.py [--requests 3000] [--cases none,l7,...] [--upstream]
 
 Needs valgrind. Each proxy runs alone under callgrind on CPU 0: Envoy on a static bootstrap
-of the very resources xDS serves it (routes inlined, the runtime of `envoy-bootstrap`),
-HAProxy on the rendered bundle (one thread). A client on CPU 1 sends the request over one
-keep-alive connection (and, for `none` and `addresses`, each on a new connection, where the
-address rules do their work): a warm-up, the counters zeroed, `--requests` requests, the
-counters dumped. Only the proxy's instructions between the two are counted. With `--upstream`
-the route forwards each request to a backend (`bench/firewall.py`'s, on CPU 1) instead of
-answering it: the proxy's whole job as a load balancer, of which a policy's cost is a share.
-"""
+of the very resources xDS serves it (routes and endpoints inlined, the runtime of
+`envoy-bootstrap`), HAProxy on the rendered bundle (one thread). A client on CPU 1 sends the
+request over one keep-alive connection (and, for `none` and `addresses`, each on a new
+connection, where the address rules do their work): a warm-up, the counters zeroed,
+`--requests` requests, the counters dumped. Only the proxy's instructions between the two
+are counted. With `--upstream` the route forwards each request to a backend
+(`bench/firewall.py`'s, on CPU 1) instead of answering it: the proxy's whole job as a load
+balancer, of which a policy's cost is a share."""
 
 from __future__ import annotations
 
@@ -71,12 +71,18 @@ def envoy_command(config: Config, workdir: Path) -> list[str]:
                 typed = network_filter.get("typed_config", {})
                 if "rds" in typed:
                     typed["route_config"] = routes[typed.pop("rds")["route_config_name"]]
+    assignments = {a["cluster_name"]: a for a in resources.get("endpoints", [])}
+    clusters = copy.deepcopy(resources["clusters"])
+    for cluster in clusters:
+        if cluster.pop("eds_cluster_config", None) is not None:  # endpoints inlined too
+            cluster["type"] = "STATIC"
+            cluster["load_assignment"] = assignments[cluster["name"]]
     product = bootstrap("bench", "default", "127.0.0.1", 1, free_port())
     static = {
         "node": product["node"],
         "admin": product["admin"],
         "layered_runtime": product["layered_runtime"],
-        "static_resources": {"listeners": listeners, "clusters": resources["clusters"]},
+        "static_resources": {"listeners": listeners, "clusters": clusters},
     }
     path = workdir / "envoy.json"
     path.write_text(json.dumps(static))
