@@ -29,8 +29,6 @@ import ipaddress
 import os
 import random
 import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,12 +41,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from controlplane.bench.answering import answering
 from controlplane.bench.procfs import cpu_times
 from controlplane.bench.procfs import processes_cpu_seconds as cpu_seconds
 from controlplane.haproxy.bundle import Bundle
 from controlplane.haproxy.render import render
 from controlplane.model import Config, parse_config, parse_text
-from controlplane.proxies.envoy import wait_for
 from controlplane.proxies.haproxy.manager import HAProxyManager
 from controlplane.proxies.waf import VerdictServiceProcess
 from tests.firewall.corpus import EXAMPLE, Rates, corpus, example_config, verdict_of
@@ -123,51 +121,13 @@ def config(case: str, port: int, verdicts: str, upstream: str | None = None) -> 
     return parse_config({"listeners": [listener], "clusters": clusters})
 
 
-UPSTREAM_CFG = """global
-    nbthread 1
-defaults
-    mode http
-    timeout client 30s
-    timeout connect 5s
-    timeout server 30s
-frontend upstream
-    bind {address}
-    http-request return status 200 content-type text/plain string ok
-"""
-
-
 @contextmanager
 def upstream() -> Iterator[str]:
-    """The address of a backend that answers every request itself (an HAProxy on CPU 1, so
-    that it costs the proxy under test nothing but the forwarding), stopped on leaving."""
-    haproxy = shutil.which("haproxy")
-    if haproxy is None:
-        raise SystemExit("haproxy is not installed")
-    address = f"{LOOPBACK}:{free_port()}"
-    with tempfile.TemporaryDirectory(prefix="fwupstream-") as workdir:
-        cfg = Path(workdir) / "upstream.cfg"
-        cfg.write_text(UPSTREAM_CFG.format(address=address))
-        command = ["taskset", "-c", "1", haproxy, "-db", "-f", str(cfg)]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            host, port = address.rsplit(":", 1)
-            wait_for(f"the upstream on {address}", lambda: _listening(host, int(port)), 10)
-            yield address
-        finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    """The address of a backend answering every request itself on CPU 1, until the block
+    ends."""
+    port = free_port()
+    with answering(LOOPBACK, port):
+        yield f"{LOOPBACK}:{port}"
 
 
 def one_thread(bundle: Bundle) -> Bundle:

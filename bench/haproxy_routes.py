@@ -24,13 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from controlplane.bench.answering import answering
 from controlplane.bench.procfs import processes_cpu_seconds as cpu_seconds
 from controlplane.haproxy.bundle import Bundle
 from controlplane.haproxy.render import render
@@ -100,51 +99,6 @@ def acl_chain_bundle(count: int, listen: int, backend: str) -> Bundle:
     ]
     lines += ["backend app", f"    server ep1 {backend} weight 1"]
     return Bundle.of("\n".join(lines) + "\n")
-
-
-@contextmanager
-def answering(port: int) -> Iterator[None]:
-    """A second HAProxy on `port`, pinned to CPU 1, answering every request 200 itself."""
-    with tempfile.TemporaryDirectory(prefix="hapb-backend-") as prefix:
-        conf = Path(prefix) / "haproxy.cfg"
-        conf.write_text(
-            f"""global
-    nbthread 1
-defaults
-    mode http
-    timeout client 30s
-    timeout connect 5s
-    timeout server 30s
-frontend answer
-    bind {LOOPBACK}:{port}
-    http-request return status 200 content-type text/plain string ok
-"""
-        )
-        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        process = subprocess.Popen(
-            ["taskset", "-c", "1", binary, "-f", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            wait_port(port)
-            yield
-        finally:
-            process.terminate()
-            process.wait(10)
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex((LOOPBACK, port)) == 0:
-                return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 def measured(manager: HAProxyManager, port: int, count: int, seconds: int) -> tuple[float, float]:
@@ -249,7 +203,7 @@ def main() -> None:
             for _, paths, config in cases
         ]
         figures: list[list[tuple[float, float]]] = [[] for _ in cases]
-        with answering(backend_port):
+        with answering(LOOPBACK, backend_port):
             for _ in range(args.rounds):
                 for i, (_, paths, _) in enumerate(cases):
                     result = manager.apply(bundles[i])
